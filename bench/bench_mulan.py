@@ -33,11 +33,11 @@ OFFICIAL_SCRIPT = r"""
 import json, sys, time, torch
 from safetensors.torch import load_file, save_file
 from muq import MuQMuLan
-threads, repeats = int(sys.argv[1]), int(sys.argv[2])
+threads, repeats, dtype = int(sys.argv[1]), int(sys.argv[2]), getattr(torch, sys.argv[3])
 torch.set_num_threads(threads)
 data = load_file("inputs.safetensors")
 texts = json.load(open("texts.json"))
-mulan = MuQMuLan.from_pretrained("./mulan").eval()
+mulan = MuQMuLan.from_pretrained("./mulan").eval().to(dtype)
 out = {}
 with torch.no_grad():
     mulan(wavs=data["wavs"][:1, : 24000 * 2]); mulan(texts=texts[:2])  # warm-up
@@ -49,8 +49,9 @@ with torch.no_grad():
     for _ in range(repeats):
         t = time.perf_counter(); text = mulan(texts=texts); times.append(time.perf_counter() - t)
     out["text_seconds"] = min(times)
-save_file({"audio": audio.contiguous(), "text": text.contiguous()}, "official_latents.safetensors")
-json.dump(out, open("official_times.json", "w"))
+save_file({"audio": audio.float().contiguous(), "text": text.float().contiguous()},
+          f"official_latents_{sys.argv[3]}.safetensors")
+json.dump(out, open(f"official_times_{sys.argv[3]}.json", "w"))
 """
 
 TEXTS = [
@@ -125,6 +126,13 @@ def main() -> None:
     parser.add_argument("--official-python", default=str(ROOT / ".venv-official" / "bin" / "python"))
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=["float32", "bfloat16"],
+        help="weight dtypes timed on both sides (bfloat16: opt-in, lower precision)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -140,68 +148,77 @@ def main() -> None:
         save_file({"wavs": wavs}, str(work / "inputs.safetensors"))
         (work / "texts.json").write_text(json.dumps(texts))
 
-        official = None
+        # Each side, each dtype: the official package in its own process (a dtype it cannot run is
+        # recorded with its error), muqkit here.
+        official: dict[str, dict] = {}
+        official_latents: dict[str, dict[str, torch.Tensor]] = {}
         if Path(args.official_python).exists():
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
-            subprocess.run(
-                [args.official_python, "-c", OFFICIAL_SCRIPT, str(args.threads), str(args.repeats)],
-                cwd=work,
-                check=True,
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
-            official = json.loads((work / "official_times.json").read_text())
-            official_latents = load_file(str(work / "official_latents.safetensors"))
+            for dtype in args.dtypes:
+                run = subprocess.run(
+                    [args.official_python, "-c", OFFICIAL_SCRIPT, str(args.threads), str(args.repeats), dtype],
+                    cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                if run.returncode != 0:
+                    official[dtype] = {"error": run.stderr.strip().splitlines()[-1]}
+                    continue
+                official[dtype] = json.loads((work / f"official_times_{dtype}.json").read_text())
+                official_latents[dtype] = load_file(str(work / f"official_latents_{dtype}.safetensors"))
         else:
             print(f"official python not found at {args.official_python}: timing muqkit only", file=sys.stderr)
 
-        mulan = MuQMuLan.from_pretrained(work / "mulan")
-        with torch.inference_mode():
-            mulan(wavs=wavs[:1, : 24000 * 2])
-            mulan(texts=texts[:2])
-            times = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                audio = mulan(wavs=wavs, clip_batch_size=args.clip_batch_size)
-                times.append(time.perf_counter() - t)
-            ours_audio = min(times)
-            times = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                text = mulan(texts=texts)
-                times.append(time.perf_counter() - t)
-            ours_text = min(times)
+        ours: dict[str, dict] = {}
+        ours_latents: dict[str, dict[str, torch.Tensor]] = {}
+        for dtype in args.dtypes:
+            mulan = MuQMuLan.from_pretrained(work / "mulan").to(getattr(torch, dtype))
+            with torch.inference_mode():
+                mulan(wavs=wavs[:1, : 24000 * 2])
+                mulan(texts=texts[:2])
+                times = []
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    audio = mulan(wavs=wavs, clip_batch_size=args.clip_batch_size)
+                    times.append(time.perf_counter() - t)
+                ours_audio = min(times)
+                times = []
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    text = mulan(texts=texts)
+                    times.append(time.perf_counter() - t)
+                ours_text = min(times)
+            ours[dtype] = {"audio_seconds": ours_audio, "text_seconds": ours_text}
+            ours_latents[dtype] = {"audio": audio.float(), "text": text.float()}
+
+    def rates(times: dict) -> dict:
+        if "error" in times:
+            return times
+        return {**times, "songs_per_second": args.songs / times["audio_seconds"],
+                "texts_per_second": len(texts) / times["text_seconds"]}  # fmt: skip
 
     clips = args.songs * -(-int(args.seconds * 24000) // mulan.config.clip_samples)
-    result = {
-        "songs": args.songs,
-        "seconds": args.seconds,
-        "clips": clips,
-        "texts": len(texts),
-        "muq_preset": args.muq_preset,
-        "threads": args.threads,
-        "clip_batch_size": args.clip_batch_size,
-        "muqkit": {
-            "audio_seconds": ours_audio,
-            "songs_per_second": args.songs / ours_audio,
-            "text_seconds": ours_text,
-            "texts_per_second": len(texts) / ours_text,
-        },
-    }
-    if official is not None:
-        result["official"] = {
-            "audio_seconds": official["audio_seconds"],
-            "songs_per_second": args.songs / official["audio_seconds"],
-            "text_seconds": official["text_seconds"],
-            "texts_per_second": len(texts) / official["text_seconds"],
+    result: dict = {
+        "songs": args.songs, "seconds": args.seconds, "clips": clips, "texts": len(texts),
+        "muq_preset": args.muq_preset, "threads": args.threads, "clip_batch_size": args.clip_batch_size,
+        "muqkit": {d: rates(t) for d, t in ours.items()}, "official": {d: rates(t) for d, t in official.items()},
+    }  # fmt: skip
+    reference = official_latents.get("float32")
+    if reference is not None:
+        base = official["float32"]
+        result["speedup_vs_official_float32"] = {
+            d: {"audio": base["audio_seconds"] / t["audio_seconds"], "text": base["text_seconds"] / t["text_seconds"]}
+            for d, t in ours.items()
         }
-        result["audio_speedup"] = official["audio_seconds"] / ours_audio
-        result["text_speedup"] = official["text_seconds"] / ours_text
-        result["max_abs_diff"] = {
-            "audio": float((audio - official_latents["audio"]).abs().max()),
+        result["agreement_with_official_float32"] = {}
+        for d, lat in ours_latents.items():
             # The official text tower does not mask padding: only unpadded texts can agree exactly.
-            "text": float((text - official_latents["text"]).abs().max()),
-        }
+            result["agreement_with_official_float32"][d] = {
+                f"{kind}_{stat}": value
+                for kind in ("audio", "text")
+                for stat, value in (
+                    ("max_abs_diff", float((lat[kind] - reference[kind]).abs().max())),
+                    ("min_cosine", float(torch.nn.functional.cosine_similarity(lat[kind], reference[kind]).min())),
+                )
+            }
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--muq", default=None, metavar="CKPT", help="pretrained MuQ checkpoint for the audio backbone"
     )
     train.add_argument(
+        "--audio-layer",
+        type=int,
+        default=None,
+        help="backbone hidden state feeding the audio tower (-1: last, 0: conv front end, k: layer k)",
+    )
+    train.add_argument(
         "--text-backbone", default=None, help="text encoder (HF id or folder, or all-MiniLM-L6-v2)"
     )
     train.add_argument(
@@ -116,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     search.add_argument("--index", required=True, metavar="DIR")
     search.add_argument("--model", default=None, help="model (default: the one that built the index)")
     search.add_argument("--device", default="cpu")
+    _dtype_arg(search)
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=run_search)
@@ -126,12 +133,25 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         "--model", default=DEFAULT_MODEL, help=f"MuQ-MuLan checkpoint (default: {DEFAULT_MODEL})"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    _dtype_arg(parser)
 
 
-def _load(name: str, device: str):  # noqa: ANN202 - keeps torch out of the parser
+def _dtype_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="weights and compute dtype (bfloat16: about 2x faster on CPUs with bf16 instructions and on GPUs, "
+        "latents within about 1e-3; the mel is always computed in float32)",
+    )
+
+
+def _load(name: str, device: str, dtype: str = "float32"):  # noqa: ANN202 - keeps torch out of the parser
+    import torch
+
     from muqkit.mulan import MuQMuLan
 
-    return MuQMuLan.from_pretrained(name, map_location=device)
+    return MuQMuLan.from_pretrained(name, map_location=device).to(getattr(torch, dtype))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -144,6 +164,7 @@ def run_train(args: argparse.Namespace) -> int:
         preset=args.preset,
         model_config=args.model_config,
         muq=args.muq,
+        audio_layer=args.audio_layer,
         text_backbone=args.text_backbone,
         init=args.init,
         freeze=freeze,
@@ -168,7 +189,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_index(args: argparse.Namespace) -> int:
     from muqkit.mulan.index import build_index
 
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.dtype)
     index = build_index(model, args.paths, model_name=args.model, batch_size=args.batch_size)
     index.save(args.out)
     print(f"indexed {len(index.paths)} files into {args.out}")
@@ -184,7 +205,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not records:
         print(f"no items in split {args.split!r}", file=sys.stderr)
         return 2
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.dtype)
     latents = embed_files(model, [r.path for r in records])
     result = evaluate_items(
         model, latents, [dict(r.labels) for r in records], unannotated_negative=args.unannotated_negative
@@ -199,7 +220,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_similarity(args: argparse.Namespace) -> int:
     from muqkit.mulan.index import embed_files, find_audio
 
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.dtype)
     files = find_audio(args.audio)
     audio = embed_files(model, files)
     sim = model.calc_similarity(audio, model.extract_text_latents(args.text).cpu())
@@ -221,7 +242,7 @@ def run_zeroshot(args: argparse.Namespace) -> int:
             tags = [line.strip() for line in fh if line.strip()]
     else:
         tags = [t.strip() for t in args.tags.split(",") if t.strip()]
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.dtype)
     classifier = ZeroShotClassifier.from_model(model, tags, args.prompt or DEFAULT_PROMPTS)
     files = find_audio(args.audio)
     predictions = classifier.predict(embed_files(model, files), top_k=args.top_k)
@@ -244,7 +265,7 @@ def run_search(args: argparse.Namespace) -> int:
     from muqkit.mulan.index import AudioIndex
 
     index = AudioIndex.load(args.index)
-    model = _load(args.model or index.model, args.device)
+    model = _load(args.model or index.model, args.device, args.dtype)
     hits = index.search(model.extract_text_latents(args.query).cpu(), top_k=args.top_k)
     if args.json:
         print(

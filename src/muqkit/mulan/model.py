@@ -316,14 +316,14 @@ class MuQMuLan(nn.Module):
         return total / clips.counts.to(total.device, total.dtype).unsqueeze(-1)
 
     def extract_text_latents(self, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
-        """(B, dim_latent) latents of ``texts``; a text's latent does not depend on its batch."""
+        """(B, dim_latent) float32 latents of ``texts``; a text's latent does not depend on its batch."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not one string")
         texts = list(texts)
         if not texts:
             return torch.zeros(0, self.config.dim_latent, device=self.device)
         return torch.cat(
-            [self.encode_text(texts[i : i + batch_size]).latents for i in range(0, len(texts), batch_size)]
+            [self.encode_text(texts[i : i + batch_size]).latents.float() for i in range(0, len(texts), batch_size)]
         )
 
     def forward(

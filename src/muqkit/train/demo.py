@@ -33,6 +33,8 @@ class DemoPlan:
         tasks: probing tasks.
         probe_seeds: probe seeds.
         probe_epochs: probe epochs (early stopping on validation).
+        preset: MuQ preset of every pretrained model.
+        latent_seconds: audio whose latents train the refinement RVQ (``None``: all).
     """
 
     corpus: str = "ci"
@@ -46,6 +48,8 @@ class DemoPlan:
     tasks: tuple[str, ...] = ("key", "collection", "instrument", "pitch")
     probe_seeds: tuple[int, ...] = (0, 1, 2)
     probe_epochs: int = 100
+    preset: str = "tiny"
+    latent_seconds: float | None = None
 
 
 QUICK = DemoPlan(
@@ -88,6 +92,85 @@ def _manifest(corpus: Path, name: str) -> Path:
     raise FileNotFoundError(f"{corpus}: no {name}")
 
 
+def train_arms(
+    out: Path,
+    plan: DemoPlan,
+    manifests: list[Path],
+    train_files: Path,
+    *,
+    seed: int,
+    bestrq: bool = True,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Path]:
+    """Train the pretraining arms of one seed into ``out`` (finished steps are skipped on a rerun).
+
+    A Mel-RVQ, MuQ pretrained on its codes (iteration 1), MuQ pretrained on random-projection
+    (BEST-RQ) codes with the same budget, and one refinement iteration of the first (iteration 2).
+
+    Returns:
+        Model folders by arm name: ``muq-melrvq-iter1``, ``muq-bestrq`` (when ``bestrq``),
+        ``muq-melrvq-iter2``.
+    """
+    from muqkit.train.pretrain import PretrainTrainingConfig, load_preset, train_pretrain
+    from muqkit.train.refine import RefineConfig, refine
+    from muqkit.train.tokenizer import TokenizerTrainingConfig, fit_baseline, train_tokenizer
+
+    timings = {} if timings is None else timings
+
+    def lap(name: str, start: float) -> None:
+        timings[name] = round(time.perf_counter() - start, 1)
+        log.info("seed %d: %s done in %.1f s", seed, name, timings[name])
+
+    start = time.perf_counter()
+    mel_rvq = out / "mel_rvq" / "tokenizer"
+    if not (mel_rvq / "config.json").is_file():
+        config = TokenizerTrainingConfig(
+            kind="mel_rvq", crop_seconds=plan.crop_seconds, batch_size=16, max_steps=plan.rvq_steps, lr=1e-3,
+            cache_frames=True, seed=seed, checkpoint_every=max(plan.rvq_steps, 1),
+            model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size, "codebook_dim": 16},
+        )  # fmt: skip
+        mel_rvq = train_tokenizer(train_files, out / "mel_rvq", config, progress=False).tokenizer_dir
+    lap("mel_rvq", start)
+
+    settings = {
+        **load_preset(plan.preset), "crop_seconds": plan.crop_seconds, "batch_size": plan.batch_size,
+        "max_steps": plan.pretrain_steps, "warmup_steps": max(1, plan.pretrain_steps // 10),
+        "checkpoint_every": max(1, plan.pretrain_steps), "seed": seed, "progress": False,
+        "log_every": max(1, min(10, plan.pretrain_steps)),
+    }  # fmt: skip
+    arms: dict[str, Path] = {}
+    start = time.perf_counter()
+    iter1 = out / "iter1"
+    if not (iter1 / "model" / "config.json").is_file():
+        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}))
+    arms["muq-melrvq-iter1"] = iter1 / "model"
+    lap("pretrain_iter1", start)
+
+    if bestrq:
+        start = time.perf_counter()
+        rp = out / "random_projection"
+        if not (rp / "config.json").is_file():
+            fit_baseline(train_files, rp, kind="random_projection", seed=seed,
+                         model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size})  # fmt: skip
+        bestrq_dir = out / "bestrq"
+        if not (bestrq_dir / "model" / "config.json").is_file():
+            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}))
+        arms["muq-bestrq"] = bestrq_dir / "model"
+        lap("pretrain_bestrq", start)
+
+    start = time.perf_counter()
+    refined = refine(
+        iter1 / "model", manifests, out / "iter2",
+        RefineConfig(num_codebooks=plan.num_codebooks, codebook_size=plan.codebook_size, codebook_dim=16,
+                     rvq_steps=plan.refine_rvq_steps, rvq_batch_size=16, rvq_lr=1e-3,
+                     latent_seconds=plan.latent_seconds, pretrain=settings),
+        progress=False,
+    )  # fmt: skip
+    arms["muq-melrvq-iter2"] = refined.model_dir
+    lap("refine", start)
+    return arms
+
+
 def run_demo(
     out: str | Path,
     *,
@@ -111,9 +194,6 @@ def run_demo(
     from muqkit.eval.suite import SuiteConfig, run_suite
     from muqkit.eval.tasks import load_corpus_task
     from muqkit.ssl.muq import MuQ
-    from muqkit.train.pretrain import PretrainTrainingConfig, load_preset, train_pretrain
-    from muqkit.train.refine import RefineConfig, refine
-    from muqkit.train.tokenizer import TokenizerTrainingConfig, fit_baseline, train_tokenizer
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -136,56 +216,9 @@ def run_demo(
     train_files.write_text("".join(f"{p.resolve()}\n" for _, p in load_records(manifests)))
     lap("corpus", start)
 
-    # 2. Mel-RVQ and the random-projection baseline ------------------------------------------------
-    start = time.perf_counter()
-    mel_rvq = out / "mel_rvq" / "tokenizer"
-    if not (mel_rvq / "config.json").is_file():
-        config = TokenizerTrainingConfig(
-            kind="mel_rvq", crop_seconds=plan.crop_seconds, batch_size=16, max_steps=plan.rvq_steps, lr=1e-3,
-            cache_frames=True, seed=seed, checkpoint_every=max(plan.rvq_steps, 1),
-            model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size, "codebook_dim": 16},
-        )  # fmt: skip
-        mel_rvq = train_tokenizer(train_files, out / "mel_rvq", config, progress=False).tokenizer_dir
-    lap("mel_rvq", start)
-
-    # 3. pretraining -------------------------------------------------------------------------------
-    settings = {
-        **load_preset("tiny"), "crop_seconds": plan.crop_seconds, "batch_size": plan.batch_size,
-        "max_steps": plan.pretrain_steps, "warmup_steps": max(1, plan.pretrain_steps // 10),
-        "checkpoint_every": max(1, plan.pretrain_steps), "seed": seed, "progress": False,
-        "log_every": max(1, min(10, plan.pretrain_steps)),
-    }  # fmt: skip
-    arms: dict[str, Path] = {}
-    start = time.perf_counter()
-    iter1 = out / "iter1"
-    if not (iter1 / "model" / "config.json").is_file():
-        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}))
-    arms["muq-melrvq-iter1"] = iter1 / "model"
-    lap("pretrain_iter1", start)
-
-    if not quick:
-        start = time.perf_counter()
-        rp = out / "random_projection"
-        if not (rp / "config.json").is_file():
-            fit_baseline(train_files, rp, kind="random_projection", seed=seed,
-                         model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size})  # fmt: skip
-        bestrq = out / "bestrq"
-        if not (bestrq / "model" / "config.json").is_file():
-            train_pretrain(manifests, bestrq, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}))
-        arms["muq-bestrq"] = bestrq / "model"
-        lap("pretrain_bestrq", start)
-
-    # 4. refinement --------------------------------------------------------------------------------
-    start = time.perf_counter()
-    iter2 = out / "iter2"
-    refined = refine(
-        iter1 / "model", manifests, iter2,
-        RefineConfig(num_codebooks=plan.num_codebooks, codebook_size=plan.codebook_size, codebook_dim=16,
-                     rvq_steps=plan.refine_rvq_steps, rvq_batch_size=16, rvq_lr=1e-3, pretrain=settings),
-        progress=False,
-    )  # fmt: skip
-    arms["muq-melrvq-iter2"] = refined.model_dir
-    lap("refine", start)
+    # 2-4. Mel-RVQ, pretraining, the BEST-RQ arm, refinement --------------------------------------
+    arms = train_arms(out, plan, manifests, train_files, seed=seed, bestrq=not quick, timings=timings)
+    refined_dir = arms["muq-melrvq-iter2"]
 
     # 5. probes ------------------------------------------------------------------------------------
     start = time.perf_counter()
@@ -211,7 +244,7 @@ def run_demo(
     lap("probes", start)
 
     # 6. report and the embedding model -------------------------------------------------------------
-    final = MuQ.from_pretrained(refined.model_dir)
+    final = MuQ.from_pretrained(refined_dir)
     final.save_pretrained(out / "model")
     meta = {"command": command,
             "plan": dataclasses.asdict(plan), "arms": {k: str(v) for k, v in arms.items()},

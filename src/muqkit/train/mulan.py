@@ -201,6 +201,8 @@ class MuLanTrainConfig:
         preset: model preset (:func:`muqkit.mulan.config.mulan_preset`) when ``model_config`` is not given.
         model_config: path of a JSON :class:`MuQMuLanConfig` (overrides ``preset``).
         muq: pretrained MuQ checkpoint (folder or Hub id) for the audio backbone; ``None`` keeps the preset's.
+        audio_layer: the backbone hidden state that feeds the audio tower (``None``: the model's, ``-1``:
+            the last; ``0``: the conv front end; ``k``: Conformer layer ``k``).
         text_backbone: text encoder name (Hugging Face id/folder, or ``all-MiniLM-L6-v2``).
         init: start from a MuQ-MuLan checkpoint (official or muqkit format) instead of a preset.
         freeze: parts kept fixed (see :class:`MuLanTask`).
@@ -223,6 +225,7 @@ class MuLanTrainConfig:
     preset: str = "tiny"
     model_config: str | None = None
     muq: str | None = None
+    audio_layer: int | None = None
     text_backbone: str | None = None
     init: str | None = None
     freeze: tuple[str, ...] = ("text_backbone",)
@@ -267,6 +270,8 @@ def build_model(config: MuLanTrainConfig) -> MuQMuLan:
         mconf = mulan_preset(config.preset, text_backbone=config.text_backbone)
     if config.muq is not None:
         mconf = replace(mconf, audio=replace(mconf.audio, backbone=config.muq, backbone_config=None))
+    if config.audio_layer is not None:
+        mconf = replace(mconf, audio=replace(mconf.audio, layer=config.audio_layer))
     if config.text_backbone is not None and config.model_config is not None:
         mconf = replace(mconf, text=replace(mconf.text, backbone=config.text_backbone, backbone_config=None))
     load = config.muq is not None or mconf.text.backbone_config is None
