@@ -8,7 +8,9 @@
 #   OUT_DIR         run folder (model, logs, eval_*.json / eval_*.md)
 #   MUQ_CHECKPOINT  optional pretrained MuQ folder (config.json + model.safetensors) for the audio tower;
 #                   without it the audio tower starts from a random `tiny` MuQ.
-# env: MUQKIT (default: muqkit), PYTHON (python), STEPS (200), CLIP_SECS (4), NICE (5)
+# env: MUQKIT (default: muqkit), PYTHON (python), STEPS (200), CLIP_SECS (4), NICE (5),
+#      AUDIO_LAYER (the MuQ hidden state feeding the audio tower; default: the preset's, the last),
+#      FREEZE (parts kept fixed; default: text_backbone)
 set -euo pipefail
 CORPUS=${1:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
 OUT=${2:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
@@ -21,22 +23,26 @@ MANIFESTS=(--manifest "$CORPUS/scores.jsonl" --manifest "$CORPUS/notes.jsonl")
 
 start=$(date +%s)
 $RUN $MUQKIT mulan train "${MANIFESTS[@]}" --out "$OUT/run" --preset tiny ${MUQ:+--muq "$MUQ"} \
+    ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} --freeze "${FREEZE:-text_backbone}" \
     --steps "$STEPS" --batch-size 16 --clip-secs "${CLIP_SECS:-4}" --lr 1e-3 --warmup-steps 20 --val-every 100 \
     --accelerator cpu --seed 0 --no-resume > "$OUT/train.log" 2>&1
 echo "train: $(( $(date +%s) - start )) s" | tee "$OUT/timings.txt"
 
 # The untrained reference: the same preset and seed, saved before any step.
-$RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" <<'PY'
+$RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" "${AUDIO_LAYER:-}" <<'PY'
 import sys
 from muqkit.train.mulan import MuLanTrainConfig, build_model
-cfg = MuLanTrainConfig(manifests=("-",), out=sys.argv[1], preset="tiny", muq=sys.argv[2] or None, seed=0)
+cfg = MuLanTrainConfig(manifests=("-",), out=sys.argv[1], preset="tiny", muq=sys.argv[2] or None, seed=0,
+                       audio_layer=int(sys.argv[3]) if sys.argv[3] else None)
 model = build_model(cfg)
 model.eval()
 model.save_pretrained(sys.argv[1])
 PY
 
-for model in run/model untrained; do
-    tag=${model%%/*}
+models=(run/model untrained)
+[ -d "$OUT/run/model-best" ] && models=(run/model run/model-best untrained)
+for model in "${models[@]}"; do
+    tag=${model//\//-}
     for source in scores notes all; do
         start=$(date +%s)
         filter=(); [ "$source" = all ] || filter=(--source "$source")

@@ -106,3 +106,10 @@ def test_lightning_run_saves_a_model(tmp_path):
     model = MuQMuLan.from_pretrained(out)
     assert json.loads((out / "config.json").read_text())["model_type"] == "muqkit-mulan"
     assert model(texts=["a low tone"]).shape == (1, 16)
+    # validation ran at step 2 only, so the best-on-validation export is step 2's weights, not the last step's
+    best_ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert best_ckpt["global_step"] == 2
+    best = MuQMuLan.from_pretrained(tmp_path / "run" / "model-best")
+    name = "text_to_latents.weight"
+    assert torch.equal(best.state_dict()[name], best_ckpt["state_dict"][f"task.model.{name}"])
+    assert not torch.equal(best.state_dict()[name], model.state_dict()[name])

@@ -29,6 +29,8 @@ def test_caption_templates_vary_but_keep_the_facts():
     assert len(captions) > 10
     for c in captions:
         assert "jig" in c and "Irish" in c
+    # the key is named in some captions, the mode on its own in others (as the zero-shot prompts say it)
+    assert any("A minor" in c for c in captions) and any("a minor key" in c or "minor mode" in c for c in captions)
     assert caption_from_metadata({**META, "caption": " given text "}) == "given text"
     assert caption_from_metadata({"family": "brass"}) == "a piece played on brass"
     assert tempo_word(60) == "slow" and tempo_word(200) == "fast"

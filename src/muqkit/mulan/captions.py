@@ -93,8 +93,10 @@ def caption_from_metadata(labels: Mapping[str, Any], rng: random.Random | None =
     noun = dance or pick(SUBJECTS)
     head = " ".join(w for w in (tempo, origin, noun) if w)
     phrases: list[str] = []
-    if key:
-        phrases.append(pick((f"in {key}", f"in the key of {key}", f"in {key}")))
+    if key and mode:  # the mode alone as often as the key: "a minor key" describes every minor tonic
+        phrases.append(pick((f"in {key}", f"in the key of {key}", f"in a {mode} key", f"in {mode} mode")))
+    elif key:
+        phrases.append(pick((f"in {key}", f"in the key of {key}")))
     elif mode:
         phrases.append(pick((f"in a {mode} key", f"in {mode} mode")))
     if metre:

@@ -197,7 +197,8 @@ class MuLanTrainConfig:
 
     Attributes:
         manifests: corpus manifests (JSONL) with the (audio, metadata/caption) items.
-        out: output folder (Lightning checkpoints under ``checkpoints/``, the final model under ``model/``).
+        out: output folder (Lightning checkpoints under ``checkpoints/``, the final model under ``model/``,
+            the one with the lowest validation loss under ``model-best/``).
         preset: model preset (:func:`muqkit.mulan.config.mulan_preset`) when ``model_config`` is not given.
         model_config: path of a JSON :class:`MuQMuLanConfig` (overrides ``preset``).
         muq: pretrained MuQ checkpoint (folder or Hub id) for the audio backbone; ``None`` keeps the preset's.
@@ -359,6 +360,10 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints", save_last=True, every_n_train_steps=config.val_every
     )
+    best_checkpoint = None
+    if val_loader is not None:  # the step with the lowest validation loss, exported as model-best/
+        best_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
+                                          mode="min", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
     trainer = L.Trainer(
         max_steps=config.steps,
         precision=config.precision,  # type: ignore[arg-type]  # a Lightning precision name, validated by Lightning
@@ -366,7 +371,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         devices=config.devices,
         strategy="ddp" if config.devices > 1 else "auto",
         default_root_dir=str(out),
-        callbacks=[checkpoints],
+        callbacks=[checkpoints] + ([best_checkpoint] if best_checkpoint else []),
         val_check_interval=min(config.val_every, len(train_loader)) if val_loader is not None else None,
         check_val_every_n_epoch=None if val_loader is not None else 1,
         limit_val_batches=1.0 if val_loader is not None else 0,
@@ -382,4 +387,23 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         model.eval()
         model.save_pretrained(final)
         log.info("saved the model to %s", final)
+        best = best_checkpoint.best_model_path if best_checkpoint else ""
+        if best:
+            export_checkpoint(module, model, best, out / "model-best")
+            log.info("saved the best model on validation (%s) to %s", Path(best).name, out / "model-best")
     return final
+
+
+def export_checkpoint(
+    module: torch.nn.Module, model: MuQMuLan, checkpoint: str | os.PathLike[str], folder: Path
+) -> Path:
+    """Save the ``model`` weights held in a Lightning ``checkpoint`` of ``module`` to ``folder`` (the
+    training run's model is left as it is)."""
+    prefix = next(name for name, sub in module.named_modules() if sub is model) + "."
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    try:
+        return model.save_pretrained(folder)
+    finally:
+        model.load_state_dict(current)
