@@ -371,7 +371,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         devices=config.devices,
         strategy="ddp" if config.devices > 1 else "auto",
         default_root_dir=str(out),
-        callbacks=[checkpoints] + ([best_checkpoint] if best_checkpoint else []),
+        callbacks=[c for c in (checkpoints, best_checkpoint) if c is not None],
         val_check_interval=min(config.val_every, len(train_loader)) if val_loader is not None else None,
         check_val_every_n_epoch=None if val_loader is not None else 1,
         limit_val_batches=1.0 if val_loader is not None else 0,
