@@ -205,8 +205,6 @@ def run_claims(
         seeds: training seeds (each seeds the tokenizers, the model, the crops and the masks).
         plan: sizes, shared by every arm.
     """
-    import torch
-
     from muqkit.data.loader import load_records
     from muqkit.eval.features import MuQExtractor, make_extractor
     from muqkit.eval.probes import ProbeConfig
@@ -241,7 +239,6 @@ def run_claims(
         return make_extractor(spec)
 
     start = time.perf_counter()
-    torch.manual_seed(0)
     cache = default_cache_dir(corpus)
     hand = SuiteConfig(heads=("linear",), seeds=(0, 1, 2), layer_modes=("sweep",), probe=probe)
     rows = run_suite(HANDCRAFTED, tasks, config=hand, cache_dir=cache, extractor_factory=factory)
