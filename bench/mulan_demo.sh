@@ -4,13 +4,16 @@
 # held-out test split, next to the same architecture untrained (the chance reference).
 #
 # usage: bench/mulan_demo.sh CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]
-#   CORPUS_DIR      built by `muqkit data build-corpus --out CORPUS_DIR --size small --seed 0`
+#   CORPUS_DIR      built by `muqkit data build-corpus --out CORPUS_DIR --size small --seed 0` (or
+#                   `--size medium --no-game-music`: four times the annotated tunes)
 #   OUT_DIR         run folder (model, logs, eval_*.json / eval_*.md)
 #   MUQ_CHECKPOINT  optional pretrained MuQ folder (config.json + model.safetensors) for the audio tower;
 #                   without it the audio tower starts from a random `tiny` MuQ.
 # env: MUQKIT (default: muqkit), PYTHON (python), STEPS (200), CLIP_SECS (4), NICE (5),
 #      AUDIO_LAYER (the MuQ hidden state feeding the audio tower; default: the preset's, the last),
-#      FREEZE (parts kept fixed; default: text_backbone)
+#      FREEZE (parts kept fixed; default: text_backbone),
+#      EXCLUDE (manifests, space-separated: test items whose group appears in them are left out, e.g. the
+#      audio the MuQ checkpoint was pretrained on), LR (1e-3), BATCH (16)
 set -euo pipefail
 CORPUS=${1:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
 OUT=${2:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
@@ -20,11 +23,13 @@ STEPS=${STEPS:-200}
 RUN="nice -n ${NICE:-5}"
 mkdir -p "$OUT"
 MANIFESTS=(--manifest "$CORPUS/scores.jsonl" --manifest "$CORPUS/notes.jsonl")
+EXCLUDED=()
+for manifest in ${EXCLUDE:-}; do EXCLUDED+=(--exclude-groups "$manifest"); done
 
 start=$(date +%s)
 $RUN $MUQKIT mulan train "${MANIFESTS[@]}" --out "$OUT/run" --preset tiny ${MUQ:+--muq "$MUQ"} \
     ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} --freeze "${FREEZE:-text_backbone}" \
-    --steps "$STEPS" --batch-size 16 --clip-secs "${CLIP_SECS:-4}" --lr 1e-3 --warmup-steps 20 --val-every 100 \
+    --steps "$STEPS" --batch-size "${BATCH:-16}" --clip-secs "${CLIP_SECS:-4}" --lr "${LR:-1e-3}" --warmup-steps 20 --val-every 100 \
     --accelerator cpu --seed 0 --no-resume > "$OUT/train.log" 2>&1
 echo "train: $(( $(date +%s) - start )) s" | tee "$OUT/timings.txt"
 
@@ -46,7 +51,7 @@ for model in "${models[@]}"; do
     for source in scores notes all; do
         start=$(date +%s)
         filter=(); [ "$source" = all ] || filter=(--source "$source")
-        $RUN $MUQKIT mulan evaluate "${MANIFESTS[@]}" --split test "${filter[@]}" --model "$OUT/$model" \
+        $RUN $MUQKIT mulan evaluate "${MANIFESTS[@]}" --split test "${filter[@]}" "${EXCLUDED[@]}" --model "$OUT/$model" \
             --json "$OUT/eval_${tag}_${source}.json" > "$OUT/eval_${tag}_${source}.md" 2>/dev/null
         echo "evaluate $tag $source: $(( $(date +%s) - start )) s" | tee -a "$OUT/timings.txt"
         echo "## $tag, test split, source: $source"; cat "$OUT/eval_${tag}_${source}.md"

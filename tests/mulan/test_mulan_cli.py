@@ -92,3 +92,32 @@ def test_bfloat16_similarity_is_close_to_float32(setup, capsys, tmp_path):
     assert scores["bfloat16"].shape == (3, 2)
     assert not np.array_equal(scores["bfloat16"], scores["float32"])  # it did run in bfloat16
     assert np.abs(scores["bfloat16"] - scores["float32"]).max() < 2e-2
+
+
+def test_evaluate_leaves_out_excluded_groups(setup, capsys, tmp_path):
+    from muqkit.data.manifest import AudioRecord, write_manifest
+
+    root, model_dir, audio = setup
+    labels = {
+        "low": {"mode": "minor", "families": ["bass"]},
+        "high": {"mode": "major", "families": ["pipe"]},
+        "mid": {"mode": "major", "families": ["organ"]},
+    }
+    records = [
+        AudioRecord(id=name, path=str(audio / f"{name}.wav"), duration=1.5, sample_rate=24000, num_samples=36000,
+                    split="test", group=f"score-{name}", source="scores", labels=lab)
+        for name, lab in labels.items()
+    ]
+    manifest, seen = tmp_path / "eval.jsonl", tmp_path / "pretrain.jsonl"
+    write_manifest(manifest, records)
+    write_manifest(seen, [records[0]])  # "low" was in the backbone's pretraining audio
+    out = tmp_path / "eval.json"
+    args = ["mulan", "evaluate", "--manifest", str(manifest), "--model", str(model_dir), "--json", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["num_items"] == 3
+    assert main([*args, "--exclude-groups", str(seen)]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_items"] == 2 and result["excluded_groups_from"] == [str(seen)]
+    assert "left out 1 of 3 items" in capsys.readouterr().err
+    write_manifest(seen, records)
+    assert main([*args, "--exclude-groups", str(seen)]) == 2  # nothing left to evaluate

@@ -88,6 +88,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="count items without a value in a tag group (no mode, no dance type) as negatives of its tags "
         "(default: leave them out of that group)",
     )
+    evaluate.add_argument(
+        "--exclude-groups",
+        action="append",
+        default=[],
+        metavar="JSONL",
+        help="leave out items whose group (score, tune, recording) appears in this manifest, in any split; "
+        "e.g. the audio the backbone was pretrained on (repeatable)",
+    )
     evaluate.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     _model_args(evaluate)
     evaluate.set_defaults(func=run_evaluate)
@@ -202,6 +210,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from muqkit.train.mulan import load_records
 
     records = [r for r in load_records(args.manifest, args.split) if args.source in (None, r.source)]
+    if args.exclude_groups:
+        from muqkit.data.manifest import read_manifest
+
+        seen = {r.group for manifest in args.exclude_groups for r in read_manifest(manifest)}
+        kept = [r for r in records if r.group not in seen]
+        print(f"left out {len(records) - len(kept)} of {len(records)} items whose group is in "
+              f"{', '.join(args.exclude_groups)}", file=sys.stderr)
+        records = kept
     if not records:
         print(f"no items in split {args.split!r}", file=sys.stderr)
         return 2
@@ -212,8 +228,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     print(result.to_markdown())
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=2)
+        from muqkit.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({**result.to_dict(), "excluded_groups_from": args.exclude_groups}, indent=2))
     return 0
 
 

