@@ -13,7 +13,8 @@
 #      AUDIO_LAYER (the MuQ hidden state feeding the audio tower; default: the preset's, the last),
 #      FREEZE (parts kept fixed; default: text_backbone),
 #      EXCLUDE (manifests, space-separated: test items whose group appears in them are left out, e.g. the
-#      audio the MuQ checkpoint was pretrained on), LR (1e-3), BATCH (16)
+#      audio the MuQ checkpoint was pretrained on), LR (1e-3), BATCH (16),
+#      EVAL_ONLY (set: evaluate an existing OUT_DIR/run again, no training)
 set -euo pipefail
 CORPUS=${1:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
 OUT=${2:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
@@ -26,12 +27,14 @@ MANIFESTS=(--manifest "$CORPUS/scores.jsonl" --manifest "$CORPUS/notes.jsonl")
 EXCLUDED=()
 for manifest in ${EXCLUDE:-}; do EXCLUDED+=(--exclude-groups "$manifest"); done
 
+if [ -z "${EVAL_ONLY:-}" ]; then
 start=$(date +%s)
 $RUN $MUQKIT mulan train "${MANIFESTS[@]}" --out "$OUT/run" --preset tiny ${MUQ:+--muq "$MUQ"} \
     ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} --freeze "${FREEZE:-text_backbone}" \
     --steps "$STEPS" --batch-size "${BATCH:-16}" --clip-secs "${CLIP_SECS:-4}" --lr "${LR:-1e-3}" --warmup-steps 20 --val-every 100 \
     --accelerator cpu --seed 0 --no-resume > "$OUT/train.log" 2>&1
 echo "train: $(( $(date +%s) - start )) s" | tee "$OUT/timings.txt"
+fi
 
 # The untrained reference: the same preset and seed, saved before any step.
 $RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" "${AUDIO_LAYER:-}" <<'PY'

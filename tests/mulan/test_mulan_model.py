@@ -63,6 +63,34 @@ def test_text_latents_are_unit_and_batch_invariant(tiny_mulan):
         assert torch.allclose(tiny_mulan(texts=[t])[0], batch[i], atol=1e-5)
 
 
+@torch.no_grad()
+def test_text_latents_keep_their_order_through_length_sorted_batches(tiny_mulan):
+    texts = ["a slow waltz in D major played on strings and piano", "a jig", "reel", "a fast reel in G, in 4/4"]
+    alone = torch.cat([tiny_mulan.extract_text_latents([t]) for t in texts])
+    for batch_size in (1, 2, 3, 8):
+        assert torch.allclose(tiny_mulan.extract_text_latents(texts, batch_size=batch_size), alone, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_mulan.extract_text_latents(texts, batch_size=0)
+
+
+def test_packed_transformer_equals_each_sequence_alone():
+    from muqkit.mulan.config import TransformerConfig
+    from muqkit.mulan.transformer import Transformer, lengths_to_mask
+
+    torch.manual_seed(0)
+    net = Transformer(TransformerConfig(dim=32, depth=2, heads=4, dim_head=8))
+    x = torch.randn(3, 7, 32, requires_grad=True)
+    lengths = torch.tensor([7, 4, 2])
+    mask = lengths_to_mask(lengths, 7)
+    out = net(x, mask)
+    for i, n in enumerate(lengths.tolist()):
+        assert torch.allclose(out[i, :n], net(x[i : i + 1, :n])[0], atol=1e-5)
+    assert torch.equal(out[~mask], x[~mask])  # padded positions pass through
+    out[mask].sum().backward()
+    assert x.grad is not None and x.grad[~mask].abs().max() == 0 and x.grad[mask].abs().min() > 0
+    assert all(p.grad is not None for p in net.parameters())
+
+
 def test_call_style_errors(tiny_mulan):
     with pytest.raises(ValueError, match="either wavs or texts"):
         tiny_mulan()

@@ -58,10 +58,13 @@ def test_vocabulary_and_labels():
 class _FakeModel:
     """Text latents = one-hot of the first known word in the text."""
 
-    words = ("piano", "reed", "jig")
+    temperature = torch.tensor(10.0)
+
+    def __init__(self, words=("piano", "reed", "jig")):
+        self.words = words
 
     def extract_text_latents(self, texts):
-        out = torch.zeros(len(texts), 3)
+        out = torch.zeros(len(texts), len(self.words))
         for i, t in enumerate(texts):
             for k, w in enumerate(self.words):
                 if w in t:
@@ -83,8 +86,27 @@ def test_zero_shot_leaves_unannotated_items_out_of_a_group():
     items = [{"dance": "jig"}, {"dance": "reel"}, {"dance": "reel"}, {}]  # the last: no dance annotated
     vocab = {"dance": ["jig", "reel"]}
     audio = torch.tensor([[0.0, 0.0, 0.9], [0.0, 0.0, 0.1], [0.0, 0.0, 0.2], [0.0, 0.0, 1.0]])  # "jig" axis
-    excluded = evaluate_zero_shot(_FakeModel(), audio, items, vocab)
+    excluded = evaluate_zero_shot(_FakeModel(), audio, items, vocab, scoring="similarity").tagging
     assert excluded.per_tag["dance:jig"][0] == pytest.approx(1.0)
     assert excluded.groups["dance"][2] == pytest.approx((1 / 3 + 2 / 3) / 2)
-    negative = evaluate_zero_shot(_FakeModel(), audio, items, vocab, unannotated_negative=True)
+    negative = evaluate_zero_shot(
+        _FakeModel(), audio, items, vocab, unannotated_negative=True, scoring="similarity"
+    ).tagging
     assert negative.per_tag["dance:jig"][0] == pytest.approx(2 / 3)
+
+
+def test_exclusive_groups_compare_their_tags_per_item():
+    # Each clip is similar to both mode prompts by an amount of its own (timbre, texture); only the
+    # difference says minor or major. Scored alone, "minor" ranks the clips by that offset.
+    items = [{"mode": "minor"}, {"mode": "major"}, {"mode": "minor"}, {"mode": "major"}]
+    vocab = {"mode": ["major", "minor"]}
+    audio = torch.tensor([[0.9, 0.8], [0.3, 0.4], [0.5, 0.45], [1.0, 1.1]])  # (minor, major) axes
+    model = _FakeModel(("minor", "major"))
+    raw = evaluate_zero_shot(model, audio, items, vocab, scoring="similarity")
+    auto = evaluate_zero_shot(model, audio, items, vocab)
+    assert raw.tagging.per_tag["mode:minor"][0] == pytest.approx(0.5)
+    assert auto.tagging.per_tag["mode:minor"][0] == pytest.approx(1.0)
+    assert auto.tagging.groups["mode"][0] == pytest.approx(1.0)
+    assert auto.accuracy["mode"] == pytest.approx((1.0, 0.5))
+    with pytest.raises(ValueError, match="scoring"):
+        evaluate_zero_shot(model, audio, items, vocab, scoring="softmax")

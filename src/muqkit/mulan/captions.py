@@ -142,11 +142,15 @@ class TagGroup:
         name: group name (``instrument``, ``mode``, ``metre``, ``dance``).
         field: metadata key holding the value (a string or a list of strings).
         prompts: templates with ``{tag}``; a tag's text latent is the mean of its prompts' latents.
+        exclusive: an item holds one value of the group (mode, metre, dance type), so zero-shot tagging
+            compares the group's tags with each other for each item (a softmax over them, CLIP's zero-shot
+            classification); otherwise (instrument families) each tag is scored by its own similarity.
     """
 
     name: str
     field: str
     prompts: tuple[str, ...]
+    exclusive: bool = False
 
     def values(self, labels: Mapping[str, Any]) -> list[str]:
         """The tags of one item in this group."""
@@ -168,9 +172,9 @@ class TagGroup:
 
 TAG_GROUPS: tuple[TagGroup, ...] = (
     TagGroup("instrument", "families", ("{tag}", "music played on {tag}", "a piece featuring {tag}")),
-    TagGroup("mode", "mode", ("music in a {tag} key", "a piece in {tag} mode", "{tag}")),
-    TagGroup("metre", "metre", ("music in {tag} time", "a tune in {tag}", "{tag} metre")),
-    TagGroup("dance", "dance", ("a {tag}", "a {tag} tune", "{tag} dance music")),
+    TagGroup("mode", "mode", ("music in a {tag} key", "a piece in {tag} mode", "{tag}"), exclusive=True),
+    TagGroup("metre", "metre", ("music in {tag} time", "a tune in {tag}", "{tag} metre"), exclusive=True),
+    TagGroup("dance", "dance", ("a {tag}", "a {tag} tune", "{tag} dance music"), exclusive=True),
 )
 
 

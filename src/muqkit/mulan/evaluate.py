@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,13 +30,18 @@ class MuLanEvaluation:
 
     Attributes:
         num_items: evaluated items.
-        tagging: per-tag and per-group ROC-AUC / PR-AUC.
+        tagging: per-tag and per-group ROC-AUC / PR-AUC (exclusive groups scored by the softmax over their
+            tags, see :func:`muqkit.mulan.zeroshot.evaluate_zero_shot`).
         retrieval: text-to-music and music-to-text R@k and ranks.
+        tagging_similarity: the same with every tag scored by its cosine similarity alone.
+        accuracy: exclusive group -> (balanced top-1 accuracy, chance).
     """
 
     num_items: int
     tagging: TaggingMetrics
     retrieval: CrossModalRetrieval
+    tagging_similarity: TaggingMetrics | None = None
+    accuracy: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def r(m: Any) -> dict[str, float]:
@@ -55,18 +60,23 @@ class MuLanEvaluation:
         return {
             "num_items": self.num_items,
             "tagging": self.tagging.to_dict(),
+            "tagging_similarity": None if self.tagging_similarity is None else self.tagging_similarity.to_dict(),
+            "balanced_accuracy": {k: {"accuracy": a, "chance": c} for k, (a, c) in self.accuracy.items()},
             "text_to_music": r(self.retrieval.text_to_music),
             "music_to_text": r(self.retrieval.music_to_text),
         }
 
     def to_markdown(self) -> str:
         lines = [
-            "| tag group | tags | ROC-AUC (chance 0.5) | PR-AUC | chance PR-AUC |",
-            "|---|---|---|---|---|",
+            "| tag group | tags | ROC-AUC (chance 0.5) | PR-AUC | chance PR-AUC | ROC-AUC, similarity alone "
+            "| balanced accuracy (chance) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, (roc, pr, chance) in self.tagging.groups.items():
             n = sum(1 for t in self.tagging.per_tag if t.startswith(name + ":"))
-            lines.append(f"| {name} | {n} | {_f(roc)} | {_f(pr)} | {_f(chance)} |")
+            raw = self.tagging_similarity.groups[name][0] if self.tagging_similarity is not None else math.nan
+            acc = f"{_f(self.accuracy[name][0])} ({_f(self.accuracy[name][1])})" if name in self.accuracy else ""
+            lines.append(f"| {name} | {n} | {_f(roc)} | {_f(pr)} | {_f(chance)} | {_f(raw)} | {acc} |")
         lines += [
             "",
             "| retrieval | R@1 | R@5 | R@10 | median rank | chance R@1 / R@5 / R@10 / median rank |",
@@ -107,10 +117,19 @@ def evaluate_items(
             leave them out of that group).
     """
     vocabulary = vocabulary if vocabulary is not None else tag_vocabulary(items, TAG_GROUPS)
-    tagging = evaluate_zero_shot(
+    zero_shot = evaluate_zero_shot(
         model, audio_latents, items, vocabulary, unannotated_negative=unannotated_negative
+    )
+    similarity = evaluate_zero_shot(
+        model, audio_latents, items, vocabulary, unannotated_negative=unannotated_negative, scoring="similarity"
     )
     captions = [caption_from_metadata(labels) for labels in items]
     text_latents = model.extract_text_latents(captions)
     retrieval = cross_modal_retrieval(audio_latents, text_latents.cpu(), groups=captions)
-    return MuLanEvaluation(num_items=len(items), tagging=tagging, retrieval=retrieval)
+    return MuLanEvaluation(
+        num_items=len(items),
+        tagging=zero_shot.tagging,
+        retrieval=retrieval,
+        tagging_similarity=similarity.tagging,
+        accuracy=zero_shot.accuracy,
+    )

@@ -151,6 +151,38 @@ def known_matrix(
     return known
 
 
+SCORINGS = ("auto", "similarity")
+
+
+def group_softmax(
+    scores: torch.Tensor, columns: Mapping[str, Sequence[int]], exclusive: Sequence[str], scale: float
+) -> torch.Tensor:
+    """(N, K) similarities with the columns of each ``exclusive`` group replaced by a softmax over that
+    group's tags of ``scale`` x similarity (the probability of each tag among its group, per item)."""
+    out = scores.clone()
+    for name in exclusive:
+        idx = torch.tensor(list(columns[name]), dtype=torch.long)
+        if len(idx):
+            out[:, idx] = torch.softmax(scale * scores[:, idx], dim=1)
+    return out
+
+
+@dataclass(frozen=True)
+class ZeroShotResult:
+    """Zero-shot tagging of a set of items.
+
+    Attributes:
+        tagging: per-tag and per-group ROC-AUC / PR-AUC of the scores (``scoring``).
+        scoring: ``auto`` (exclusive groups: softmax over the group's tags per item; others: similarity) or
+            ``similarity`` (every tag by its own cosine similarity).
+        accuracy: exclusive group -> (balanced top-1 accuracy over its annotated items, chance 1 / tags).
+    """
+
+    tagging: TaggingMetrics
+    scoring: str
+    accuracy: Mapping[str, tuple[float, float]]
+
+
 def evaluate_zero_shot(
     model: MuQMuLan,
     audio_latents: torch.Tensor,
@@ -159,17 +191,44 @@ def evaluate_zero_shot(
     groups: Sequence[TagGroup] = TAG_GROUPS,
     *,
     unannotated_negative: bool = False,
-) -> TaggingMetrics:
+    scoring: str = "auto",
+) -> ZeroShotResult:
     """Zero-shot tagging metrics of ``audio_latents`` (N, d) against the tags of ``items`` (metadata),
     with per-group macro ROC-AUC and PR-AUC (multi-label: an item may carry several tags of a group).
 
     A group's tags are scored over the items annotated in that group (:func:`known_matrix`); with
     ``unannotated_negative=True`` every other item counts as a negative instead (the MagnaTagATune
-    convention, right when a missing tag means "absent" rather than "not annotated")."""
+    convention, right when a missing tag means "absent" rather than "not annotated").
+
+    With ``scoring="auto"``, the tags of an exclusive group (one value per item: mode, metre, dance type)
+    are scored by their softmax over the group at the model's learned temperature, CLIP's zero-shot
+    classification: the question is which of the group's tags fits the item best, and a clip's overall
+    similarity to every "minor" and "major" prompt alike (its timbre, its texture) cancels out. Other
+    groups, and every group with ``scoring="similarity"``, use the cosine similarity of each tag."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     classifier = ZeroShotClassifier.from_groups(model, vocabulary, groups)
     tags, labels = label_matrix(items, vocabulary, groups)
     known = None if unannotated_negative else known_matrix(items, vocabulary, groups)
     grouping = {name: [qualified(name, t) for t in ts] for name, ts in vocabulary.items()}
-    return tagging_metrics(
-        classifier.scores(audio_latents).numpy(), labels, tags, groups=grouping, known=known
-    )
+    column = {t: k for k, t in enumerate(tags)}
+    columns = {name: [column[t] for t in members] for name, members in grouping.items()}
+    by_name = {g.name: g for g in groups}
+    exclusive = [name for name in vocabulary if by_name[name].exclusive]
+    scores = classifier.scores(audio_latents)
+    if scoring == "auto":
+        scores = group_softmax(scores, columns, exclusive, float(model.temperature))
+    accuracy = {name: _balanced_accuracy(scores[:, columns[name]].numpy(), labels[:, columns[name]])
+                for name in exclusive}
+    tagging = tagging_metrics(scores.numpy(), labels, tags, groups=grouping, known=known)
+    return ZeroShotResult(tagging=tagging, scoring=scoring, accuracy=accuracy)
+
+
+def _balanced_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean per-class recall of the arg-max tag over the items with exactly one tag, and its chance."""
+    rows = labels.sum(axis=1) == 1
+    truth, guess = labels[rows].argmax(axis=1), scores[rows].argmax(axis=1)
+    recalls = [float((guess[truth == k] == k).mean()) for k in range(labels.shape[1]) if (truth == k).any()]
+    if not recalls:
+        return float("nan"), float("nan")
+    return float(np.mean(recalls)), 1.0 / len(recalls)
