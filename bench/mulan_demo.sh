@@ -13,7 +13,9 @@
 #      AUDIO_LAYER (the MuQ hidden state feeding the audio tower; default: the preset's, the last),
 #      FREEZE (parts kept fixed; default: text_backbone),
 #      EXCLUDE (manifests, space-separated: test items whose group appears in them are left out, e.g. the
-#      audio the MuQ checkpoint was pretrained on), LR (1e-3), BATCH (16),
+#      audio the MuQ checkpoint was pretrained on), EXCLUDE_SPLITS (only these splits of them, e.g.
+#      "train valid"), LR (1e-3), BATCH (16),
+#      MIN_POSITIVES (score only tags with that many positive test items; default 1),
 #      EVAL_ONLY (set: evaluate an existing OUT_DIR/run again, no training)
 set -euo pipefail
 CORPUS=${1:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
@@ -26,6 +28,7 @@ mkdir -p "$OUT"
 MANIFESTS=(--manifest "$CORPUS/scores.jsonl" --manifest "$CORPUS/notes.jsonl")
 EXCLUDED=()
 for manifest in ${EXCLUDE:-}; do EXCLUDED+=(--exclude-groups "$manifest"); done
+[ -n "${EXCLUDE_SPLITS:-}" ] && EXCLUDED+=(--exclude-splits ${EXCLUDE_SPLITS})
 
 if [ -z "${EVAL_ONLY:-}" ]; then
 start=$(date +%s)
@@ -54,7 +57,7 @@ for model in "${models[@]}"; do
     for source in scores notes all; do
         start=$(date +%s)
         filter=(); [ "$source" = all ] || filter=(--source "$source")
-        $RUN $MUQKIT mulan evaluate "${MANIFESTS[@]}" --split test "${filter[@]}" "${EXCLUDED[@]}" --model "$OUT/$model" \
+        $RUN $MUQKIT mulan evaluate "${MANIFESTS[@]}" --split test "${filter[@]}" "${EXCLUDED[@]}" --min-positives "${MIN_POSITIVES:-1}" --model "$OUT/$model" \
             --json "$OUT/eval_${tag}_${source}.json" > "$OUT/eval_${tag}_${source}.md" 2>/dev/null
         echo "evaluate $tag $source: $(( $(date +%s) - start )) s" | tee -a "$OUT/timings.txt"
         echo "## $tag, test split, source: $source"; cat "$OUT/eval_${tag}_${source}.md"

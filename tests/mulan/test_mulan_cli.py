@@ -119,5 +119,7 @@ def test_evaluate_leaves_out_excluded_groups(setup, capsys, tmp_path):
     result = json.loads(out.read_text())
     assert result["num_items"] == 2 and result["excluded_groups_from"] == [str(seen)]
     assert "left out 1 of 3 items" in capsys.readouterr().err
+    assert main([*args, "--exclude-groups", str(seen), "--exclude-splits", "train", "valid"]) == 0
+    assert json.loads(out.read_text())["num_items"] == 3  # "low" is a test item there, not a training one
     write_manifest(seen, records)
     assert main([*args, "--exclude-groups", str(seen)]) == 2  # nothing left to evaluate

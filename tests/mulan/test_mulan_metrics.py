@@ -93,3 +93,14 @@ def test_retrieval_chance_with_duplicate_captions():
     assert m.chance(30) == 1.0
     # P(rank <= 2) = 1 - C(16, 2) / C(20, 2) = 0.37, P(rank <= 3) = 1 - C(16, 3) / C(20, 3) = 0.51.
     assert m.chance_median_rank() == 3
+
+
+def test_tags_with_too_few_positives_are_left_out():
+    from muqkit.mulan.metrics import tagging_metrics
+
+    labels = np.array([[1, 0], [1, 0], [0, 1], [0, 0], [1, 0]], dtype=bool)  # "a": 3 positives, "b": 1
+    scores = np.array([[0.9, 0.9], [0.8, 0.1], [0.1, 0.0], [0.2, 0.5], [0.7, 0.2]])
+    every = tagging_metrics(scores, labels, ["g:a", "g:b"], groups={"g": ["g:a", "g:b"]})
+    assert set(every.per_tag) == {"g:a", "g:b"} and every.per_tag["g:b"][0] == pytest.approx(0.0)
+    kept = tagging_metrics(scores, labels, ["g:a", "g:b"], groups={"g": ["g:a", "g:b"]}, min_positives=2)
+    assert set(kept.per_tag) == {"g:a"} and kept.groups["g"][0] == pytest.approx(1.0)

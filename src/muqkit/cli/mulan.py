@@ -89,12 +89,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(default: leave them out of that group)",
     )
     evaluate.add_argument(
+        "--min-positives",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score only tags with at least N positive items (default 1: every tag)",
+    )
+    evaluate.add_argument(
         "--exclude-groups",
         action="append",
         default=[],
         metavar="JSONL",
         help="leave out items whose group (score, tune, recording) appears in this manifest, in any split; "
         "e.g. the audio the backbone was pretrained on (repeatable)",
+    )
+    evaluate.add_argument(
+        "--exclude-splits",
+        nargs="+",
+        default=None,
+        metavar="SPLIT",
+        help="only the groups of these splits of the --exclude-groups manifests (default: every split)",
     )
     evaluate.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
     _model_args(evaluate)
@@ -213,7 +227,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.exclude_groups:
         from muqkit.data.manifest import read_manifest
 
-        seen = {r.group for manifest in args.exclude_groups for r in read_manifest(manifest)}
+        seen = {
+            r.group
+            for manifest in args.exclude_groups
+            for r in read_manifest(manifest)
+            if args.exclude_splits is None or r.split in args.exclude_splits
+        }
         kept = [r for r in records if r.group not in seen]
         print(f"left out {len(records) - len(kept)} of {len(records)} items whose group is in "
               f"{', '.join(args.exclude_groups)}", file=sys.stderr)
@@ -224,14 +243,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = _load(args.model, args.device, args.dtype)
     latents = embed_files(model, [r.path for r in records])
     result = evaluate_items(
-        model, latents, [dict(r.labels) for r in records], unannotated_negative=args.unannotated_negative
+        model,
+        latents,
+        [dict(r.labels) for r in records],
+        unannotated_negative=args.unannotated_negative,
+        min_positives=args.min_positives,
     )
     print(result.to_markdown())
     if args.json:
         from muqkit.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({**result.to_dict(), "excluded_groups_from": args.exclude_groups}, indent=2))
+            tmp.write_text(json.dumps({**result.to_dict(), "excluded_groups_from": args.exclude_groups,
+                                      "excluded_splits": args.exclude_splits,
+                                      "min_positives": args.min_positives}, indent=2))
     return 0
 
 

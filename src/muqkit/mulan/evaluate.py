@@ -105,6 +105,7 @@ def evaluate_items(
     *,
     vocabulary: Mapping[str, Sequence[str]] | None = None,
     unannotated_negative: bool = False,
+    min_positives: int = 1,
 ) -> MuLanEvaluation:
     """Evaluate ``audio_latents`` (N, d) of items with metadata ``items`` (N label dicts).
 
@@ -115,14 +116,12 @@ def evaluate_items(
         vocabulary: tags per group; default: every tag of :data:`TAG_GROUPS` seen in ``items``.
         unannotated_negative: count items not annotated in a group as negatives of its tags (default:
             leave them out of that group).
+        min_positives: tags with fewer positive items are left out of the tagging figures.
     """
     vocabulary = vocabulary if vocabulary is not None else tag_vocabulary(items, TAG_GROUPS)
-    zero_shot = evaluate_zero_shot(
-        model, audio_latents, items, vocabulary, unannotated_negative=unannotated_negative
-    )
-    similarity = evaluate_zero_shot(
-        model, audio_latents, items, vocabulary, unannotated_negative=unannotated_negative, scoring="similarity"
-    )
+    options: dict[str, Any] = {"unannotated_negative": unannotated_negative, "min_positives": min_positives}
+    zero_shot = evaluate_zero_shot(model, audio_latents, items, vocabulary, **options)
+    similarity = evaluate_zero_shot(model, audio_latents, items, vocabulary, scoring="similarity", **options)
     captions = [caption_from_metadata(labels) for labels in items]
     text_latents = model.extract_text_latents(captions)
     retrieval = cross_modal_retrieval(audio_latents, text_latents.cpu(), groups=captions)

@@ -92,6 +92,7 @@ def tagging_metrics(
     *,
     groups: Mapping[str, Sequence[str]] | None = None,
     known: np.ndarray | torch.Tensor | None = None,
+    min_positives: int = 1,
 ) -> TaggingMetrics:
     """Per-tag and macro ROC-AUC / PR-AUC of (N, K) ``scores`` against (N, K) binary ``labels``.
 
@@ -99,7 +100,8 @@ def tagging_metrics(
     to the tags it averages over (the tags of the group present in ``tags``). ``known`` (N, K), when
     given, says which labels are known: tag ``k`` is scored over the items with ``known[:, k]`` only
     (an item whose mode is not annotated is neither a positive nor a negative of ``minor``), and its
-    chance PR-AUC is its positive rate among them.
+    chance PR-AUC is its positive rate among them. Tags with fewer than ``min_positives`` positives are
+    left out too (a ROC-AUC over three positives is mostly noise).
     """
     s = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).astype(bool)
@@ -118,7 +120,7 @@ def tagging_metrics(
     for k, tag in enumerate(tags):
         rows = m[:, k]
         positives = int(y[rows, k].sum())
-        if 0 < positives < int(rows.sum()):
+        if max(1, min_positives) <= positives < int(rows.sum()):
             sk, yk = s[rows, k], y[rows, k]
             per_tag[tag] = (roc_auc(sk, yk), average_precision(sk, yk), positives)
             rate[tag] = positives / int(rows.sum())

@@ -192,6 +192,7 @@ def evaluate_zero_shot(
     *,
     unannotated_negative: bool = False,
     scoring: str = "auto",
+    min_positives: int = 1,
 ) -> ZeroShotResult:
     """Zero-shot tagging metrics of ``audio_latents`` (N, d) against the tags of ``items`` (metadata),
     with per-group macro ROC-AUC and PR-AUC (multi-label: an item may carry several tags of a group).
@@ -204,7 +205,8 @@ def evaluate_zero_shot(
     are scored by their softmax over the group at the model's learned temperature, CLIP's zero-shot
     classification: the question is which of the group's tags fits the item best, and a clip's overall
     similarity to every "minor" and "major" prompt alike (its timbre, its texture) cancels out. Other
-    groups, and every group with ``scoring="similarity"``, use the cosine similarity of each tag."""
+    groups, and every group with ``scoring="similarity"``, use the cosine similarity of each tag. Tags with
+    fewer than ``min_positives`` positive items are left out of the figures (not of the softmax)."""
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     classifier = ZeroShotClassifier.from_groups(model, vocabulary, groups)
@@ -220,7 +222,9 @@ def evaluate_zero_shot(
         scores = group_softmax(scores, columns, exclusive, float(model.temperature))
     accuracy = {name: _balanced_accuracy(scores[:, columns[name]].numpy(), labels[:, columns[name]])
                 for name in exclusive}
-    tagging = tagging_metrics(scores.numpy(), labels, tags, groups=grouping, known=known)
+    tagging = tagging_metrics(
+        scores.numpy(), labels, tags, groups=grouping, known=known, min_positives=min_positives
+    )
     return ZeroShotResult(tagging=tagging, scoring=scoring, accuracy=accuracy)
 
 
