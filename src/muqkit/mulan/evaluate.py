@@ -18,7 +18,7 @@ import torch
 
 from muqkit.mulan.captions import TAG_GROUPS, caption_from_metadata, tag_vocabulary
 from muqkit.mulan.metrics import CrossModalRetrieval, TaggingMetrics, cross_modal_retrieval
-from muqkit.mulan.zeroshot import evaluate_zero_shot
+from muqkit.mulan.zeroshot import ZeroShotClassifier, evaluate_zero_shot
 
 if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
@@ -119,7 +119,12 @@ def evaluate_items(
         min_positives: tags with fewer positive items are left out of the tagging figures.
     """
     vocabulary = vocabulary if vocabulary is not None else tag_vocabulary(items, TAG_GROUPS)
-    options: dict[str, Any] = {"unannotated_negative": unannotated_negative, "min_positives": min_positives}
+    classifier = ZeroShotClassifier.from_groups(model, vocabulary, TAG_GROUPS)  # tag latents, built once
+    options: dict[str, Any] = {
+        "unannotated_negative": unannotated_negative,
+        "min_positives": min_positives,
+        "classifier": classifier,
+    }
     zero_shot = evaluate_zero_shot(model, audio_latents, items, vocabulary, **options)
     similarity = evaluate_zero_shot(model, audio_latents, items, vocabulary, scoring="similarity", **options)
     captions = [caption_from_metadata(labels) for labels in items]

@@ -193,6 +193,7 @@ def evaluate_zero_shot(
     unannotated_negative: bool = False,
     scoring: str = "auto",
     min_positives: int = 1,
+    classifier: ZeroShotClassifier | None = None,
 ) -> ZeroShotResult:
     """Zero-shot tagging metrics of ``audio_latents`` (N, d) against the tags of ``items`` (metadata),
     with per-group macro ROC-AUC and PR-AUC (multi-label: an item may carry several tags of a group).
@@ -206,10 +207,11 @@ def evaluate_zero_shot(
     classification: the question is which of the group's tags fits the item best, and a clip's overall
     similarity to every "minor" and "major" prompt alike (its timbre, its texture) cancels out. Other
     groups, and every group with ``scoring="similarity"``, use the cosine similarity of each tag. Tags with
-    fewer than ``min_positives`` positive items are left out of the figures (not of the softmax)."""
+    fewer than ``min_positives`` positive items are left out of the figures (not of the softmax).
+    ``classifier``: the vocabulary's tag latents when already built (:meth:`ZeroShotClassifier.from_groups`)."""
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
-    classifier = ZeroShotClassifier.from_groups(model, vocabulary, groups)
+    classifier = classifier or ZeroShotClassifier.from_groups(model, vocabulary, groups)
     tags, labels = label_matrix(items, vocabulary, groups)
     known = None if unannotated_negative else known_matrix(items, vocabulary, groups)
     grouping = {name: [qualified(name, t) for t in ts] for name, ts in vocabulary.items()}
