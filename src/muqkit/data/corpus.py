@@ -39,7 +39,7 @@ from muqkit.data.render import find_soundfonts, render_slots, require_fluidsynth
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: dance tunes at their dance's tempo (was uniform 60-150 qpm for every score)
 SAMPLE_RATE = 24000
 NOTE_VELOCITIES: tuple[int, ...] = (25, 50, 75, 100, 127)  # NSynth's velocities
 
@@ -114,6 +114,45 @@ SIZES: dict[str, CorpusSize] = {
 }
 
 
+# Tempo ranges of dance tunes in beats per minute, as they are played (a reel or a jig at about 110
+# beats a minute, a hornpipe slower, an air slow and free). A dance is defined by its tempo as much as by
+# its rhythm; rendering every score at one uniform range would leave only the note grouping to tell a
+# reel from a hornpipe. Other scores keep a uniform 60-150 quarter notes a minute.
+DANCE_BPM: dict[str, tuple[int, int]] = {
+    "reel": (104, 124),
+    "jig": (104, 124),
+    "slide": (120, 140),
+    "hornpipe": (72, 92),
+    "strathspey": (120, 150),
+    "polka": (120, 140),
+    "march": (100, 120),
+    "schottische": (90, 110),
+    "waltz": (130, 170),
+    "air": (50, 76),
+}
+# Dances felt "in two" when written in 4/4 (a beat is a half note).
+_IN_TWO = frozenset({"reel", "hornpipe"})
+
+
+def beat_quarters(metre: str, dance: str = "") -> float:
+    """Length of the felt beat in quarter notes: a dotted quarter in compound time (6/8, 9/8, 12/8),
+    the denominator's note otherwise, a half note for reels and hornpipes written in 4/4.
+
+    Example:
+        >>> beat_quarters("6/8"), beat_quarters("2/2"), beat_quarters("3/4"), beat_quarters("4/4", "reel")
+        (1.5, 2.0, 1.0, 2.0)
+    """
+    try:
+        num, den = (int(x) for x in metre.split("/"))
+    except ValueError:
+        return 1.0
+    if den == 8 and num % 3 == 0 and num > 3:
+        return 1.5
+    if den == 4 and num == 4 and dance in _IN_TWO:
+        return 2.0
+    return 4.0 / den
+
+
 class CorpusMismatchError(RuntimeError):
     """The output folder holds (part of) a corpus built with other settings."""
 
@@ -163,6 +202,11 @@ def _stamp(size: CorpusSize, seed: int, soundfonts: list[Path], game: bool) -> d
         "soundfonts": [p.name for p in soundfonts],
         "game_music": list(size.game_packages) if game else [],
     }
+
+
+def _write_stamp(out: Path, stamp: dict[str, Any]) -> None:
+    with atomic_path(out / "corpus.json") as tmp:
+        tmp.write_text(json.dumps(stamp, indent=2) + "\n")
 
 
 def _check_folder(out: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
@@ -238,6 +282,11 @@ def _score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts
     soundfont = rng.choice(soundfonts)
     transpose = rng.randint(-5, 6)
     qpm = float(rng.randint(60, 150))
+    if score.dance in DANCE_BPM:  # drawn from its own generator: the item's other draws stay as they were
+        low, high = DANCE_BPM[score.dance]
+        qpm = _rng(seed, score.ref.id, render, "dance-tempo").randint(low, high) * beat_quarters(
+            score.metre, score.dance
+        )
     n_parts = len(score.parts)
     if n_parts > 1 and rng.random() < 0.5:  # a homogeneous ensemble
         family = rng.choice(MELODIC_FAMILIES)
@@ -272,6 +321,7 @@ def _score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts
         "dance": score.dance,
         "origin": score.origin,
         "tempo_qpm": qpm,
+        "tempo_bpm": round(qpm / beat_quarters(score.metre, score.dance), 2),
         "transpose": transpose,
         "programs": programs[: len(channels)],
         "families": families,
@@ -577,7 +627,7 @@ def build_corpus(
     if "scores" in sources or "notes" in sources:
         require_fluidsynth()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "corpus.json").write_text(json.dumps({**stamp, "complete": False}, indent=2) + "\n")
+    _write_stamp(out, {**stamp, "complete": False})
 
     counts: dict[str, int] = {}
     hours: dict[str, float] = {}
@@ -594,7 +644,7 @@ def build_corpus(
         hours[source] = round(sum(r.duration for r in records) / 3600.0, 4)
         logger.info("%s: %d items, %.2f h, %.1f s", source, counts[source], hours[source], time.perf_counter() - t)
     final = {**stamp, "complete": True, "counts": counts, "hours": hours}
-    (out / "corpus.json").write_text(json.dumps(final, indent=2) + "\n")
+    _write_stamp(out, final)
     return CorpusSummary(out, counts, hours, time.perf_counter() - t0)
 
 

@@ -2,9 +2,9 @@
 
 Training captions are drawn from varied templates so that the text tower learns the attributes, not
 one sentence shape. The metadata keys are those of the corpus builder (:mod:`muqkit.data.corpus`):
-``key`` ("Eb minor"), ``mode``, ``metre`` ("6/8"), ``tempo_qpm``, ``families`` (GM instrument families),
-``family`` (single notes), ``dance``, ``origin``, ``tags``, ``collection``; a ``caption`` field, when
-present, is used as is.
+``key`` ("Eb minor"), ``mode``, ``metre`` ("6/8"), ``tempo_bpm`` (felt beats a minute; else ``tempo_qpm``),
+``families`` (GM instrument families), ``family`` (single notes), ``dance``, ``origin``, ``tags``,
+``collection``; a ``caption`` field, when present, is used as is.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Tempo words by quarter notes per minute (upper bounds).
+# Tempo words by beats per minute (upper bounds).
 TEMPO_WORDS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (76.0, ("slow", "calm", "unhurried")),
     (108.0, ("moderate", "medium-tempo", "steady")),
@@ -51,7 +51,7 @@ def instrument_words(family: str) -> str:
 
 
 def tempo_word(qpm: float, rng: random.Random | None = None) -> str:
-    """A word for a tempo in quarter notes per minute."""
+    """A word for a tempo in beats (or quarter notes) per minute."""
     for upper, words in TEMPO_WORDS:
         if qpm < upper:
             return words[0] if rng is None else rng.choice(words)
@@ -83,7 +83,8 @@ def caption_from_metadata(labels: Mapping[str, Any], rng: random.Random | None =
 
     families = labels.get("families") or ([labels["family"]] if labels.get("family") else [])
     instruments = [instrument_words(f) for f in families]
-    tempo = tempo_word(float(labels["tempo_qpm"]), rng) if labels.get("tempo_qpm") else ""
+    beats = labels.get("tempo_bpm") or labels.get("tempo_qpm")  # the felt beat, when the corpus gives it
+    tempo = tempo_word(float(beats), rng) if beats else ""
     dance = str(labels.get("dance") or "")
     origin = _origin(str(labels["origin"])) if labels.get("origin") else ""
     key = str(labels.get("key") or "")
