@@ -11,6 +11,7 @@
 #                   without it the audio tower starts from a random `tiny` MuQ.
 # env: MUQKIT (default: muqkit), PYTHON (python), STEPS (200), CLIP_SECS (4), NICE (5),
 #      AUDIO_LAYER (the MuQ hidden state feeding the audio tower; default: the preset's, the last),
+#      LAG_POOLING (longest lag in 25 Hz frames of the audio tower's lag pooling; default: none),
 #      FREEZE (parts kept fixed; default: text_backbone), MODEL_CONFIG (a MuQMuLanConfig JSON instead of
 #      the tiny preset),
 #      EXCLUDE (manifests, space-separated: test items whose group appears in them are left out, e.g. the
@@ -34,18 +35,19 @@ for manifest in ${EXCLUDE:-}; do EXCLUDED+=(--exclude-groups "$manifest"); done
 if [ -z "${EVAL_ONLY:-}" ]; then
 start=$(date +%s)
 $RUN $MUQKIT mulan train "${MANIFESTS[@]}" --out "$OUT/run" --preset tiny ${MODEL_CONFIG:+--model-config "$MODEL_CONFIG"} ${MUQ:+--muq "$MUQ"} \
-    ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} --freeze "${FREEZE:-text_backbone}" \
+    ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} ${LAG_POOLING:+--lag-pooling "$LAG_POOLING"} --freeze "${FREEZE:-text_backbone}" \
     --steps "$STEPS" --batch-size "${BATCH:-16}" --clip-secs "${CLIP_SECS:-4}" --lr "${LR:-1e-3}" --warmup-steps 20 --val-every 100 \
     --accelerator cpu --seed 0 --no-resume > "$OUT/train.log" 2>&1
 echo "train: $(( $(date +%s) - start )) s" | tee "$OUT/timings.txt"
 fi
 
 # The untrained reference: the same preset and seed, saved before any step.
-$RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" "${AUDIO_LAYER:-}" "${MODEL_CONFIG:-}" <<'PY'
+$RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" "${AUDIO_LAYER:-}" "${MODEL_CONFIG:-}" "${LAG_POOLING:-}" <<'PY'
 import sys
 from muqkit.train.mulan import MuLanTrainConfig, build_model
 cfg = MuLanTrainConfig(manifests=("-",), out=sys.argv[1], preset="tiny", muq=sys.argv[2] or None, seed=0,
-                       audio_layer=int(sys.argv[3]) if sys.argv[3] else None, model_config=sys.argv[4] or None)
+                       audio_layer=int(sys.argv[3]) if sys.argv[3] else None, model_config=sys.argv[4] or None,
+                       lag_pooling=int(sys.argv[5]) if sys.argv[5] else None)
 model = build_model(cfg)
 model.eval()
 model.save_pretrained(sys.argv[1])

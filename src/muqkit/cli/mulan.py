@@ -42,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="backbone hidden state feeding the audio tower (-1: last, 0: conv front end, k: layer k)",
     )
     train.add_argument(
+        "--lag-pooling",
+        type=int,
+        default=None,
+        metavar="FRAMES",
+        help="add autocorrelations up to this lag (25 Hz frames; 50 = 2 s) to the audio tower's mean, "
+        "a muqkit extension that keeps rhythm (0: none, the official tower)",
+    )
+    train.add_argument(
         "--text-backbone", default=None, help="text encoder (HF id or folder, or all-MiniLM-L6-v2)"
     )
     train.add_argument(
@@ -187,6 +195,7 @@ def run_train(args: argparse.Namespace) -> int:
         model_config=args.model_config,
         muq=args.muq,
         audio_layer=args.audio_layer,
+        lag_pooling=args.lag_pooling,
         text_backbone=args.text_backbone,
         init=args.init,
         freeze=freeze,

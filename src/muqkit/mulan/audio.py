@@ -5,6 +5,7 @@
       -> proj                                      (B, T, dim)
       -> Transformer, padding masked as keys       (B, T, dim)
       -> mean over valid frames                    (B, dim)
+         (+ LagPooling: autocorrelations over lags, an optional muqkit extension)
 
 Long audio goes through :func:`cut_clips` first (the official wrap-around rule), and the clips of every
 item of a batch run together through the tower.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from muqkit.audio.autocorr import autocorrelation
 from muqkit.mulan.config import TransformerConfig
 from muqkit.mulan.transformer import Transformer, lengths_to_mask, masked_mean
 from muqkit.ssl.muq import MuQ
@@ -28,7 +30,7 @@ class AudioTowerOutput:
     """Output of :class:`AudioTower`.
 
     Attributes:
-        embeds: (B, dim) mean of the transformer states over valid frames.
+        embeds: (B, dim) mean of the transformer states over valid frames (plus the lag pooling, if any).
         hidden_states: (B, T, dim) transformer output (padding frames are not meaningful).
         lengths: (B,) valid frames.
     """
@@ -38,16 +40,61 @@ class AudioTowerOutput:
     lengths: torch.Tensor
 
 
+class LagPooling(nn.Module):
+    """Second-order temporal pooling: autocorrelations of learned projections of the frames.
+
+    The frames (B, T, dim) are projected to ``channels`` signals; each signal's autocorrelation at lags
+    1..``max_lag`` frames, divided by its energy (lag 0), is mapped back to ``dim``. Periodicities in the
+    states (note rate, a beat grouped in twos or threes) become features that a mean over frames cannot
+    hold. The output layer starts at zero, so a tower with it starts as the plain mean.
+
+    Padded frames are zeroed before the sums, so an item's output does not depend on its batch.
+
+    Args:
+        dim: width of the frames and of the output.
+        max_lag: longest lag in frames.
+        channels: projected signals.
+    """
+
+    def __init__(self, dim: int, *, max_lag: int, channels: int = 16) -> None:
+        super().__init__()
+        if max_lag < 1 or channels < 1:
+            raise ValueError(f"LagPooling needs max_lag >= 1 and channels >= 1, got {max_lag}, {channels}")
+        self.max_lag = max_lag
+        self.proj = nn.Linear(dim, channels)
+        self.out = nn.Linear(channels * max_lag, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def autocorrelation(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, dim) frames, (B, T) valid mask -> (B, channels, max_lag) normalised autocorrelations."""
+        return autocorrelation(self.proj(x), self.max_lag, mask)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, dim), (B, T) -> (B, dim)."""
+        return self.out(self.autocorrelation(x, mask).flatten(1).to(self.out.weight.dtype))
+
+
 class AudioTower(nn.Module):
-    """MuQ backbone + one hidden state + projection + transformer + masked mean.
+    """MuQ backbone + one hidden state + projection + transformer + masked mean (+ lag pooling).
 
     Args:
         backbone: the MuQ encoder.
         layer: hidden state that feeds the tower (``-1``: the last, after the final LayerNorm).
         transformer: the transformer on top; its ``dim`` is the tower's width.
+        lag_pooling: longest lag of :class:`LagPooling` in frames; ``0`` (the official tower): none.
+        lag_channels: its projected signals.
     """
 
-    def __init__(self, backbone: MuQ, *, layer: int = -1, transformer: TransformerConfig) -> None:
+    def __init__(
+        self,
+        backbone: MuQ,
+        *,
+        layer: int = -1,
+        transformer: TransformerConfig,
+        lag_pooling: int = 0,
+        lag_channels: int = 16,
+    ) -> None:
         super().__init__()
         depth = backbone.config.encoder_depth
         if not -(depth + 1) <= layer <= depth:
@@ -60,6 +107,7 @@ class AudioTower(nn.Module):
         self.dim = transformer.dim
         self.proj = nn.Linear(self.backbone_dim, self.dim)
         self.transformer = Transformer(transformer)
+        self.lag_pool = LagPooling(self.dim, max_lag=lag_pooling, channels=lag_channels) if lag_pooling else None
 
     @property
     def sample_rate(self) -> int:
@@ -89,7 +137,10 @@ class AudioTower(nn.Module):
         mask = None if lengths is None else lengths_to_mask(frames, states.shape[1])
         x = self.proj(states.to(self.proj.weight.dtype))  # (B, T, dim)
         x = self.transformer(x, mask)  # (B, T, dim)
-        return AudioTowerOutput(embeds=masked_mean(x, mask), hidden_states=x, lengths=frames)
+        embeds = masked_mean(x, mask)
+        if self.lag_pool is not None:
+            embeds = embeds + self.lag_pool(x, mask)
+        return AudioTowerOutput(embeds=embeds, hidden_states=x, lengths=frames)
 
 
 @dataclass(frozen=True)

@@ -60,12 +60,27 @@ class AudioTowerConfig:
         layer: which hidden state feeds the tower (``-1``: the last, after the final LayerNorm;
             ``0``: the conv front end; ``k``: Conformer layer ``k``).
         transformer: the transformer over the projected states.
+        lag_pooling: a muqkit extension (``0``, the official tower, turns it off): the longest lag, in
+            backbone frames (25 Hz), of the autocorrelations that :class:`muqkit.mulan.audio.LagPooling`
+            adds to the mean over frames. A mean over frames keeps no trace of their order, so rhythm
+            (a jig's groups of three against a reel's four) is lost unless the backbone's states spell
+            it out; large backbones do, tiny ones do not. ``50`` spans 2 s.
+        lag_channels: projections of the states whose autocorrelations are taken.
     """
 
     backbone: str = "OpenMuQ/MuQ-large-msd-iter"
     backbone_config: dict[str, Any] | None = None
     layer: int = -1
     transformer: TransformerConfig = field(default_factory=lambda: TransformerConfig(depth=8))
+    lag_pooling: int = 0
+    lag_channels: int = 16
+
+    def __post_init__(self) -> None:
+        if self.lag_pooling < 0 or self.lag_channels <= 0:
+            raise ValueError(
+                f"AudioTowerConfig needs lag_pooling >= 0 and lag_channels > 0, got {self.lag_pooling}, "
+                f"{self.lag_channels}"
+            )
 
 
 @dataclass(frozen=True)
@@ -184,7 +199,8 @@ def mulan_preset(name: str, *, text_backbone: str | None = None, **changes: Any)
     """Named MuQ-MuLan architectures.
 
     ``large`` is the released MuQ-MuLan-large (MuQ-large, XLM-R base, 8-layer towers of width 768,
-    512-d latents); ``tiny`` is a CPU-sized model over the tiny MuQ preset and pretrained MiniLM, for demos;
+    512-d latents); ``tiny`` is a CPU-sized model over the tiny MuQ preset and pretrained MiniLM, with lag
+    pooling over 2 s, for demos;
     ``test`` is random and tiny throughout (a one-layer BERT with MiniLM's tokenizer), for tests.
     """
     if name == "large":
@@ -201,7 +217,9 @@ def mulan_preset(name: str, *, text_backbone: str | None = None, **changes: Any)
     elif name == "tiny":
         config = MuQMuLanConfig(
             audio=AudioTowerConfig(
-                backbone="preset:tiny", transformer=TransformerConfig(dim=64, depth=1, heads=2, dim_head=16)
+                backbone="preset:tiny",
+                transformer=TransformerConfig(dim=64, depth=1, heads=2, dim_head=16),
+                lag_pooling=50,  # a tiny backbone's frames need it to keep rhythm (see AudioTowerConfig)
             ),
             text=TextTowerConfig(
                 backbone=MINILM,

@@ -137,7 +137,13 @@ class MuQMuLan(nn.Module):
             backbone = MuQ(_read_muq_config(_resolve_path(audio_name, folders), cache_dir=cache_dir))
         if config.audio.backbone_config is None:
             config = replace(config, audio=replace(config.audio, backbone_config=_muq_config_dict(backbone)))
-        audio = AudioTower(backbone, layer=config.audio.layer, transformer=config.audio.transformer)
+        audio = AudioTower(
+            backbone,
+            layer=config.audio.layer,
+            transformer=config.audio.transformer,
+            lag_pooling=config.audio.lag_pooling,
+            lag_channels=config.audio.lag_channels,
+        )
 
         saved_tokenizer = next(
             (f / TOKENIZER_FOLDER for f in folders if (f / TOKENIZER_FOLDER).is_dir()), None

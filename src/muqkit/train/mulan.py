@@ -204,6 +204,8 @@ class MuLanTrainConfig:
         muq: pretrained MuQ checkpoint (folder or Hub id) for the audio backbone; ``None`` keeps the preset's.
         audio_layer: the backbone hidden state that feeds the audio tower (``None``: the model's, ``-1``:
             the last; ``0``: the conv front end; ``k``: Conformer layer ``k``).
+        lag_pooling: longest lag (backbone frames) of the audio tower's lag pooling, a muqkit extension
+            that keeps rhythm (``None``: the model's; ``0``: none, the official tower).
         text_backbone: text encoder name (Hugging Face id/folder, or ``all-MiniLM-L6-v2``).
         init: start from a MuQ-MuLan checkpoint (official or muqkit format) instead of a preset.
         freeze: parts kept fixed (see :class:`MuLanTask`).
@@ -227,6 +229,7 @@ class MuLanTrainConfig:
     model_config: str | None = None
     muq: str | None = None
     audio_layer: int | None = None
+    lag_pooling: int | None = None
     text_backbone: str | None = None
     init: str | None = None
     freeze: tuple[str, ...] = ("text_backbone",)
@@ -273,6 +276,8 @@ def build_model(config: MuLanTrainConfig) -> MuQMuLan:
         mconf = replace(mconf, audio=replace(mconf.audio, backbone=config.muq, backbone_config=None))
     if config.audio_layer is not None:
         mconf = replace(mconf, audio=replace(mconf.audio, layer=config.audio_layer))
+    if config.lag_pooling is not None:
+        mconf = replace(mconf, audio=replace(mconf.audio, lag_pooling=config.lag_pooling))
     if config.text_backbone is not None and config.model_config is not None:
         mconf = replace(mconf, text=replace(mconf.text, backbone=config.text_backbone, backbone_config=None))
     load = config.muq is not None or mconf.text.backbone_config is None

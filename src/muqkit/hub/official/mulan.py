@@ -317,8 +317,11 @@ def save_official_mulan(model: MuQMuLan, folder: Path) -> Path:
 
     Raises:
         CheckpointError: the text backbone is not XLM-R (the official loader accepts no other), or the
-            clip length is not a whole number of seconds (the official clip cutting needs one).
+            clip length is not a whole number of seconds (the official clip cutting needs one), or the
+            audio tower has lag pooling (a muqkit extension the official model lacks).
     """
+    if model.config.audio.lag_pooling:
+        raise CheckpointError("the official format has no lag pooling (audio.lag_pooling); save in muqkit's format")
     text_backbone: Any = model.text.backbone  # a transformers PreTrainedModel
     if text_backbone.config.model_type != "xlm-roberta":
         raise CheckpointError(
