@@ -7,4 +7,4 @@ set -euo pipefail
 out="${1:-runs/bench-small}"
 time muqkit data build-corpus --out "$out/corpus" --size small --seed 0
 time muqkit probe --suite corpus --corpus "$out/corpus" --out "$out/probe" \
-    --model mel --model mfcc --model chroma --model random:tiny --model madmom-key
+    --model mel --model mfcc --model chroma --model rhythm --model random:tiny --model madmom-key

@@ -35,6 +35,28 @@ def test_handcrafted_is_padding_invariant():
     np.testing.assert_allclose(alone, batched, rtol=1e-4, atol=1e-3)
 
 
+def _clicks(period_s: float, seconds: float = 4.0, phase_s: float = 0.0) -> torch.Tensor:
+    """Short noise bursts every ``period_s`` seconds."""
+    gen = torch.Generator().manual_seed(0)
+    wav = torch.zeros(int(24000 * seconds))
+    for start in np.arange(phase_s, seconds - 0.05, period_s):
+        i = int(start * 24000)
+        wav[i : i + 480] = 0.5 * torch.randn(480, generator=gen) * torch.linspace(1, 0, 480)
+    return wav
+
+
+def test_rhythm_finds_the_beat_period_and_ignores_padding():
+    rhythm = HandcraftedExtractor("rhythm")
+    fast, slow = _clicks(0.25), _clicks(0.4, seconds=3.0)
+    feats = rhythm.embed([fast, slow])
+    assert feats[0].shape == (1, 251)
+    for f, period_frames in ((feats[0][0], 25), (feats[1][0], 40)):  # 100 Hz lags 1..250
+        lags = f[:250]
+        assert int(np.argmax(lags[10:60])) + 11 == pytest.approx(period_frames, abs=1)
+    alone = rhythm.embed([slow])[0]
+    np.testing.assert_allclose(alone, feats[1], rtol=1e-4, atol=1e-4)
+
+
 class _Stub(torch.nn.Module):
     """Same call signature as MuQ: 25 Hz frames, 3 hidden states that are affine in the input."""
 

@@ -10,7 +10,7 @@ import time
 
 logger = logging.getLogger(__name__)
 
-SUITE_MODELS = ("mel", "mfcc", "chroma", "random:tiny", "madmom-key")
+SUITE_MODELS = ("mel", "mfcc", "chroma", "rhythm", "random:tiny", "madmom-key")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "probe",
         help="linear/MLP probes on frozen features (MARBLE protocol)",
-        description="Probe models on tasks. Models: mel, mfcc, chroma, madmom-key, random:PRESET, "
+        description="Probe models on tasks. Models: mel, mfcc, chroma, rhythm, madmom-key, random:PRESET, "
         "muq:FOLDER_OR_HUB_ID. Tasks: corpus tasks (key, collection, metre, dance, tags, tempo, "
         "instrument, pitch) with --corpus, MARBLE tasks (gtzan, mtt, gs-key, emo, nsynth-instrument, "
         "nsynth-pitch, vocalset-singer, vocalset-technique) with --marble-root.",

@@ -3,11 +3,12 @@
 Every extractor maps a batch of mono 24 kHz waveforms to ``(layers, dim)`` arrays, mean-pooled over the
 valid frames of each item, and has a stable ``id`` that keys the feature cache.
 
-- :class:`HandcraftedExtractor`: log-mel mean/std, MFCC mean/std or chroma mean/std (one "layer").
+- :class:`HandcraftedExtractor`: log-mel mean/std, MFCC mean/std, chroma mean/std or the onset
+  autocorrelation (``rhythm``) (one "layer").
 - :class:`MuQExtractor`: every hidden state of a MuQ model (embeddings + each Conformer layer).
 - :class:`MadmomKeyExtractor`: the 24 key probabilities of madmom's CNN key model (an external reference).
 
-:func:`make_extractor` builds one from a spec string (``mel``, ``mfcc``, ``chroma``, ``random:tiny``,
+:func:`make_extractor` builds one from a spec string (``mel``, ``mfcc``, ``chroma``, ``rhythm``, ``random:tiny``,
 ``muq:FOLDER_OR_HUB_ID``, ``madmom-key``).
 """
 
@@ -20,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 import torch
+
+from muqkit.audio.autocorr import autocorrelation
 
 SAMPLE_RATE = 24000
 
@@ -71,15 +74,22 @@ def chroma_filter(n_fft: int, sample_rate: int, *, f_min: float = 55.0, f_max: f
     return fb
 
 
+# Lags of the ``rhythm`` baseline, in 100 Hz mel frames: 10 ms to 2.5 s.
+RHYTHM_LAGS = 250
+
+
 class HandcraftedExtractor:
-    """Classic features pooled over time (mean and std).
+    """Classic features pooled over time (mean and std), or a rhythm descriptor.
 
     Args:
         kind: ``"mel"`` (128-band log-mel, 256 dims), ``"mfcc"`` (20 coefficients from the log-mel,
-            40 dims) or ``"chroma"`` (12 pitch classes from a 4096-point STFT, 24 dims).
+            40 dims), ``"chroma"`` (12 pitch classes from a 4096-point STFT, 24 dims) or ``"rhythm"``
+            (the autocorrelation of the onset strength, the log-mel's mean rise from frame to frame, at
+            lags of 10 ms to 2.5 s, plus the mean onset strength: 251 dims; what time-averaged features
+            lose: tempo, metre, note rate).
     """
 
-    KINDS = ("mel", "mfcc", "chroma")
+    KINDS = ("mel", "mfcc", "chroma", "rhythm")
 
     def __init__(self, kind: str) -> None:
         if kind not in self.KINDS:
@@ -97,6 +107,14 @@ class HandcraftedExtractor:
     @torch.no_grad()
     def embed(self, wavs: Sequence[torch.Tensor]) -> list[np.ndarray]:
         batch, lengths = _pad_batch(wavs)
+        if self.kind == "rhythm":
+            out = self.frontend(batch, lengths)
+            onsets = (out.mel[:, :, 1:] - out.mel[:, :, :-1]).clamp_min(0).mean(1)  # (batch, frames - 1)
+            valid = torch.arange(onsets.shape[1])[None, :] < (out.lengths - 1)[:, None]
+            corr = autocorrelation(onsets.unsqueeze(-1), RHYTHM_LAGS, valid)[:, 0]  # (batch, lags)
+            strength = (onsets * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1)
+            feats = torch.cat([corr, strength], dim=1).unsqueeze(1)  # (batch, 1, lags + 1)
+            return [f.numpy().astype(np.float32) for f in feats]
         if self.kind in ("mel", "mfcc"):
             out = self.frontend(batch, lengths)
             feats = out.mel  # (batch, 128, frames) dB
@@ -237,7 +255,7 @@ def make_extractor(spec: str, *, max_seconds: float = 30.0) -> FeatureExtractor:
     """Build an extractor from a spec string.
 
     Args:
-        spec: ``mel`` | ``mfcc`` | ``chroma`` | ``madmom-key`` | ``random:PRESET`` (random-weight MuQ,
+        spec: ``mel`` | ``mfcc`` | ``chroma`` | ``rhythm`` | ``madmom-key`` | ``random:PRESET`` (random-weight MuQ,
             seed 0) | ``muq:FOLDER_OR_HUB_ID`` (``from_pretrained``).
         max_seconds: MuQ window length.
     """
@@ -254,5 +272,5 @@ def make_extractor(spec: str, *, max_seconds: float = 30.0) -> FeatureExtractor:
         name = "muq-" + "".join(c if c.isalnum() else "-" for c in arg)[-40:]
         return MuQExtractor(MuQ.from_pretrained(arg), name, max_seconds=max_seconds)
     raise ValueError(
-        f"unknown model spec {spec!r}: use mel, mfcc, chroma, madmom-key, random:PRESET or muq:FOLDER_OR_HUB_ID"
+        f"unknown model spec {spec!r}: use mel, mfcc, chroma, rhythm, madmom-key, random:PRESET or muq:FOLDER_OR_HUB_ID"
     )
