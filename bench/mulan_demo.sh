@@ -18,6 +18,7 @@
 #      audio the MuQ checkpoint was pretrained on), EXCLUDE_SPLITS (only these splits of them, e.g.
 #      "train valid"), LR (1e-3), BATCH (16),
 #      MIN_POSITIVES (score only tags with that many positive test items; default 1),
+#      SEED (0: the training seed, also of the untrained reference),
 #      EVAL_ONLY (set: evaluate an existing OUT_DIR/run again, no training)
 set -euo pipefail
 CORPUS=${1:?usage: $0 CORPUS_DIR OUT_DIR [MUQ_CHECKPOINT]}
@@ -37,15 +38,15 @@ start=$(date +%s)
 $RUN $MUQKIT mulan train "${MANIFESTS[@]}" --out "$OUT/run" --preset tiny ${MODEL_CONFIG:+--model-config "$MODEL_CONFIG"} ${MUQ:+--muq "$MUQ"} \
     ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} ${LAG_POOLING:+--lag-pooling "$LAG_POOLING"} --freeze "${FREEZE:-text_backbone}" \
     --steps "$STEPS" --batch-size "${BATCH:-16}" --clip-secs "${CLIP_SECS:-4}" --lr "${LR:-1e-3}" --warmup-steps 20 --val-every 100 \
-    --accelerator cpu --seed 0 --no-resume > "$OUT/train.log" 2>&1
+    --accelerator cpu --seed "${SEED:-0}" --no-resume > "$OUT/train.log" 2>&1
 echo "train: $(( $(date +%s) - start )) s" | tee "$OUT/timings.txt"
 fi
 
 # The untrained reference: the same preset and seed, saved before any step.
-$RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" "${AUDIO_LAYER:-}" "${MODEL_CONFIG:-}" "${LAG_POOLING:-}" <<'PY'
+$RUN ${PYTHON:-python} - "$OUT/untrained" "$MUQ" "${AUDIO_LAYER:-}" "${MODEL_CONFIG:-}" "${LAG_POOLING:-}" "${SEED:-0}" <<'PY'
 import sys
 from muqkit.train.mulan import MuLanTrainConfig, build_model
-cfg = MuLanTrainConfig(manifests=("-",), out=sys.argv[1], preset="tiny", muq=sys.argv[2] or None, seed=0,
+cfg = MuLanTrainConfig(manifests=("-",), out=sys.argv[1], preset="tiny", muq=sys.argv[2] or None, seed=int(sys.argv[6]),
                        audio_layer=int(sys.argv[3]) if sys.argv[3] else None, model_config=sys.argv[4] or None,
                        lag_pooling=int(sys.argv[5]) if sys.argv[5] else None)
 model = build_model(cfg)
