@@ -282,11 +282,10 @@ def _score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts
     soundfont = rng.choice(soundfonts)
     transpose = rng.randint(-5, 6)
     qpm = float(rng.randint(60, 150))
+    beat = beat_quarters(score.metre, score.dance)
     if score.dance in DANCE_BPM:  # drawn from its own generator: the item's other draws stay as they were
         low, high = DANCE_BPM[score.dance]
-        qpm = _rng(seed, score.ref.id, render, "dance-tempo").randint(low, high) * beat_quarters(
-            score.metre, score.dance
-        )
+        qpm = _rng(seed, score.ref.id, render, "dance-tempo").randint(low, high) * beat
     n_parts = len(score.parts)
     if n_parts > 1 and rng.random() < 0.5:  # a homogeneous ensemble
         family = rng.choice(MELODIC_FAMILIES)
@@ -321,7 +320,7 @@ def _score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts
         "dance": score.dance,
         "origin": score.origin,
         "tempo_qpm": qpm,
-        "tempo_bpm": round(qpm / beat_quarters(score.metre, score.dance), 2),
+        "tempo_bpm": round(qpm / beat, 2),
         "transpose": transpose,
         "programs": programs[: len(channels)],
         "families": families,
