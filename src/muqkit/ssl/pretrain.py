@@ -228,6 +228,7 @@ class MuQPretrainer(nn.Module):
         codes: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         spans: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> PretrainOutput:
         """One masked-prediction step.
@@ -239,6 +240,9 @@ class MuQPretrainer(nn.Module):
                 ``None`` computes them with ``targets``. Negative codes are ignored.
             generator: random source of the mask and the noise (``None``: torch's global one).
             spans: (batch, spans) bool masked 400 ms spans to use instead of drawing them.
+            noise: (batch, samples) the values written into the masked samples instead of drawn
+                N(0, ``noise_std``) noise (unmasked samples are ignored). With ``spans``, a step
+                is fully determined: the way to replay a step of another implementation.
             output_hidden_states: also return every hidden state.
 
         Returns:
@@ -262,9 +266,13 @@ class MuQPretrainer(nn.Module):
             config=self.config.masking, frame_samples=self.frame_samples, sample_rate=mc.sample_rate,
             generator=generator, spans=spans,
         )  # fmt: skip
-        noisy = apply_noise(
-            wavs, mask.samples(num_samples, lengths), noise_std=self.config.masking.noise_std, generator=generator
-        )
+        sample_mask = mask.samples(num_samples, lengths)  # (B, samples)
+        if noise is None:
+            noisy = apply_noise(wavs, sample_mask, noise_std=self.config.masking.noise_std, generator=generator)
+        elif noise.shape != wavs.shape:
+            raise ValueError(f"noise must have the shape of wavs {tuple(wavs.shape)}, got {tuple(noise.shape)}")
+        else:
+            noisy = torch.where(sample_mask, noise.to(wavs.device, wavs.dtype), wavs)
 
         with torch.autocast(wavs.device.type, enabled=False):
             mel = self.model.frontend(noisy.float(), lengths)  # (B, n_mels, Tm), normalised
@@ -275,7 +283,9 @@ class MuQPretrainer(nn.Module):
         select = mask.frames[:, :frames] & (codes[:, 0, :frames] >= 0) & valid  # (B, T)
         hidden = x[:, :frames][select]  # (M, dim): heads run on masked frames only
         targets = codes[:, :, :frames].transpose(1, 2)[select]  # (M, N)
-        logits = self.heads(hidden).float()  # (M, N, K)
+        logits = self.heads(hidden)  # (M, N, K)
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # the cross-entropy in float32 (float64 stays float64)
         count = targets.shape[0]
         ce = F.cross_entropy(
             logits.reshape(-1, self.config.codebook_size), targets.reshape(-1), reduction="none",

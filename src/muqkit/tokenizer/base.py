@@ -93,9 +93,13 @@ class TokenizerModule(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (codebooks and statistics together)."""
         from pathlib import Path
 
-        from muqkit.hub.weights import write_checkpoint
+        from muqkit.hub.weights import fuse_weight_norm, write_checkpoint
 
-        write_checkpoint(Path(folder), self.config_dict(), self.state_dict())
+        state = dict(self.state_dict())
+        for key in [k for k in state if k.endswith(".parametrizations.weight.original0")]:
+            prefix = key.removesuffix(".parametrizations.weight.original0")
+            state[f"{prefix}.weight"] = fuse_weight_norm(state, prefix)  # type: ignore[assignment]
+        write_checkpoint(Path(folder), self.config_dict(), state)
 
     @classmethod
     def from_config_dict(cls, config: dict[str, Any]) -> TokenizerModule:

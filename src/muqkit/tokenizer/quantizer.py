@@ -19,6 +19,8 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from muqkit.tokenizer.base import IGNORE_CODE, full_lengths, lengths_to_mask
 from muqkit.tokenizer.kmeans import kmeans, nearest
@@ -174,6 +176,22 @@ class VectorQuantizer(nn.Module):
         """Output (..., input_dim) of codes (...)."""
         return self.out_proj(F.embedding(codes, self.codebook))
 
+    @property
+    def weight_norm(self) -> bool:
+        """Whether the projections are weight-normed (trained as ``g * v / ||v||``)."""
+        return parametrize.is_parametrized(self.in_proj, "weight")
+
+    def set_weight_norm(self, enabled: bool) -> None:
+        """Parametrize both projections as ``g * v / ||v||`` (norm per output row, the official
+        ``WNConv1d``), or fuse them back into plain weights. Either way the function is unchanged:
+        a plain weight ``w`` becomes ``g = ||w||``, ``v = w``. Training with weight norm follows the
+        official optimisation (gradients and Adam steps on ``g`` and ``v``)."""
+        for proj in (self.in_proj, self.out_proj):
+            if enabled and not parametrize.is_parametrized(proj, "weight"):
+                _weight_norm(proj, name="weight", dim=0)
+            elif not enabled and parametrize.is_parametrized(proj, "weight"):
+                parametrize.remove_parametrizations(proj, "weight", leave_parametrized=True)
+
 
 class ResidualVectorQuantizer(nn.Module):
     """Stages of :class:`VectorQuantizer`, each quantizing the residual left by the previous ones.
@@ -311,6 +329,23 @@ class ResidualVectorQuantizer(nn.Module):
         self._tables = None
         return super().train(mode)
 
+    @property
+    def weight_norm(self) -> bool:
+        """Whether the stages' projections are weight-normed (see :meth:`set_weight_norm`)."""
+        return all(stage.weight_norm for stage in self._vq_stages)
+
+    def set_weight_norm(self, enabled: bool) -> None:
+        """Weight-norm (or fuse back) every stage's projections; the function is unchanged.
+
+        The official Mel-RVQ trains weight-normed 1x1 convolutions; :class:`RVQTrainingTask` turns
+        this on so that muqkit's training follows the same gradients. State dicts then hold
+        ``*.parametrizations.weight.original0`` (g) / ``original1`` (v);
+        ``save_pretrained`` writes the fused weights.
+        """
+        for stage in self._vq_stages:
+            stage.set_weight_norm(enabled)
+        self._tables = None
+
     @staticmethod
     def _encode_flat(flat: torch.Tensor, tables: list[InferenceTables], chunk: int = 2048) -> torch.Tensor:
         """Codes (points, stages) of valid frames (points, input_dim), in chunks that stay in cache."""
@@ -374,6 +409,8 @@ class ResidualVectorQuantizer(nn.Module):
             generator: random source of k-means.
         """
         stages = self._vq_stages
+        normed = self.weight_norm
+        self.set_weight_norm(False)  # the projections are written below
         residual = x.to(stages[0].codebook.device, stages[0].codebook.dtype)
         for stage in stages:
             if pca:
@@ -393,3 +430,4 @@ class ResidualVectorQuantizer(nn.Module):
             stage.stale_steps.zero_()
             idx, _ = nearest(latents, stage.codebook, cosine=True)
             residual = residual - stage.decode(idx)
+        self.set_weight_norm(normed)

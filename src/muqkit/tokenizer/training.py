@@ -44,6 +44,9 @@ class RVQTrainingTask(nn.Module):
         model: a :class:`~muqkit.tokenizer.MelRVQ` (inputs: audio (batch, samples)) or a
             :class:`~muqkit.tokenizer.latent.LatentRVQ` (inputs: features (batch, frames, dim)).
         commitment_weight, codebook_weight, reconstruction_weight: loss weights.
+        weight_norm: train the projections weight-normed, as the official Mel-RVQ does (the
+            model's projections are parametrized as ``g * v / ||v||``; see
+            :meth:`~muqkit.tokenizer.quantizer.ResidualVectorQuantizer.set_weight_norm`).
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class RVQTrainingTask(nn.Module):
         commitment_weight: float = 0.25,
         codebook_weight: float = 1.0,
         reconstruction_weight: float = 1.0,
+        weight_norm: bool = True,
     ) -> None:
         super().__init__()
+        model.rvq.set_weight_norm(weight_norm)
         self.model = model
         self.commitment_weight = commitment_weight
         self.codebook_weight = codebook_weight
@@ -71,7 +76,10 @@ class RVQTrainingTask(nn.Module):
         return self.model.featurize(batch["inputs"], batch.get("lengths"))
 
     def _step(self, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], QuantizerOutput]:
-        feats = self.features(batch)
+        return self.objective(self.features(batch))
+
+    def objective(self, feats: Features) -> tuple[dict[str, torch.Tensor], QuantizerOutput]:
+        """Losses and metrics (``loss`` is optimised) of normalised frames, and the quantizer's output."""
         out = self.model.rvq(feats.values, feats.lengths)
         recon = masked_l1(feats.values, out.quantized, feats.lengths)
         loss = (

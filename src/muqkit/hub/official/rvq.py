@@ -26,6 +26,8 @@ import torch
 from muqkit.hub.weights import CheckpointError, fuse_weight_norm, split_weight_norm
 
 OFFICIAL_RVQ_PREFIX = "model.rvq."
+_WN_G = "parametrizations.weight.original0"
+_WN_V = "parametrizations.weight.original1"
 _STAGE = re.compile(r"quantizers\.(\d+)\.")
 
 
@@ -72,9 +74,13 @@ def official_rvq_config(config: Mapping[str, Any], state: Mapping[str, torch.Ten
 
 
 def rvq_from_official(
-    state: Mapping[str, torch.Tensor], *, prefix: str = OFFICIAL_RVQ_PREFIX
+    state: Mapping[str, torch.Tensor], *, prefix: str = OFFICIAL_RVQ_PREFIX, weight_norm: bool = False
 ) -> dict[str, torch.Tensor]:
     """Translate the official RVQ weights under ``prefix`` to muqkit names (``stages.{i}.*``).
+
+    With ``weight_norm``, the projections keep the official ``weight_g`` / ``weight_v`` as
+    ``stages.{i}.{proj}.parametrizations.weight.original0`` / ``original1`` (for a quantizer after
+    ``set_weight_norm(True)``, to continue the official training exactly); else they are fused.
 
     Keys outside ``prefix`` are ignored. Raises:
         CheckpointError: a stage misses a weight or holds an unknown one.
@@ -90,6 +96,11 @@ def rvq_from_official(
         src = f"quantizers.{i}"
         dst = f"stages.{i}"
         for proj in ("in_proj", "out_proj"):
+            if weight_norm and f"{src}.{proj}.weight_g" in sub:
+                out[f"{dst}.{proj}.{_WN_G}"] = _squeeze_kernel(sub.pop(f"{src}.{proj}.weight_g"), i, proj)
+                out[f"{dst}.{proj}.{_WN_V}"] = _squeeze_kernel(sub.pop(f"{src}.{proj}.weight_v"), i, proj)
+                out[f"{dst}.{proj}.bias"] = sub.pop(f"{src}.{proj}.bias")
+                continue
             weight = fuse_weight_norm(sub, f"{src}.{proj}")
             if weight is None or f"{src}.{proj}.bias" not in sub:
                 raise CheckpointError(f"official RVQ stage {i}: missing {proj} weight or bias")
@@ -114,6 +125,40 @@ def rvq_from_official(
     return out
 
 
+_KEY_TABLE: tuple[tuple[str, str, str], ...] = (  # (official suffix, muqkit suffix, muqkit weight-normed suffix)
+    ("in_proj.bias", "in_proj.bias", "in_proj.bias"),
+    ("out_proj.bias", "out_proj.bias", "out_proj.bias"),
+    ("in_proj.weight_g", "in_proj.weight", f"in_proj.{_WN_G}"),
+    ("in_proj.weight_v", "in_proj.weight", f"in_proj.{_WN_V}"),
+    ("out_proj.weight_g", "out_proj.weight", f"out_proj.{_WN_G}"),
+    ("out_proj.weight_v", "out_proj.weight", f"out_proj.{_WN_V}"),
+    ("codebook.weight", "codebook", "codebook"),
+    ("stale_counter", "stale_steps", "stale_steps"),
+)
+
+
+def rvq_key_from_official(key: str, *, weight_norm: bool = False) -> str:
+    """muqkit's name of one official RVQ key given without its prefix (``quantizers.0.in_proj.weight_g``
+    -> ``stages.0.in_proj.weight``, or ``stages.0.in_proj.parametrizations.weight.original0`` with
+    ``weight_norm``)."""
+    match = _STAGE.match(key)
+    if match:
+        rest = key[match.end():]
+        for official, plain, normed in _KEY_TABLE:
+            if rest == official:
+                return f"stages.{match.group(1)}.{normed if weight_norm else plain}"
+    raise CheckpointError(f"official RVQ: unknown key '{key}'")
+
+
+def _squeeze_kernel(weight: torch.Tensor, stage: int, proj: str) -> torch.Tensor:
+    """(out, in, 1) 1x1-conv weight (or its (out, 1, 1) norm) -> the Linear's (out, in) / (out, 1)."""
+    if weight.dim() == 3:
+        if weight.shape[-1] != 1:
+            raise CheckpointError(f"official RVQ stage {stage}: {proj} kernel size {weight.shape[-1]} != 1")
+        return weight.squeeze(-1)
+    return weight
+
+
 def rvq_to_official(
     state: Mapping[str, torch.Tensor], *, prefix: str = OFFICIAL_RVQ_PREFIX
 ) -> dict[str, torch.Tensor]:
@@ -128,7 +173,12 @@ def rvq_to_official(
         src = f"stages.{i}"
         dst = f"{prefix}quantizers.{i}"
         for proj in ("in_proj", "out_proj"):
-            g, v = split_weight_norm(state[f"{src}.{proj}.weight"].unsqueeze(-1))
+            g_key = f"{src}.{proj}.{_WN_G}"
+            if g_key in state:  # weight-normed for training: g and v as they are
+                g = state[g_key].unsqueeze(-1)
+                v = state[f"{src}.{proj}.{_WN_V}"].unsqueeze(-1)
+            else:
+                g, v = split_weight_norm(state[f"{src}.{proj}.weight"].unsqueeze(-1))
             out[f"{dst}.{proj}.weight_g"] = g
             out[f"{dst}.{proj}.weight_v"] = v
             out[f"{dst}.{proj}.bias"] = state[f"{src}.{proj}.bias"]

@@ -1,0 +1,289 @@
+"""Replay one training step recorded from the official MuQ code and compare it with muqkit's.
+
+A fixture folder (``../shared/parity/objective_small`` is one) holds:
+
+- ``model/``: an official ``MuQ`` checkpoint with every dropout at 0 (its ``model.rvq.*`` is the
+  Mel-RVQ, its ``model.linear.*`` the prediction head);
+- ``inputs.safetensors``: ``wavs`` (B, samples), ``block_mask`` (B, blocks) of 400 ms blocks,
+  ``masked_wavs`` (the masked blocks filled with the recorded noise), ``frame_mask`` (B, frames) and
+  ``rvq_input`` (B, stack * n_mels, frames), the normalised stacked mel;
+- ``expected.safetensors``: ``loss``, ``accuracy``, ``accuracy_per_codebook``, ``targets`` and
+  ``grad.NAME`` of one train-mode step of ``MuQModel``, then ``rvq.loss`` / ``rvq.commitment`` /
+  ``rvq.codebook`` / ``rvq.recon_l1`` / ``rvq.codes`` / ``rvq.grad.NAME`` of one train-mode step of
+  the Mel-RVQ alone (``0.25 * commitment + codebook + L1`` reconstruction); NAME in official naming.
+
+muqkit replays both steps with :class:`~muqkit.ssl.pretrain.MuQPretrainer` (given the block mask
+and the noise) and :class:`~muqkit.tokenizer.training.RVQTrainingTask` (weight-normed projections,
+the official ``weight_g`` / ``weight_v``), in float32 as training runs and in float64.
+
+Gradients are compared as ``max |ours - official| / max |official|``, with muqkit's float64
+gradient (its exact value up to rounding) against the official float32 one. The tolerance is
+``gradient_tolerance`` (1e-4), or, where larger, the float32 rounding noise of that very gradient
+measured on the same step (``max |ours_fp32 - ours_fp64| / max |official|``): a gradient whose
+terms cancel strongly (the first convolution's, summed over every time-frequency position) cannot
+be reproduced by any float32 computation closer than its own rounding, and the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from muqkit.hub.official.muq import _rename
+from muqkit.hub.official.rvq import OFFICIAL_RVQ_PREFIX, rvq_from_official, rvq_key_from_official
+from muqkit.hub.weights import read_state_dict
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One compared quantity.
+
+    Attributes:
+        name: what is compared (official naming for gradients).
+        difference: the measure (see ``unit``).
+        tolerance: the largest difference that passes.
+        unit: ``relative`` (losses), ``of max`` (gradients: max abs difference over the official
+            gradient's largest magnitude), ``frames`` (accuracy as a count of masked frames) or
+            ``codes`` (codes that differ).
+        note: extra figures (float32 path, noise floor).
+    """
+
+    name: str
+    difference: float
+    tolerance: float
+    unit: str
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.difference <= self.tolerance
+
+
+@dataclass(frozen=True)
+class ObjectiveReport:
+    """Every comparison of a fixture, in order."""
+
+    folder: str
+    rows: tuple[Comparison, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    @property
+    def failures(self) -> tuple[Comparison, ...]:
+        return tuple(row for row in self.rows if not row.ok)
+
+    def format(self) -> str:
+        """A table, one line per quantity, then a one-line summary."""
+        width = max(len(r.name) for r in self.rows)
+        lines = [f"{'quantity':<{width}}  {'difference':>11}  {'tolerance':>9}  unit      status  note"]
+        for r in self.rows:
+            lines.append(
+                f"{r.name:<{width}}  {r.difference:11.3e}  {r.tolerance:9.1e}  {r.unit:<8}  "
+                f"{'ok' if r.ok else 'FAIL':<6}  {r.note}".rstrip()
+            )
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        bad = self.failures
+        verdict = "PASS" if not bad else "FAIL (" + ", ".join(r.name for r in bad) + ")"
+        return f"objective parity {verdict}: {len(self.rows) - len(bad)}/{len(self.rows)} quantities within tolerance"
+
+
+def _load(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    for name in ("model", "inputs.safetensors", "expected.safetensors"):
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"{folder}: not an objective-parity fixture (no {name})")
+    return load_file(str(folder / "inputs.safetensors")), load_file(str(folder / "expected.safetensors"))
+
+
+def muqkit_parameter_name(official: str) -> str:
+    """muqkit's name (in a :class:`MuQPretrainer` or a ``MelRVQ`` trained weight-normed) of an
+    official ``model.*`` parameter."""
+    key = official.removeprefix("model.")
+    if key.startswith("linear."):
+        return "heads.proj." + key[len("linear."):]
+    if official.startswith(OFFICIAL_RVQ_PREFIX):
+        return "rvq." + rvq_key_from_official(official[len(OFFICIAL_RVQ_PREFIX):], weight_norm=True)
+    renamed = _rename(key)
+    if renamed is None:
+        raise KeyError(f"no muqkit parameter for official '{official}'")
+    return "model." + renamed
+
+
+def replay_muq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """One train-mode step of :class:`MuQPretrainer` on the fixture's audio, mask and noise.
+
+    Returns:
+        ``loss``, ``accuracies`` (per codebook), ``num_masked``, ``mask`` (frames), ``targets`` and
+        ``grads`` (official name -> gradient, for every ``grad.*`` the fixture holds).
+    """
+    from muqkit.ssl.muq import MuQ
+    from muqkit.ssl.pretrain import MuQPretrainer, PretrainConfig
+    from muqkit.tokenizer.mel_rvq import MelRVQ
+
+    folder = Path(folder)
+    inputs, expected = _load(folder)
+    model = MuQ.from_pretrained(folder / "model")
+    tokenizer = MelRVQ.from_pretrained(folder / "model")
+    config = PretrainConfig(num_codebooks=tokenizer.num_codebooks, codebook_size=tokenizer.codebook_size)
+    pretrainer = MuQPretrainer(model, config, tokenizer)
+    head = model.official.tensors
+    with torch.no_grad():
+        pretrainer.heads.proj.weight.copy_(head["linear.weight"])
+        pretrainer.heads.proj.bias.copy_(head["linear.bias"])
+    pretrainer.train()
+    wavs = inputs["wavs"].float()
+    targets = pretrainer.encode_targets(wavs, torch.full((wavs.shape[0],), wavs.shape[1]))
+    pretrainer.model.to(dtype)
+    pretrainer.heads.to(dtype)
+    out = pretrainer(wavs, codes=targets, spans=inputs["block_mask"].bool(), noise=inputs["masked_wavs"])
+    out.loss.backward()
+    params = dict(pretrainer.named_parameters())
+    grads = {}
+    for key in expected:
+        if key.startswith("grad."):
+            official = key[len("grad."):]
+            grad = params[muqkit_parameter_name(official)].grad
+            assert grad is not None, official
+            grads[official] = grad.detach().double().reshape(expected[key].shape)
+    return {
+        "loss": out.loss.detach().double(),
+        "accuracies": out.codebook_accuracies.double(),
+        "num_masked": int(out.num_masked),
+        "mask": out.mask,
+        "targets": targets,
+        "grads": grads,
+    }
+
+
+def replay_rvq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """One train-mode step of :class:`RVQTrainingTask` (weight-normed) on the fixture's ``rvq_input``.
+
+    Returns:
+        ``loss``, ``commitment``, ``codebook``, ``recon_l1``, ``codes``, ``features`` (muqkit's
+        normalised stacked mel of ``wavs``) and ``grads`` (official name -> gradient).
+    """
+    from muqkit.tokenizer.base import Features
+    from muqkit.tokenizer.mel_rvq import MelRVQ
+    from muqkit.tokenizer.training import RVQTrainingTask
+
+    folder = Path(folder)
+    inputs, expected = _load(folder)
+    tokenizer = MelRVQ.from_pretrained(folder / "model")
+    assert isinstance(tokenizer, MelRVQ)
+    task = RVQTrainingTask(tokenizer, weight_norm=True)
+    # The official g and v as they are (fusing them would lose v's scale, which the gradients see).
+    tokenizer.rvq.load_state_dict(rvq_from_official(read_state_dict(folder / "model"), weight_norm=True))
+    with torch.no_grad():
+        features = tokenizer.featurize(inputs["wavs"].float()).values  # (B, T, D)
+    tokenizer.train().to(dtype)
+    values = inputs["rvq_input"].transpose(1, 2).to(dtype)  # (B, D, T) -> (B, T, D)
+    lengths = torch.full((values.shape[0],), values.shape[1])
+    metrics, out = task.objective(Features(values=values, lengths=lengths))
+    metrics["loss"].backward()
+    params = dict(tokenizer.named_parameters())
+    grads = {}
+    for key in expected:
+        if key.startswith("rvq.grad."):
+            official = key[len("rvq.grad."):]
+            grad = params[muqkit_parameter_name(official)].grad
+            assert grad is not None, official
+            grads[official] = grad.detach().double().reshape(expected[key].shape)
+    return {
+        "loss": metrics["loss"].detach().double(),
+        "commitment": metrics["commitment_loss"].double(),
+        "codebook": metrics["codebook_loss"].double(),
+        "recon_l1": metrics["reconstruction_l1"].double(),
+        "codes": out.codes,
+        "features": features,
+        "grads": grads,
+    }
+
+
+def _relative(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((ours.double() - reference.double()).abs().max() / reference.double().abs().max().clamp_min(1e-30))
+
+
+def _gradient_rows(
+    prefix: str, fp32: dict[str, torch.Tensor], fp64: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+    tolerance: float,
+) -> list[Comparison]:
+    rows = []
+    for name, reference in expected.items():
+        scale = float(reference.double().abs().max().clamp_min(1e-30))
+        exact = _relative(fp64[name], reference)
+        single = _relative(fp32[name], reference)
+        noise = float((fp32[name] - fp64[name]).abs().max()) / scale
+        allowed = max(tolerance, noise)
+        note = f"fp32 path {single:.1e}; fp32 noise {noise:.1e}"
+        if allowed > tolerance:
+            note += " (tolerance = the noise floor)"
+        rows.append(Comparison(f"{prefix}{name}", exact, allowed, "of max", note))
+    return rows
+
+
+def check_objective(
+    folder: str | Path, *, loss_tolerance: float = 1e-5, gradient_tolerance: float = 1e-4
+) -> ObjectiveReport:
+    """Replay the fixture's two steps with muqkit and compare every recorded quantity.
+
+    Args:
+        folder: a fixture folder in the layout above (any dims, batch size and length).
+        loss_tolerance: relative tolerance of the losses.
+        gradient_tolerance: tolerance of each gradient, relative to its largest magnitude.
+
+    Returns:
+        ObjectiveReport (``ok`` when everything is within tolerance).
+    """
+    folder = Path(folder)
+    inputs, expected = _load(folder)
+    rows: list[Comparison] = []
+
+    muq32 = replay_muq_step(folder)
+    muq64 = replay_muq_step(folder, dtype=torch.float64)
+    ref_loss = expected["loss"].double().reshape(())
+    rows.append(Comparison("loss", float(abs(muq32["loss"] - ref_loss) / abs(ref_loss)), loss_tolerance, "relative",
+                           f"muqkit {float(muq32['loss']):.7f}, official {float(ref_loss):.7f}"))
+    rows.append(Comparison("targets", float((muq32["targets"] != expected["targets"]).sum()), 0, "codes",
+                           f"{expected['targets'].numel()} codes"))
+    if "frame_mask" in inputs:
+        frame_mask = inputs["frame_mask"].bool()
+        rows.append(Comparison("masked frames", float((muq32["mask"] != frame_mask).sum()), 0, "frames",
+                               f"{muq32['num_masked']} masked"))
+    masked = muq32["num_masked"]
+    per_codebook = expected["accuracy_per_codebook"].double()
+    counts = ((muq32["accuracies"] - per_codebook).abs() * masked).tolist()
+    for i, count in enumerate(counts):
+        rows.append(Comparison(f"accuracy_per_codebook[{i}]", count, 1.0, "frames",
+                               f"muqkit {float(muq32['accuracies'][i]):.4f}, official {float(per_codebook[i]):.4f}"))
+    overall = float(abs(muq32["accuracies"].mean() - expected["accuracy"].double().reshape(())) * masked * len(counts))
+    rows.append(Comparison("accuracy", overall, 1.0, "frames"))
+    grads = {k[len("grad."):]: v for k, v in expected.items() if k.startswith("grad.")}
+    rows += _gradient_rows("grad.", muq32["grads"], muq64["grads"], grads, gradient_tolerance)
+
+    rvq32 = replay_rvq_step(folder)
+    rvq64 = replay_rvq_step(folder, dtype=torch.float64)
+    rvq_input = inputs["rvq_input"].transpose(1, 2)
+    rows.append(Comparison("rvq.input (normalised stacked mel)", _relative(rvq32["features"], rvq_input), 1e-5,
+                           "of max"))
+    for name in ("loss", "commitment", "codebook", "recon_l1"):
+        ref = expected[f"rvq.{name}"].double().reshape(())
+        rows.append(Comparison(f"rvq.{name}", float(abs(rvq32[name] - ref) / abs(ref)), loss_tolerance, "relative",
+                               f"muqkit {float(rvq32[name]):.7f}, official {float(ref):.7f}"))
+    rows.append(Comparison("rvq.codes", float((rvq32["codes"] != expected["rvq.codes"]).sum()), 0, "codes",
+                           f"{expected['rvq.codes'].numel()} codes"))
+    grads = {k[len("rvq.grad."):]: v for k, v in expected.items() if k.startswith("rvq.grad.")}
+    rows += _gradient_rows("rvq.grad.", rvq32["grads"], rvq64["grads"], grads, gradient_tolerance)
+    return ObjectiveReport(str(folder), tuple(rows))
+
+
+__all__ = ["Comparison", "ObjectiveReport", "check_objective", "muqkit_parameter_name", "replay_muq_step",
+           "replay_rvq_step"]
