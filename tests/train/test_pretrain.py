@@ -118,3 +118,46 @@ def test_cli_pretrain(tone_manifest, tiny_tokenizer, tmp_path, capsys):
                  "--set", "accelerator=cpu", "--set", "preload=false"])  # fmt: skip
     assert code == 0 and "1 steps" in capsys.readouterr().out
     assert MuQ.from_pretrained(tmp_path / "run" / "model").config.encoder_dim == 64
+
+
+def test_model_normalises_with_the_training_corpus_statistics(tone_manifest, tiny_tokenizer, tmp_path):
+    """The new model's mel_mean / mel_std are the tokenizer's, or a pass over the training audio; never
+    the preset's MSD figures unless asked; recorded with their source and kept on resume."""
+    import numpy as np
+    import soundfile as sf
+
+    from muqkit.audio.mel import MelFrontend
+    from muqkit.hub.presets import OFFICIAL_MEL_MEAN
+    from muqkit.train.pretrain import resolve_mel_statistics
+
+    run = train_pretrain([tone_manifest], tmp_path / "tok", _config(tiny_tokenizer, max_steps=2), stop_after=1)
+    config = MuQ.from_pretrained(run.model_dir).config
+    assert (config.mel_mean, config.mel_std) == (-20.0, 20.0)  # the tokenizer's (conftest)
+    saved = json.loads((tmp_path / "tok" / "run_config.json").read_text())
+    assert saved["mel_statistics"]["source"] == f"tokenizer {tiny_tokenizer}"
+    resumed = train_pretrain([tone_manifest], tmp_path / "tok", _config(tiny_tokenizer, max_steps=2), resume=True)
+    assert MuQ.from_pretrained(resumed.model_dir).config.mel_mean == -20.0
+    assert json.loads((tmp_path / "tok" / "pretrain.json").read_text())["mel_statistics"]["mean"] == -20.0
+
+    # A statistics pass: the pooled dB mel of every training file, computed here independently.
+    train_files = [path for record, path in load_records([tone_manifest]) if record.split == "train"]
+    frontend = MelFrontend()
+    values = np.concatenate([
+        frontend(torch.from_numpy(sf.read(p, dtype="float32")[0]).unsqueeze(0)).mel.flatten().numpy()
+        for p in train_files
+    ])  # fmt: skip
+    stats = resolve_mel_statistics(_config(tiny_tokenizer, mel_stats="corpus"), None, train_files)
+    assert stats.source.startswith("corpus (")
+    assert abs(stats.mean - values.mean()) < 1e-3 and abs(stats.std - values.std()) < 1e-3
+    assert abs(stats.mean - OFFICIAL_MEL_MEAN) > 5  # the tones are nothing like MSD
+
+    preset = resolve_mel_statistics(_config(tiny_tokenizer, mel_stats="preset"), None, train_files)
+    assert preset.mean == OFFICIAL_MEL_MEAN
+    explicit = _config(tiny_tokenizer, model={"mel_mean": 1.0, "mel_std": 2.0})
+    assert resolve_mel_statistics(explicit, None, None).source == "config"
+    with pytest.raises(ValueError, match="hold no dB-mel statistics"):
+        resolve_mel_statistics(_config(tiny_tokenizer, mel_stats="tokenizer"), None, train_files)
+    with pytest.raises(ValueError, match="mel_stats must be one of"):
+        _config(tiny_tokenizer, mel_stats="msd")
+    with pytest.raises(ValueError, match="together"):
+        _config(tiny_tokenizer, model={"mel_mean": 1.0})

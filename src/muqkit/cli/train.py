@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-model", help="previous MuQ whose layer a latent-RVQ tokenizer reads")
     p.add_argument("--latent-layer", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--mel-stats", choices=["auto", "tokenizer", "corpus", "preset"],
+                   help="input normalisation: the tokenizer's statistics, a pass over the training audio, or the "
+                        "preset's (MSD); default auto: the tokenizer's when it has them, else the pass")
     _common(p)
     p.set_defaults(func=run_pretrain)
 
@@ -95,7 +98,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
 
     settings = _settings(args)
-    for key in ("tokenizer", "labels", "latent_model", "latent_layer"):
+    for key in ("tokenizer", "labels", "latent_model", "latent_layer", "mel_stats"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = PretrainTrainingConfig.from_dict(settings)

@@ -21,13 +21,14 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
@@ -35,6 +36,9 @@ from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "pretrain"
+
+
+MEL_STATS_SOURCES = ("auto", "tokenizer", "corpus", "preset")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,13 @@ class PretrainTrainingConfig:
         log_every, checkpoint_every: steps between logged values and between checkpoints.
         val_batches: held-out batches (manifest split ``valid``) at every checkpoint; 0: none.
         progress: show progress bars.
+        mel_stats: where the model's input normalisation (``mel_mean`` / ``mel_std``, the dB mel's
+            corpus mean and std, the official ``stat``) comes from: ``auto`` (the target
+            tokenizer's when it normalises the same dB mel, the previous model's for a latent RVQ,
+            else a statistics pass over the training audio), ``tokenizer``, ``corpus`` (the pass),
+            or ``preset`` (the preset's: the official MSD figures, another corpus's). Explicit
+            ``model: {mel_mean, mel_std}`` overrides win over all of these.
+        stats_max_seconds: audio read by the statistics pass (files in a seeded order).
     """
 
     preset: str = "tiny"
@@ -102,8 +113,19 @@ class PretrainTrainingConfig:
     checkpoint_every: int = 500
     val_batches: int = 0
     progress: bool = True
+    mel_stats: str = "auto"
+    stats_max_seconds: float = 1800.0
 
     def __post_init__(self) -> None:
+        if self.mel_stats not in MEL_STATS_SOURCES:
+            raise ValueError(
+                f"PretrainTrainingConfig.mel_stats must be one of {', '.join(MEL_STATS_SOURCES)}, "
+                f"got {self.mel_stats!r}"
+            )
+        if ("mel_mean" in self.model) != ("mel_std" in self.model):
+            raise ValueError("PretrainTrainingConfig.model: give mel_mean and mel_std together")
+        if not self.stats_max_seconds > 0:
+            raise ValueError(f"PretrainTrainingConfig.stats_max_seconds must be positive, got {self.stats_max_seconds}")
         for name in ("batch_size", "accumulate", "max_steps", "log_every", "checkpoint_every", "num_nodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PretrainTrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -165,6 +187,102 @@ def build_targets(config: PretrainTrainingConfig) -> nn.Module | None:
     if not hasattr(tokenizer, "encode"):
         raise ValueError(f"{config.tokenizer}: a {type(tokenizer).__name__} cannot tokenize audio")
     return tokenizer
+
+
+# --------------------------------------------------------------------------------------------------
+# Input normalisation: the training corpus's mel statistics
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MelStatistics:
+    """Mean and std of the dB mel a model normalises its input with, and where they come from."""
+
+    mean: float
+    std: float
+    source: str  # "config", "tokenizer PATH", "previous model PATH", "corpus (N s of audio)", "preset NAME"
+
+
+def tokenizer_mel_statistics(targets: Any) -> tuple[float, float] | None:
+    """The scalar dB-mel statistics a target source normalises with, when it has them.
+
+    A Mel-RVQ (and any tokenizer with one scalar ``features.mean`` / ``std`` over the dB mel)
+    gives its own; latent targets give their MuQ's ``mel_mean`` / ``mel_std`` (the previous
+    iteration, trained on the same corpus); other targets give ``None``.
+    """
+    if isinstance(targets, LatentTargets):
+        c = targets.model.config
+        return float(c.mel_mean), float(c.mel_std)
+    features = getattr(targets, "features", None)
+    mean, std = getattr(features, "mean", None), getattr(features, "std", None)
+    if getattr(targets, "statistics_dim", 0) is None and mean is not None and std is not None:
+        mean_t, std_t = torch.as_tensor(mean), torch.as_tensor(std)
+        if mean_t.numel() == 1 and std_t.numel() == 1:
+            return float(mean_t), float(std_t)
+    return None
+
+
+def corpus_mel_statistics(
+    paths: Sequence[Path], *, sample_rate: int, max_seconds: float = 1800.0, seed: int = 0, **mel: Any
+) -> tuple[float, float, float]:
+    """One pass over the audio of ``paths`` (in a seeded order, up to ``max_seconds``).
+
+    Returns:
+        ``(mean, std, seconds)`` of the dB mel (every value of every band pooled, as the official
+        ``stat``) and the seconds of audio read.
+    """
+    from muqkit.audio.mel import MelFrontend
+    from muqkit.tokenizer.base import RunningMoments
+    from muqkit.train.tokenizer import iterate_chunks
+
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
+    frontend = MelFrontend(sample_rate, **mel)  # no mean / std: dB values
+    moments = RunningMoments(None)
+    seconds = 0.0
+    with torch.no_grad():
+        for chunk in iterate_chunks([paths[i] for i in order], kind="audio", sample_rate=sample_rate,
+                                    max_seconds=max_seconds):
+            moments.update(frontend(chunk.unsqueeze(0)).mel)
+            seconds += chunk.shape[0] / sample_rate
+    if moments.count == 0:
+        raise ValueError("the statistics pass read no audio")
+    return float(moments.mean), float(moments.std), seconds
+
+
+def resolve_mel_statistics(
+    config: PretrainTrainingConfig, targets: Any, paths: Sequence[Path] | None
+) -> MelStatistics:
+    """The statistics a new model of ``config`` normalises with (see ``PretrainTrainingConfig.mel_stats``).
+
+    Raises:
+        ValueError: ``tokenizer`` asked of targets that have none, or ``corpus`` without audio files.
+    """
+    if "mel_mean" in config.model:
+        return MelStatistics(float(config.model["mel_mean"]), float(config.model["mel_std"]), "config")
+    if config.mel_stats == "preset":
+        c = muq_preset(config.preset)
+        log.warning("mel statistics: the %s preset's (mean %.2f dB, std %.2f dB), not the training corpus's",
+                    config.preset, c.mel_mean, c.mel_std)
+        return MelStatistics(c.mel_mean, c.mel_std, f"preset {config.preset}")
+    if config.mel_stats in ("auto", "tokenizer"):
+        found = tokenizer_mel_statistics(targets)
+        if found is not None:
+            where = config.latent_model if isinstance(targets, LatentTargets) else config.tokenizer
+            kind = "previous model" if isinstance(targets, LatentTargets) else "tokenizer"
+            return MelStatistics(found[0], found[1], f"{kind} {where}")
+        if config.mel_stats == "tokenizer":
+            raise ValueError(
+                f"mel_stats 'tokenizer': the targets ({config.tokenizer or config.labels}) hold no dB-mel "
+                "statistics; use mel_stats 'corpus' or give model mel_mean / mel_std"
+            )
+    if not paths:
+        raise ValueError(
+            "mel_stats: a statistics pass needs audio files (a manifest); give model mel_mean / mel_std instead"
+        )
+    c = muq_preset(config.preset, **config.model)
+    mean, std, seconds = corpus_mel_statistics(
+        paths, sample_rate=c.sample_rate, max_seconds=config.stats_max_seconds, seed=config.seed,
+        n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
+    )  # fmt: skip
+    return MelStatistics(mean, std, f"corpus ({seconds:.0f} s of audio)")
 
 
 def build_pretrainer(
@@ -316,10 +434,21 @@ def train_pretrain(
         log.info("resuming from %s at step %d", last, start_step)
     out.mkdir(parents=True, exist_ok=True)
     manifests = [str(Path(m).resolve()) for m in manifests]
-    run_config.write_text(json.dumps({"config": asdict(config), "manifests": manifests}, indent=2) + "\n")
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     targets = build_targets(config)
+    shard_dirs = [m for m in manifests if (Path(m) / "shards.json").is_file()]
+    records = None
+    if not shard_dirs:
+        preset = muq_preset(config.preset, **config.model)
+        frame_seconds = preset.hop_length * preset.stack_factor / preset.sample_rate
+        records = load_records(manifests, splits=config.splits, min_seconds=frame_seconds)
+    stats = resolve_mel_statistics(config, targets, None if records is None else [path for _, path in records])
+    log.info("mel statistics: mean %.3f dB, std %.3f dB (%s)", stats.mean, stats.std, stats.source)
+    # Stored with the run's settings: a resumed run normalises exactly as it started.
+    config = replace(config, model={**config.model, "mel_mean": stats.mean, "mel_std": stats.std})
+    run_config.write_text(json.dumps({"config": asdict(config), "manifests": manifests,
+                                      "mel_statistics": asdict(stats)}, indent=2) + "\n")
     labels = None
     label_shape = None
     if config.labels is not None:
@@ -331,7 +460,6 @@ def train_pretrain(
     sample_rate = pretrainer.model.config.sample_rate
 
     loader_generator = torch.Generator().manual_seed(config.seed)  # keeps the global RNG untouched
-    shard_dirs = [m for m in manifests if (Path(m) / "shards.json").is_file()]
     if shard_dirs:
         from muqkit.data.shards import ShardCropStream
 
@@ -348,7 +476,7 @@ def train_pretrain(
             persistent_workers=config.num_workers > 0, generator=loader_generator,
         )  # fmt: skip
     else:
-        records = load_records(manifests, splits=config.splits, min_seconds=pretrainer.model.min_samples / sample_rate)
+        assert records is not None
         dataset = RandomCropDataset(
             records, crop_seconds=config.crop_seconds, sample_rate=sample_rate, seed=config.seed,
             frame_samples=pretrainer.frame_samples, labels=labels, preload=config.preload,
@@ -433,7 +561,8 @@ def train_pretrain(
         model.save_pretrained(model_dir)
         (out / "pretrain.json").write_text(json.dumps(
             {"tokenizer": config.tokenizer, "labels": config.labels, "latent_model": config.latent_model,
-             "latent_layer": config.latent_layer, "steps": trainer.global_step, "seconds": round(seconds, 2)},
+             "latent_layer": config.latent_layer, "steps": trainer.global_step, "seconds": round(seconds, 2),
+             "mel_statistics": asdict(stats)},
             indent=2) + "\n")  # fmt: skip
     steps_run = trainer.global_step - start_step
     crop_seconds = crop_samples / sample_rate

@@ -298,6 +298,10 @@ def refine(
         extract_labels(targets, manifests, labels_dir, shard_items=config.shard_items)
     settings = {**config.pretrain, "labels": str(labels_dir), "tokenizer": None}
     settings.setdefault("progress", progress)
+    if settings.get("mel_stats", "auto") == "auto" and "mel_mean" not in settings.get("model", {}):
+        # The previous iteration normalised with this corpus's statistics: the next one keeps them.
+        c = previous.config
+        settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
     pretrain = PretrainTrainingConfig.from_dict(settings)
     result = train_pretrain(manifests, out / "pretrain", pretrain)
     return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=result.model_dir)
