@@ -44,6 +44,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=_probe)
 
+    c = subparsers.add_parser(
+        "curve",
+        help="learning curve: probe a pretraining run's snapshots along training",
+        description="Probe every snapshot of a pretraining run (pretrain with --set snapshot_every=N) on the "
+        "same corpus tasks and probe seeds; write OUT/curve.json and OUT/curve.png with the random-weight "
+        "start (step 0) and the mel baseline as horizontal lines.",
+    )
+    c.add_argument("run", help="pretraining run folder (holds snapshots/step-*)")
+    c.add_argument("--corpus", required=True, help="corpus folder built by `muqkit data build-corpus`")
+    c.add_argument("--out", required=True, help="folder for curve.json and curve.png")
+    c.add_argument("--tasks", default="key,collection,instrument,pitch", help="comma-separated corpus tasks")
+    c.add_argument("--heads", default="linear", help="probe head (linear or mlp)")
+    c.add_argument("--seeds", default="0", help="comma-separated probe seeds (the same at every step)")
+    c.add_argument("--layers", default="sweep", help="sweep (best layer on validation), weighted or last")
+    c.add_argument("--every", type=int, default=1, help="probe every N-th snapshot (first and last always)")
+    c.add_argument("--baselines", default="mel", help="comma-separated handcrafted baselines")
+    c.add_argument("--max-epochs", type=int, default=200)
+    c.add_argument("--patience", type=int, default=20)
+    c.set_defaults(func=_curve)
+
+
+def _curve(args: argparse.Namespace) -> int:
+    from muqkit.eval.curves import learning_curve
+    from muqkit.eval.probes import ProbeConfig
+    from muqkit.eval.suite import SuiteConfig
+
+    config = SuiteConfig(
+        heads=tuple(_split(args.heads)), seeds=tuple(int(s) for s in _split(args.seeds)),
+        layer_modes=tuple(_split(args.layers)),
+        probe=ProbeConfig(max_epochs=args.max_epochs, patience=args.patience),
+    )  # fmt: skip
+    curve = learning_curve(
+        args.run, args.corpus, args.out, tasks=_split(args.tasks), config=config,
+        baselines=_split(args.baselines), every=args.every,
+    )  # fmt: skip
+    print(curve.summary())
+    print(f"wrote {args.out}/curve.json and {args.out}/curve.png")
+    return 0
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
 
 def _probe(args: argparse.Namespace) -> int:
     from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task

@@ -78,6 +78,9 @@ class PretrainTrainingConfig:
             or ``preset`` (the preset's: the official MSD figures, another corpus's). Explicit
             ``model: {mel_mean, mel_std}`` overrides win over all of these.
         stats_max_seconds: audio read by the statistics pass (files in a seeded order).
+        snapshot_every: also save the encoder (official format) to ``out/snapshots/step-NNNNNNN``
+            before the first step and every this many steps, for learning curves
+            (``muqkit curve``); 0: no snapshots.
     """
 
     preset: str = "tiny"
@@ -115,6 +118,7 @@ class PretrainTrainingConfig:
     progress: bool = True
     mel_stats: str = "auto"
     stats_max_seconds: float = 1800.0
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         if self.mel_stats not in MEL_STATS_SOURCES:
@@ -124,6 +128,8 @@ class PretrainTrainingConfig:
             )
         if ("mel_mean" in self.model) != ("mel_std" in self.model):
             raise ValueError("PretrainTrainingConfig.model: give mel_mean and mel_std together")
+        if self.snapshot_every < 0:
+            raise ValueError(f"PretrainTrainingConfig.snapshot_every must be >= 0 (0: none), got {self.snapshot_every}")
         if not self.stats_max_seconds > 0:
             raise ValueError(f"PretrainTrainingConfig.stats_max_seconds must be positive, got {self.stats_max_seconds}")
         for name in ("batch_size", "accumulate", "max_steps", "log_every", "checkpoint_every", "num_nodes"):
@@ -366,6 +372,35 @@ def _lightning_module(task: PretrainTask, config: PretrainTrainingConfig, metada
     return PretrainLightning(task, optimizer=optimizer, metadata=metadata)
 
 
+def snapshot_dir(run_dir: str | os.PathLike[str], step: int) -> Path:
+    """Where :func:`train_pretrain` saves the encoder at ``step`` (``snapshot_every``)."""
+    return Path(run_dir) / "snapshots" / f"step-{step:07d}"
+
+
+def _snapshot_callback(pretrainer: MuQPretrainer, run_dir: Path, every: int) -> Any:
+    """A Lightning callback saving the encoder before the first step and every ``every`` steps."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Snapshots(Callback):
+        def _save(self, trainer: Any, step: int) -> None:
+            folder = snapshot_dir(run_dir, step)
+            if trainer.is_global_zero and not (folder / "config.json").is_file():
+                pretrainer.export().save_pretrained(folder)
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.global_step == 0:
+                self._save(trainer, 0)  # the random-weight start of this very run
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            if trainer.global_step % every == 0 and trainer.global_step > 0:
+                self._save(trainer, trainer.global_step)
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            self._save(trainer, trainer.global_step)
+
+    return Snapshots()
+
+
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
@@ -540,7 +575,8 @@ def train_pretrain(
         accumulate_grad_batches=config.accumulate,
         gradient_clip_val=config.grad_clip or None,
         logger=loggers,
-        callbacks=[checkpoints],
+        callbacks=[checkpoints]
+        + ([_snapshot_callback(pretrainer, out, config.snapshot_every)] if config.snapshot_every else []),
         log_every_n_steps=config.log_every,
         val_check_interval=config.checkpoint_every * config.accumulate if val_loader is not None else None,
         check_val_every_n_epoch=None,
@@ -585,5 +621,6 @@ __all__ = [
     "build_targets",
     "load_preset",
     "preset_names",
+    "snapshot_dir",
     "train_pretrain",
 ]
