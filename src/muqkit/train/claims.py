@@ -211,6 +211,7 @@ def run_claims(
     from muqkit.eval.suite import SuiteConfig, default_cache_dir, run_suite
     from muqkit.eval.tasks import load_corpus_task
     from muqkit.ssl.muq import MuQ
+    from muqkit.train.pretrain import snapshot_dir
 
     corpus, out = Path(corpus), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,8 +235,10 @@ def run_claims(
         if spec in models:
             return MuQExtractor(MuQ.from_pretrained(models[spec]), spec)
         if arm_of(spec) == RANDOM:
+            # The Mel-RVQ run's own start: the same seed, architecture and corpus statistics.
             seed = int(spec.split(":s")[1])
-            return MuQExtractor(MuQ.from_preset(plan.preset, seed=seed), f"random-{plan.preset}-s{seed}")
+            start = snapshot_dir(out / f"seed{seed}" / "iter1", 0)
+            return MuQExtractor(MuQ.from_pretrained(start), f"random-{plan.preset}-s{seed}")
         return make_extractor(spec)
 
     start = time.perf_counter()

@@ -35,6 +35,8 @@ class DemoPlan:
         probe_epochs: probe epochs (early stopping on validation).
         preset: MuQ preset of every pretrained model.
         latent_seconds: audio whose latents train the refinement RVQ (``None``: all).
+        snapshots: encoder snapshots per pretraining run (learning curves; step 0, the run's
+            random-weight start, is always one).
     """
 
     corpus: str = "ci"
@@ -50,6 +52,7 @@ class DemoPlan:
     probe_epochs: int = 100
     preset: str = "tiny"
     latent_seconds: float | None = None
+    snapshots: int = 6
 
 
 QUICK = DemoPlan(
@@ -137,6 +140,7 @@ def train_arms(
         "max_steps": plan.pretrain_steps, "warmup_steps": max(1, plan.pretrain_steps // 10),
         "checkpoint_every": max(1, plan.pretrain_steps), "seed": seed, "progress": False,
         "log_every": max(1, min(10, plan.pretrain_steps)),
+        "snapshot_every": max(1, plan.pretrain_steps // max(1, plan.snapshots)),
     }  # fmt: skip
     arms: dict[str, Path] = {}
     start = time.perf_counter()

@@ -118,7 +118,9 @@ def muqkit_parameter_name(official: str) -> str:
     return "model." + renamed
 
 
-def replay_muq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def replay_muq_step(
+    folder: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """One train-mode step of :class:`MuQPretrainer` on the fixture's audio, mask and noise.
 
     Returns:
@@ -139,12 +141,13 @@ def replay_muq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -
     with torch.no_grad():
         pretrainer.heads.proj.weight.copy_(head["linear.weight"])
         pretrainer.heads.proj.bias.copy_(head["linear.bias"])
-    pretrainer.train()
-    wavs = inputs["wavs"].float()
-    targets = pretrainer.encode_targets(wavs, torch.full((wavs.shape[0],), wavs.shape[1]))
+    pretrainer.train().to(device)
+    wavs = inputs["wavs"].float().to(device)
+    targets = pretrainer.encode_targets(wavs, torch.full((wavs.shape[0],), wavs.shape[1], device=device))
     pretrainer.model.to(dtype)
     pretrainer.heads.to(dtype)
-    out = pretrainer(wavs, codes=targets, spans=inputs["block_mask"].bool(), noise=inputs["masked_wavs"])
+    out = pretrainer(wavs, codes=targets, spans=inputs["block_mask"].bool().to(device),
+                     noise=inputs["masked_wavs"].to(device))
     out.loss.backward()
     params = dict(pretrainer.named_parameters())
     grads = {}
@@ -153,18 +156,20 @@ def replay_muq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -
             official = key[len("grad."):]
             grad = params[muqkit_parameter_name(official)].grad
             assert grad is not None, official
-            grads[official] = grad.detach().double().reshape(expected[key].shape)
+            grads[official] = grad.detach().cpu().double().reshape(expected[key].shape)
     return {
-        "loss": out.loss.detach().double(),
-        "accuracies": out.codebook_accuracies.double(),
+        "loss": out.loss.detach().cpu().double(),
+        "accuracies": out.codebook_accuracies.cpu().double(),
         "num_masked": int(out.num_masked),
-        "mask": out.mask,
-        "targets": targets,
+        "mask": out.mask.cpu(),
+        "targets": targets.cpu(),
         "grads": grads,
     }
 
 
-def replay_rvq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def replay_rvq_step(
+    folder: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """One train-mode step of :class:`RVQTrainingTask` (weight-normed) on the fixture's ``rvq_input``.
 
     Returns:
@@ -182,11 +187,12 @@ def replay_rvq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -
     task = RVQTrainingTask(tokenizer, weight_norm=True)
     # The official g and v as they are (fusing them would lose v's scale, which the gradients see).
     tokenizer.rvq.load_state_dict(rvq_from_official(read_state_dict(folder / "model"), weight_norm=True))
+    tokenizer.to(device)
     with torch.no_grad():
-        features = tokenizer.featurize(inputs["wavs"].float()).values  # (B, T, D)
+        features = tokenizer.featurize(inputs["wavs"].float().to(device)).values.cpu()  # (B, T, D)
     tokenizer.train().to(dtype)
-    values = inputs["rvq_input"].transpose(1, 2).to(dtype)  # (B, D, T) -> (B, T, D)
-    lengths = torch.full((values.shape[0],), values.shape[1])
+    values = inputs["rvq_input"].transpose(1, 2).to(device, dtype)  # (B, D, T) -> (B, T, D)
+    lengths = torch.full((values.shape[0],), values.shape[1], device=device)
     metrics, out = task.objective(Features(values=values, lengths=lengths))
     metrics["loss"].backward()
     params = dict(tokenizer.named_parameters())
@@ -196,13 +202,13 @@ def replay_rvq_step(folder: str | Path, *, dtype: torch.dtype = torch.float32) -
             official = key[len("rvq.grad."):]
             grad = params[muqkit_parameter_name(official)].grad
             assert grad is not None, official
-            grads[official] = grad.detach().double().reshape(expected[key].shape)
+            grads[official] = grad.detach().cpu().double().reshape(expected[key].shape)
     return {
-        "loss": metrics["loss"].detach().double(),
-        "commitment": metrics["commitment_loss"].double(),
-        "codebook": metrics["codebook_loss"].double(),
-        "recon_l1": metrics["reconstruction_l1"].double(),
-        "codes": out.codes,
+        "loss": metrics["loss"].detach().cpu().double(),
+        "commitment": metrics["commitment_loss"].cpu().double(),
+        "codebook": metrics["codebook_loss"].cpu().double(),
+        "recon_l1": metrics["reconstruction_l1"].cpu().double(),
+        "codes": out.codes.cpu(),
         "features": features,
         "grads": grads,
     }
@@ -231,7 +237,8 @@ def _gradient_rows(
 
 
 def check_objective(
-    folder: str | Path, *, loss_tolerance: float = 1e-5, gradient_tolerance: float = 1e-4
+    folder: str | Path, *, loss_tolerance: float = 1e-5, gradient_tolerance: float = 1e-4,
+    device: str | torch.device = "cpu",
 ) -> ObjectiveReport:
     """Replay the fixture's two steps with muqkit and compare every recorded quantity.
 
@@ -239,6 +246,7 @@ def check_objective(
         folder: a fixture folder in the layout above (any dims, batch size and length).
         loss_tolerance: relative tolerance of the losses.
         gradient_tolerance: tolerance of each gradient, relative to its largest magnitude.
+        device: where the steps run (the fixtures were recorded on a CPU).
 
     Returns:
         ObjectiveReport (``ok`` when everything is within tolerance).
@@ -247,8 +255,8 @@ def check_objective(
     inputs, expected = _load(folder)
     rows: list[Comparison] = []
 
-    muq32 = replay_muq_step(folder)
-    muq64 = replay_muq_step(folder, dtype=torch.float64)
+    muq32 = replay_muq_step(folder, device=device)
+    muq64 = replay_muq_step(folder, dtype=torch.float64, device=device)
     ref_loss = expected["loss"].double().reshape(())
     rows.append(Comparison("loss", float(abs(muq32["loss"] - ref_loss) / abs(ref_loss)), loss_tolerance, "relative",
                            f"muqkit {float(muq32['loss']):.7f}, official {float(ref_loss):.7f}"))
@@ -269,8 +277,8 @@ def check_objective(
     grads = {k[len("grad."):]: v for k, v in expected.items() if k.startswith("grad.")}
     rows += _gradient_rows("grad.", muq32["grads"], muq64["grads"], grads, gradient_tolerance)
 
-    rvq32 = replay_rvq_step(folder)
-    rvq64 = replay_rvq_step(folder, dtype=torch.float64)
+    rvq32 = replay_rvq_step(folder, device=device)
+    rvq64 = replay_rvq_step(folder, dtype=torch.float64, device=device)
     rvq_input = inputs["rvq_input"].transpose(1, 2)
     rows.append(Comparison("rvq.input (normalised stacked mel)", _relative(rvq32["features"], rvq_input), 1e-5,
                            "of max"))
