@@ -75,3 +75,12 @@ def test_scores_build_on_a_handful(tmp_path, soundfonts, monkeypatch):
         assert ("key" in r.labels) != ("key_issue" in r.labels)
         if "key" in r.labels:
             assert r.labels["key"].split()[1] == r.labels["mode"]
+
+
+def test_unknown_size_is_a_value_error(tmp_path):
+    import pytest
+
+    from muqkit.data.corpus import build_corpus
+
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        build_corpus(tmp_path / "c", size="huge", seed=0)

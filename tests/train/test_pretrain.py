@@ -161,3 +161,9 @@ def test_model_normalises_with_the_training_corpus_statistics(tone_manifest, tin
         _config(tiny_tokenizer, mel_stats="msd")
     with pytest.raises(ValueError, match="together"):
         _config(tiny_tokenizer, model={"mel_mean": 1.0})
+
+
+def test_warmup_longer_than_the_run_is_an_error(tiny_tokenizer):
+    with pytest.raises(ValueError, match=r"warmup_steps \(30\) must lie in \[0, max_steps\)"):
+        _config(tiny_tokenizer, max_steps=10, warmup_steps=30)
+    assert _config(tiny_tokenizer, max_steps=10, warmup_steps=1, decay="cosine").warmup_steps == 1

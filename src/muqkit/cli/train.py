@@ -35,6 +35,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             settings[{"steps": "max_steps", "workers": "num_workers"}.get(key, key)] = value
     if getattr(args, "no_progress", False):
         settings["progress"] = False
+    explicit = {item.partition("=")[0] for item in args.set or []}
+    steps, warmup = settings.get("max_steps"), settings.get("warmup_steps", 0)
+    if args.steps is not None and "warmup_steps" not in explicit and steps is not None and warmup >= steps:
+        settings["warmup_steps"] = steps // 10
+        log.warning("--steps %d is not above the preset's warm-up (%d steps): warm-up set to %d steps "
+                    "(--set warmup_steps=N to choose)", steps, warmup, steps // 10)
     return settings
 
 

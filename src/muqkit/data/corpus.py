@@ -609,9 +609,9 @@ def build_corpus(
         SystemRequirementError: fluidsynth, a soundfont or a Debian tool is missing (says what to install).
     """
     t0 = time.perf_counter()
-    spec = SIZES[size] if isinstance(size, str) else size
     if isinstance(size, str) and size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {sorted(SIZES)}")
+    spec = SIZES[size] if isinstance(size, str) else size
     unknown = set(sources) - {"scores", "notes", "game"}
     if unknown:
         raise ValueError(f"unknown sources {sorted(unknown)}; choose from scores, notes, game")

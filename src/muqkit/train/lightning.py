@@ -8,13 +8,49 @@ imports it.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
+
+_NOISE = ("Tip:", "litlogger", "TPU available", "HPU available", "GPU available: False")
+
+
+class _DropNoise(logging.Filter):
+    """Drops Lightning's advertising tips and the no-accelerator lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in _NOISE)
+
+
+def quiet_lightning() -> None:
+    """One line per Lightning message, no tips.
+
+    Lightning gives its loggers a handler of their own and lets records propagate, so every message
+    printed twice under an application's logging configuration (muqkit's CLI). Its handlers are
+    removed (the records reach the application's handlers once), its tips and "TPU available: False"
+    lines are dropped, and two warnings about things muqkit does on purpose (no validation loader,
+    a deprecation inside Lightning) are silenced.
+    """
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        for handler in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(handler)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in target.filters):
+            target.addFilter(_DropNoise())
+    warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+
+
+quiet_lightning()
 
 
 @dataclass(frozen=True)

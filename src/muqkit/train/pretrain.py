@@ -141,8 +141,11 @@ class PretrainTrainingConfig:
             raise ValueError("PretrainTrainingConfig: latent_model and latent_layer go together")
         if self.strategy not in ("auto", "ddp", "fsdp", "ddp_spawn", "ddp_find_unused_parameters_true"):
             raise ValueError(f"PretrainTrainingConfig.strategy must be auto, ddp or fsdp, got {self.strategy!r}")
-        if self.decay == "cosine" and self.max_steps <= self.warmup_steps:
-            object.__setattr__(self, "warmup_steps", max(0, self.max_steps // 10))
+        if self.warmup_steps < 0 or (self.decay == "cosine" and self.warmup_steps >= self.max_steps):
+            raise ValueError(
+                f"PretrainTrainingConfig.warmup_steps ({self.warmup_steps}) must lie in [0, max_steps) "
+                f"(max_steps {self.max_steps}) with the cosine decay; e.g. warmup_steps={self.max_steps // 10}"
+            )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
 
