@@ -215,7 +215,8 @@ class Conformer(nn.Module):
         x = F.dropout(x, self.dropout, self.training)
         depth = len(self.layers) if num_layers is None else num_layers
         if not 0 <= depth <= len(self.layers):
-            raise ValueError(f"num_layers must lie in [0, {len(self.layers)}] (the Conformer's depth), got {num_layers}")
+            raise ValueError(f"num_layers must lie in [0, {len(self.layers)}] (the Conformer's depth), "
+                             f"got {num_layers}")
         states = [x]
         for layer in self.layers[:depth]:
             if self.gradient_checkpointing and self.training:
