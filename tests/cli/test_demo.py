@@ -7,13 +7,27 @@ import pytest
 from muqkit.train.demo import QUICK, plan_for
 
 
+def test_verdict_is_computed_from_the_table():
+    from muqkit.eval.suite import ResultRow
+    from muqkit.train.demo import RANDOM_START, verdict
+
+    def row(model, task, mean):
+        return ResultRow(model, task, "linear", "best:0", "accuracy", mean, 0.0, mean, {})
+
+    rows = [row("muq-melrvq-iter1", "key", 0.6), row(RANDOM_START, "key", 0.5), row("mel", "key", 0.7),
+            row("muq-melrvq-iter1", "pitch", 0.4), row(RANDOM_START, "pitch", 0.6), row("mel", "pitch", 0.8)]
+    text = verdict(rows, ["key", "pitch"], 600, test_items=40)
+    assert "below its random-weight start on average (0.500 vs 0.550 over 2 tasks; higher on 1 of 2)" in text
+    assert "has not yet added" in text
+    assert "too few" in verdict(rows, ["key", "pitch"], 600, test_items=12)
+
+
 def test_plan_scales_with_the_budget():
     assert plan_for(15, quick=False).pretrain_steps == 600
     assert plan_for(30, quick=False).pretrain_steps == 1200
     assert plan_for(15, quick=True) == QUICK
 
 
-@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MUQKIT_HOME", str(tmp_path / "home"))  # the demo installs its model as the default
     from muqkit.data.render import SystemRequirementError, require_fluidsynth
@@ -27,7 +41,9 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
 
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--no-plots"]) == 0
     out = capsys.readouterr().out
-    assert "muq-melrvq-iter2" in out and "random:tiny" in out
+    assert "muq-melrvq-iter2" in out and "random-start" in out
+    assert "too few to tell the models apart" in out  # the quick corpus's test sets are tiny
+    assert (tmp_path / "demo" / "curve" / "curve.json").is_file()
     model = MuQ.from_pretrained(tmp_path / "demo" / "model")
     assert model.config.encoder_depth == 2
     assert (tmp_path / "demo" / "report" / "results.json").is_file()

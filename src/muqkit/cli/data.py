@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the offline benchmark corpus (deterministic from --seed, resumable, cached).",
     )
     build.add_argument("--out", required=True, help="output folder (empty, or holding the same build)")
-    build.add_argument("--size", choices=("ci", "small", "medium", "full"), default="ci")
+    build.add_argument("--size", choices=("ci", "demo", "small", "medium", "full"), default="ci")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--no-game-music", action="store_true", help="skip the Debian game-music pool")
     build.add_argument("--deb-cache", default=None, help="where .deb files are downloaded (default OUT/cache/debs)")

@@ -83,6 +83,8 @@ class CorpusSize:
 
 SIZES: dict[str, CorpusSize] = {
     "ci": CorpusSize("ci", 4, 1, 6.0, 1, 2, 1.5, ("asc-music",), 1, 8.0),
+    # The demo's: enough test items per task (>= 30 key clips, about 90 notes) in a few minutes.
+    "demo": CorpusSize("demo", 36, 2, 8.0, 4, 4, 2.0, (), 1, 8.0),
     "small": CorpusSize("small", 80, 2, 10.0, 4, 4, 3.0, ("asc-music", "drascula-music", "hyperrogue-music"), 6, 30.0),
     # The small corpus's pool and notes with four times the scores, rendered three times: enough
     # annotated tunes (mode, metre, dance type) for music-text training on a CPU.
