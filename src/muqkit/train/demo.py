@@ -295,6 +295,7 @@ def run_demo(
 
     curve_config = dataclasses.replace(suite, layer_modes=("sweep",))
     curve = learning_curve(out / "iter1", corpus, out / "curve", tasks=[t.name for t in tasks], config=curve_config)
+    log.info("learning curve: %s", curve.summary())
     lap("curve", start)
 
     # 6. report and the embedding model -------------------------------------------------------------
