@@ -1,4 +1,5 @@
-"""The README's Python examples run. Hub downloads are replaced by local stand-ins: a tiny random MuQ,
+"""The Python examples of the README and docs/ run, and every documented muqkit command parses. Hub
+downloads are replaced by local stand-ins: a tiny random MuQ,
 and the official-format MuQ-MuLan fixture in ../shared/parity (the MuLan example skips without it)."""
 
 import re
@@ -11,7 +12,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def python_blocks() -> list[str]:
-    return [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if "muqkit" in b]
+    """The Python examples of the README and of docs/ (each distinct block once)."""
+    texts = [README.read_text(), *(p.read_text() for p in sorted((README.parent / "docs").glob("*.md")))]
+    blocks = [b for t in texts for b in re.findall(r"```python\n(.*?)```", t, flags=re.S) if "muqkit" in b]
+    return list(dict.fromkeys(blocks))
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
@@ -42,3 +46,35 @@ def test_readme_python_example_runs(index, monkeypatch):
     namespace = {"wavs": torch.randn(2, 24000 * 5)}
     with torch.no_grad():
         exec(compile(block, f"README block {index}", "exec"), namespace)
+
+
+DOCS = sorted((README.parent / "docs").glob("*.md"))
+
+
+def shell_commands() -> list[tuple[str, str]]:
+    """Every ``muqkit ...`` command line of the bash blocks of the README and docs/ (continuations joined)."""
+    found = []
+    for path in [README, *DOCS]:
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in line.split("&&"):
+                    command = part.split("  #")[0].strip()
+                    if command.startswith("muqkit "):
+                        found.append((path.name, command))
+    return found
+
+
+@pytest.mark.parametrize(("doc", "command"), shell_commands())
+def test_documented_command_parses(doc, command, monkeypatch):
+    """The command, its sub-command and every option exist (argparse exits 2 on anything unknown)."""
+    import shlex
+
+    from muqkit.cli.main import build_parser
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(shlex.split(command)[1:])
+    except SystemExit as exc:
+        pytest.fail(f"{doc}: `{command}` does not parse (exit {exc.code})")
+    assert hasattr(args, "func"), f"{doc}: `{command}` names no command"
+
