@@ -45,6 +45,7 @@ CLAIMS_PLAN = dataclasses.replace(
     tasks=("key", "collection", "dance", "tags", "instrument", "pitch"),
     probe_seeds=(0,),
     latent_seconds=3600.0,
+    tokenizer_seconds=7200.0,
 )
 """The default plan: the paper's 8 x 1024 codebooks, a tiny MuQ, 800 steps of 8 x 4 s crops per arm."""
 
