@@ -216,7 +216,7 @@ def read_crop(path: str | os.PathLike[str], sample_rate: int, start: int, num_sa
     a crop read without decoding the rest of the file (resampled with soxr when the file's rate differs).
 
     Raises:
-        AudioError: the file is missing or cannot be decoded.
+        AudioError: the file is missing, cannot be decoded, or the crop has NaN or infinite samples.
     """
     import soundfile as sf
 
@@ -237,6 +237,8 @@ def read_crop(path: str | os.PathLike[str], sample_rate: int, start: int, num_sa
             fh.seek(min(first, fh.frames))
             raw = fh.read(int(np.ceil(num_samples * native / sample_rate)) + 1, dtype="float32", always_2d=True)
             audio = soxr.resample(raw.mean(axis=1), native, sample_rate).astype(np.float32)[:num_samples]
+    if not np.isfinite(audio).all():
+        raise AudioError(path, "audio contains NaN or infinite samples")
     return torch.from_numpy(np.ascontiguousarray(audio))
 
 

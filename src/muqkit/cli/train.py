@@ -67,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-model", help="previous MuQ whose layer a latent-RVQ tokenizer reads")
     p.add_argument("--latent-layer", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
     _common(p)
     p.set_defaults(func=run_pretrain)
 
@@ -99,7 +100,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = PretrainTrainingConfig.from_dict(settings)
-    result = train_pretrain(args.manifests, args.out, config, resume=args.resume)
+    result = train_pretrain(args.manifests, args.out, config, resume=args.resume, overwrite=args.overwrite)
     print(f"{result.steps} steps in {result.seconds:.1f} s ({result.audio_seconds / max(result.seconds, 1e-9):.1f} "
           f"audio s/s); model: {result.model_dir}")  # fmt: skip
     return 0
@@ -140,5 +141,5 @@ def run_refine(args: argparse.Namespace) -> int:
         from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
 
         next_config = PretrainTrainingConfig.from_dict({**settings, "labels": str(out / "labels"), "tokenizer": None})
-        print(train_pretrain(args.manifests, out / "pretrain", next_config).model_dir)
+        print(train_pretrain(args.manifests, out / "pretrain", next_config, overwrite=True).model_dir)
     return 0

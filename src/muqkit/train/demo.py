@@ -142,7 +142,8 @@ def train_arms(
     start = time.perf_counter()
     iter1 = out / "iter1"
     if not (iter1 / "model" / "config.json").is_file():
-        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}))
+        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}),
+                       overwrite=True)  # an unfinished step is redone whole
     arms["muq-melrvq-iter1"] = iter1 / "model"
     lap("pretrain_iter1", start)
 
@@ -154,7 +155,8 @@ def train_arms(
                          model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size})  # fmt: skip
         bestrq_dir = out / "bestrq"
         if not (bestrq_dir / "model" / "config.json").is_file():
-            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}))
+            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}),
+                           overwrite=True)
         arms["muq-bestrq"] = bestrq_dir / "model"
         lap("pretrain_bestrq", start)
 

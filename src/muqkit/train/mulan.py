@@ -405,7 +405,9 @@ def export_checkpoint(
     """Save the ``model`` weights held in a Lightning ``checkpoint`` of ``module`` to ``folder`` (the
     training run's model is left as it is)."""
     prefix = next(name for name, sub in module.named_modules() if sub is model) + "."
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    from muqkit.hub.weights import safe_torch_load
+
+    state = safe_torch_load(checkpoint)["state_dict"]
     current = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     try:

@@ -299,7 +299,7 @@ def refine(
     settings = {**config.pretrain, "labels": str(labels_dir), "tokenizer": None}
     settings.setdefault("progress", progress)
     pretrain = PretrainTrainingConfig.from_dict(settings)
-    result = train_pretrain(manifests, out / "pretrain", pretrain)
+    result = train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True)  # the step is redone whole
     return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=result.model_dir)
 
 

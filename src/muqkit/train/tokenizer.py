@@ -126,7 +126,9 @@ def read_features(path: Path) -> np.ndarray:
         tensors = load_file(str(path))
         array = tensors["features"] if "features" in tensors else next(iter(tensors.values()))
     elif suffix == ".pt":
-        array = torch.load(path, map_location="cpu", weights_only=True).numpy()
+        from muqkit.hub.weights import safe_torch_load
+
+        array = safe_torch_load(path).numpy()
     else:
         raise ValueError(f"{path}: unsupported feature file (use {FEATURE_EXTENSIONS})")
     if array.ndim != 2:
