@@ -3,6 +3,7 @@ and temporaries of a killed run are cleaned."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def _dead_pid() -> int:
 
 
 def test_a_rerun_removes_the_temporaries_of_a_killed_run(tmp_path: Path, write_audio, tiny_muq: MuQ) -> None:  # noqa: ANN001
-    audio = write_audio(tmp_path / "music" / "sub" / "a.wav", 1.0)
+    write_audio(tmp_path / "music" / "sub" / "a.wav", 1.0)
     out = tmp_path / "emb"
     (out / "sub").mkdir(parents=True)
     dead = _dead_pid()
@@ -67,7 +68,7 @@ def test_a_rerun_removes_the_temporaries_of_a_killed_run(tmp_path: Path, write_a
     left_dir = out / f".b.wav.embedding{TEMP_MARKER}{dead}-z3.tmp"  # an npy output folder killed mid-write
     left_dir.mkdir()
     (left_dir / "layer_0.npy").write_bytes(b"half")
-    live = out / f".c.safetensors{TEMP_MARKER}{__import__('os').getpid()}-w.tmp"  # a live writer's: kept
+    live = out / f".c.safetensors{TEMP_MARKER}{os.getpid()}-w.tmp"  # a live writer's: kept
     live.write_bytes(b"busy")
     foreign = out / ".user-notes.tmp"  # not muqkit's: kept
     foreign.write_bytes(b"mine")

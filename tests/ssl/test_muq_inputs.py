@@ -16,7 +16,8 @@ def muq() -> MuQ:
 
 def _audio(seconds: float = 1.0, seed: int = 0) -> torch.Tensor:
     t = torch.arange(int(seconds * 24000)) / 24000
-    return (0.4 * torch.sin(2 * torch.pi * 330 * t) + 0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(seed))).unsqueeze(0)
+    noise = torch.randn(t.shape, generator=torch.Generator().manual_seed(seed))
+    return (0.4 * torch.sin(2 * torch.pi * 330 * t) + 0.05 * noise).unsqueeze(0)
 
 
 def test_int16_pcm_is_scaled_like_soundfile_reads_it(muq: MuQ) -> None:
