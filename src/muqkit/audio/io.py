@@ -195,6 +195,20 @@ def load_audio(
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
+RESAMPLE_QUALITY = "HQ"  # soxr quality of every resampling in muqkit (files and in-memory arrays)
+
+
+def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Resample float32 audio, (samples,) or (samples, channels), with the resampler the decoder uses
+    (soxr, ``RESAMPLE_QUALITY``); identity when the rates agree."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if source_rate == target_rate:
+        return audio
+    import soxr
+
+    return np.asarray(soxr.resample(audio, source_rate, target_rate, quality=RESAMPLE_QUALITY), dtype=np.float32)
+
+
 class _Resampler:
     """Streaming soxr resampler (identity when the rates agree)."""
 
@@ -203,7 +217,9 @@ class _Resampler:
         if source_rate != target_rate:
             import soxr
 
-            self.stream = soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
+            self.stream = soxr.ResampleStream(
+                source_rate, target_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
+            )
 
     def __call__(self, mono: np.ndarray, *, last: bool) -> np.ndarray:
         if self.stream is None:
