@@ -8,6 +8,8 @@ import json
 import logging
 from typing import Any
 
+from muqkit.cli.errors import positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 REFINE_STEPS = ("all", "latents", "rvq", "labels", "train")
@@ -27,7 +29,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         settings[key] = _value(value)
     for key in ("steps", "batch_size", "crop_seconds", "devices", "precision", "workers", "seed"):
         value = getattr(args, key, None)
@@ -41,9 +43,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", help="configs/pretrain/NAME.yaml or a YAML file (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable; JSON values)")
-    p.add_argument("--steps", type=int, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, help="crops per device per micro-batch")
-    p.add_argument("--crop-seconds", type=float)
+    p.add_argument("--steps", type=positive_int, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, help="crops per device per micro-batch")
+    p.add_argument("--crop-seconds", type=positive_float)
     p.add_argument("--devices", help="devices per node")
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
     p.add_argument("--workers", type=int, help="data-loader worker processes")

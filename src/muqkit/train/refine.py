@@ -148,7 +148,7 @@ def train_latent_rvq(
         model={"input_dim": dim, "num_codebooks": num_codebooks, "codebook_size": codebook_size,
                "codebook_dim": codebook_dim},
     )  # fmt: skip
-    result = train_tokenizer(latents, out_dir, config, progress=progress)
+    result = train_tokenizer(latents, out_dir, config, overwrite=True, progress=progress)  # redone whole
     return result.tokenizer_dir
 
 
