@@ -210,6 +210,7 @@ def run_encode(args: argparse.Namespace) -> int:
     from muqkit.atomic import atomic_path
 
     with atomic_path(out) as tmp:
-        save_file(codes, str(tmp), metadata={"frame_rate": str(tokenizer.frame_rate), "model_type": tokenizer.model_type})
+        metadata = {"frame_rate": str(tokenizer.frame_rate), "model_type": tokenizer.model_type}
+        save_file(codes, str(tmp), metadata=metadata)
     print(f"wrote codes of {len(codes)} files to {args.out}")
     return 0
