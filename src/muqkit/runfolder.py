@@ -6,7 +6,8 @@
   anything else in the folder), and otherwise refused with a :class:`RunFolderError` that says so.
 * A path that exists and is not a folder is refused.
 
-Temporaries that a killed run left behind (see :mod:`muqkit.atomic`) are removed in every case.
+Temporaries that a killed run left behind (see :mod:`muqkit.atomic`) are removed in every case. In a
+distributed run only rank 0 checks the folder; the other ranks just create it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def prepare_run_folder(
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{option} {path}: exists and is not a folder")
+    if not _global_rank_zero():  # rank 0 checks (and clears) the folder; it may already have written to it
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     if resume and overwrite:
         raise RunFolderError("give --resume or --overwrite, not both")
     owned = None if owned is None else tuple(owned)
@@ -86,6 +90,12 @@ def prepare_run_folder(
     path.mkdir(parents=True, exist_ok=True)
     clean_temporaries(path)
     return path
+
+
+def _global_rank_zero() -> bool:
+    """Whether this process is rank 0 of a distributed run (or not distributed): the launchers (torchrun,
+    Lightning's subprocess launcher, SLURM) set these variables in every process."""
+    return all(os.environ.get(name, "0") in ("", "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 __all__ = ["RunFolderError", "existing_entries", "prepare_run_folder"]
