@@ -75,7 +75,7 @@ def samples_per_frame(config: MuQConfig) -> int:
 def chunk_length(chunk_seconds: float, config: MuQConfig) -> int:
     """``chunk_seconds`` in samples, rounded down to a whole number of output frames (at least one)."""
     if not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
-        raise ValueError(f"chunk_seconds must be a finite number > 0, got {chunk_seconds}")
+        raise ValueError(f"chunk_seconds must be a finite positive number, got {chunk_seconds}")
     hop = samples_per_frame(config)
     frames = int(chunk_seconds * config.sample_rate / hop + 1e-9)
     if frames < 1:
