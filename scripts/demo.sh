@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/muqkit demo --out "${1:-outputs/demo}"
+exec .venv/bin/muqkit demo --out "${1:-outputs/demo}" --resume  # a rerun skips finished steps

@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(checkpoint: Path) -> hear.HearMuQ:
-    return hear.load_model(str(checkpoint))
+    return hear.load_model(str(checkpoint), sample_rate=SR)  # MuQ's own rate: no resampling
 
 
 def _audio(n_sounds: int, seconds: float, seed: int = 0) -> torch.Tensor:
@@ -76,7 +76,7 @@ def test_a_sound_does_not_depend_on_its_batch(model: hear.HearMuQ) -> None:
 
 
 def test_layers_and_concat(checkpoint: Path) -> None:
-    model = hear.load_model(str(checkpoint), layers=[0, -1], reduce="concat")
+    model = hear.load_model(str(checkpoint), layers=[0, -1], reduce="concat", sample_rate=SR)
     assert model.timestamp_embedding_size == model.scene_embedding_size == 128
     audio = _audio(1, 0.3, seed=4)
     with torch.no_grad():
@@ -90,7 +90,7 @@ def test_layers_and_concat(checkpoint: Path) -> None:
 
 
 def test_long_sounds_are_chunked(checkpoint: Path) -> None:
-    model = hear.load_model(str(checkpoint), chunk_seconds=1.0, batch_size=3)
+    model = hear.load_model(str(checkpoint), chunk_seconds=1.0, batch_size=3, sample_rate=SR)
     audio = _audio(2, 2.5, seed=5)
     calls: list[tuple[int, ...]] = []
     handle = model.muq.register_forward_pre_hook(lambda m, args: calls.append(tuple(args[0].shape)))
@@ -129,3 +129,61 @@ def test_generated_files_through_the_hear_api(tmp_path: Path, model: hear.HearMu
 def test_input_must_be_two_dimensional(model: hear.HearMuQ) -> None:
     with pytest.raises(ValueError, match="n_sounds, n_samples"):
         hear.get_timestamp_embeddings(torch.zeros(SR), model)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        hear.get_timestamp_embeddings(torch.full((1, SR), float("nan")), model)
+
+
+def test_the_default_rate_is_a_hear_rate_resampled_like_embed(checkpoint: Path, tmp_path: Path) -> None:
+    model = hear.load_model(str(checkpoint))
+    assert model.sample_rate == 48000 and model.sample_rate in hear.HEAR_SAMPLE_RATES
+    assert model.model_sample_rate == 24000
+    t = np.arange(48000) / 48000
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+    sf.write(tmp_path / "a48.wav", x, 48000, subtype="FLOAT")
+    decoded = load_audio(tmp_path / "a48.wav")  # what `muqkit embed` feeds the model
+    embeddings, timestamps = hear.get_timestamp_embeddings(torch.from_numpy(x).unsqueeze(0), model)
+    with torch.no_grad():
+        expected = encode_batch(model.muq, [decoded], layers=(0, 1, 2))[0].mean(dim=0)
+    assert embeddings.shape == (1, 25, 64) and timestamps[0, 1] == 40.0
+    torch.testing.assert_close(embeddings[0], expected, atol=1e-4, rtol=0)
+
+
+def test_embeddings_carry_no_autograd_graph(model: hear.HearMuQ) -> None:
+    audio = _audio(2, 0.5)
+    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)  # no no_grad() around it
+    scene = hear.get_scene_embeddings(audio, model)
+    assert not embeddings.requires_grad and not scene.requires_grad and embeddings.grad_fn is None
+
+
+def test_the_hear_validator_contract(checkpoint: Path) -> None:
+    """What ``hear-validator`` checks for a torch model, without its TensorFlow dependency."""
+    model = hear.load_model(str(checkpoint))
+    assert isinstance(model, torch.nn.Module) and model.sample_rate in (16000, 22050, 44100, 48000)
+    assert isinstance(model.scene_embedding_size, int) and isinstance(model.timestamp_embedding_size, int)
+    audio = torch.rand(16, int(2.0 * model.sample_rate)) * 2 - 1
+    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
+    assert embeddings.dtype == torch.float32 and embeddings.shape[0] == 16
+    assert embeddings.shape[:2] == timestamps.shape and embeddings.shape[2] == model.timestamp_embedding_size
+    diff = torch.diff(timestamps)
+    assert float(diff.float().mean()) <= 50.0 and torch.all((diff - diff.float().mean()).abs() < 1e-3)
+    scene = hear.get_scene_embeddings(torch.rand(8, int(3.74 * model.sample_rate)) * 2 - 1, model)
+    assert scene.dtype == torch.float32 and scene.shape == (8, model.scene_embedding_size)
+
+
+def test_the_official_hear_validator_passes(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hear-validator muqkit.hear --model DIR`` (pip install hearvalidator). Its module imports TensorFlow
+    only to recognise TensorFlow models; without TensorFlow a stand-in lets the torch checks run."""
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("hearvalidator") is None:
+        pytest.skip("hearvalidator is not installed (pip install hearvalidator)")
+    if importlib.util.find_spec("tensorflow") is None:
+        stand_in = types.ModuleType("tensorflow")
+        stand_in.Module = type("Module", (), {})  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "tensorflow", stand_in)
+    from hearvalidator.validate import main as validate
+
+    monkeypatch.setattr(sys, "argv", ["hear-validator", "muqkit.hear", "--model", str(checkpoint), "--device", "cpu"])
+    validate()  # raises ModelError on any failed check

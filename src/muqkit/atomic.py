@@ -1,13 +1,32 @@
-"""Atomic file output: every writer in muqkit goes through :func:`atomic_path`, so an interrupted run
-never leaves a half-written file under its final name."""
+"""Atomic file output: every writer in muqkit goes through :func:`atomic_path` (or :func:`temp_name` for
+folders), so an interrupted run never leaves a half-written file under its final name.
+
+Temporary names are recognisable: ``.<final name>.muqkit-tmp-<pid>-<random><suffix>``, beside the final
+file. A run killed in the middle of a write (``kill -9``, power loss) leaves such a file behind; the
+next run that writes into the same folder removes the ones whose process is gone
+(:func:`clean_temporaries`) and leaves those of a live process (a concurrent run) alone.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+TEMP_MARKER = ".muqkit-tmp-"
+_TEMP_PATTERN = re.compile(r"^\..+" + re.escape(TEMP_MARKER) + r"(\d+)-")
+
+log = logging.getLogger(__name__)
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temporary file or folder that will become ``name`` (owned by this process)."""
+    return f".{name}{TEMP_MARKER}{os.getpid()}-"
 
 
 @contextmanager
@@ -21,7 +40,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -30,3 +49,50 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def is_stale_temporary(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a muqkit temporary whose writing process no longer runs."""
+    match = _TEMP_PATTERN.match(Path(path).name)
+    return match is not None and not _process_alive(int(match.group(1)))
+
+
+def clean_temporaries(folder: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
+    """Remove the temporaries that killed muqkit runs left in ``folder`` (and below it).
+
+    Only names made by :func:`atomic_path` / :func:`temp_prefix` whose process is gone are removed; no
+    other file is touched.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    candidates = folder.rglob(f"*{TEMP_MARKER}*") if recursive else folder.glob(f"*{TEMP_MARKER}*")
+    for path in sorted(candidates, key=lambda p: len(p.parts)):
+        if not is_stale_temporary(path) or not (path.is_symlink() or path.exists()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), folder)
+    return removed

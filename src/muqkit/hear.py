@@ -1,7 +1,9 @@
 """The HEAR 2021 API for MuQ, so muqkit drops into hear-eval-kit (``python -m heareval.embeddings.runner
 muqkit.hear --model PATH``).
 
-* :func:`load_model` returns a ``torch.nn.Module`` with ``sample_rate`` (24000),
+* :func:`load_model` returns a ``torch.nn.Module`` with ``sample_rate`` (48000: HEAR 2021 accepts only
+  16000, 22050, 44100 and 48000 Hz, and hear-eval-kit prepares only those; the audio is resampled to
+  MuQ's 24 kHz inside, with the soxr resampler :func:`muqkit.embed.embed_paths` uses),
   ``scene_embedding_size`` and ``timestamp_embedding_size``;
 * :func:`get_timestamp_embeddings` maps audio (n_sounds, n_samples) to embeddings
   (n_sounds, n_timestamps, timestamp_embedding_size) and timestamps (n_sounds, n_timestamps) in
@@ -16,7 +18,10 @@ that keeps the embedding as narrow as one layer. ``load_model(..., layers=[...],
 picks other layers or concatenates them instead.
 
 Sounds longer than ``chunk_seconds`` are encoded in chunks (as :func:`muqkit.embed.embed_paths` does);
-sounds shorter than one frame (40 ms) are zero-padded to 40 ms.
+sounds shorter than one frame (40 ms) are zero-padded to 40 ms. Embeddings are computed under
+``torch.inference_mode()`` (no autograd graph is kept).
+
+Check with the official validator: ``hear-validator muqkit.hear --model DIR``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
+from muqkit.audio.io import resample
+from muqkit.audio.tensors import as_waveforms
 from muqkit.embed.chunks import (
     Chunk,
     LayerSpec,
@@ -41,8 +48,18 @@ if TYPE_CHECKING:
     from muqkit.ssl.muq import MuQ
 
 Reduce = Literal["mean", "concat"]
+# The input rates HEAR 2021 allows; hear-eval-kit prepares tasks at these rates only.
+HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
+DEFAULT_SAMPLE_RATE = 48000
 
-__all__ = ["HearMuQ", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
+__all__ = [
+    "DEFAULT_SAMPLE_RATE",
+    "HEAR_SAMPLE_RATES",
+    "HearMuQ",
+    "get_scene_embeddings",
+    "get_timestamp_embeddings",
+    "load_model",
+]
 
 
 class HearMuQ(nn.Module):
@@ -54,9 +71,12 @@ class HearMuQ(nn.Module):
         reduce: ``"mean"`` averages the chosen layers, ``"concat"`` concatenates them.
         chunk_seconds: longest piece of audio encoded in one pass.
         batch_size: chunks per model call.
+        sample_rate: the rate of the audio given to the API (default 48000; one of ``HEAR_SAMPLE_RATES``
+            for hear-eval-kit, or MuQ's own rate to skip resampling).
 
     Attributes:
-        sample_rate: input sample rate in Hz (24000).
+        sample_rate: input sample rate in Hz (48000 unless asked otherwise).
+        model_sample_rate: the rate MuQ reads (24000); input is resampled to it.
         scene_embedding_size: width of a scene embedding.
         timestamp_embedding_size: width of a timestamp embedding.
     """
@@ -69,8 +89,11 @@ class HearMuQ(nn.Module):
         reduce: Reduce = "mean",
         chunk_seconds: float = 30.0,
         batch_size: int = 8,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
     ) -> None:
         super().__init__()
+        if int(sample_rate) != sample_rate or sample_rate <= 0:
+            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         if reduce not in ("mean", "concat"):
             raise ValueError(f"reduce must be 'mean' or 'concat', got {reduce!r}")
         if batch_size < 1:
@@ -83,7 +106,8 @@ class HearMuQ(nn.Module):
         self.batch_size = batch_size
         self.frame_samples = samples_per_frame(config)
         self.frame_rate = float(config.frame_rate)
-        self.sample_rate = int(config.sample_rate)
+        self.model_sample_rate = int(config.sample_rate)
+        self.sample_rate = int(sample_rate)
         width = int(config.encoder_dim) * (len(self.layers) if reduce == "concat" else 1)
         self.scene_embedding_size = width
         self.timestamp_embedding_size = width
@@ -100,7 +124,7 @@ def load_model(model_file_path: str = "", **kwargs: object) -> HearMuQ:
         model_file_path: a checkpoint folder in the official format, or a Hub id; empty for
             the default model (:func:`muqkit.hub.defaults.default_muq_model`).
         **kwargs: ``revision`` and ``cache_dir`` (Hub download), and the options of :class:`HearMuQ`
-            (``layers``, ``reduce``, ``chunk_seconds``, ``batch_size``).
+            (``layers``, ``reduce``, ``chunk_seconds``, ``batch_size``, ``sample_rate``).
 
     Returns:
         The model in eval mode, on the CPU (the caller moves it).
@@ -123,10 +147,21 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearMuQ) -> tuple[torch
     Returns:
         ``(embeddings, timestamps)``: float32 (n_sounds, n_timestamps, timestamp_embedding_size) and
         float32 (n_sounds, n_timestamps), the centre of each frame in milliseconds, on ``audio``'s
-        device. Frames come at 25 Hz (every 40 ms).
+        device. Frames come at 25 Hz (every 40 ms). Computed under ``torch.inference_mode()``.
     """
-    if audio.dim() != 2:
-        raise ValueError(f"audio must be (n_sounds, n_samples), got shape {tuple(audio.shape)}")
+    if not isinstance(audio, torch.Tensor) or audio.dim() != 2:
+        shape = tuple(audio.shape) if hasattr(audio, "shape") else type(audio).__name__
+        raise ValueError(f"audio must be a (n_sounds, n_samples) tensor, got {shape}")
+    with torch.inference_mode():
+        return _timestamp_embeddings(audio, model)
+
+
+def _timestamp_embeddings(audio: torch.Tensor, model: HearMuQ) -> tuple[torch.Tensor, torch.Tensor]:
+    device = audio.device
+    audio = as_waveforms(audio, name="audio")
+    if model.sample_rate != model.model_sample_rate:  # (n, samples) -> (n, samples'), soxr like embed
+        resampled = resample(audio.detach().float().cpu().numpy().T, model.sample_rate, model.model_sample_rate)
+        audio = torch.from_numpy(resampled.T.copy()).to(device)
     n_sounds, n_samples = audio.shape
     if n_samples < model.frame_samples:  # shorter than one frame: zero-pad to 40 ms
         audio = torch.nn.functional.pad(audio, (0, model.frame_samples - n_samples))
@@ -146,8 +181,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearMuQ) -> tuple[torch
     else:
         embeddings = hidden.permute(0, 2, 1, 3).flatten(2)  # (n, T, layers * dim), layer-major
     frames = embeddings.shape[1]
-    timestamps = torch.arange(frames, device=audio.device, dtype=torch.float32) * (1000.0 / model.frame_rate)
-    return embeddings.to(audio.device), timestamps.expand(n_sounds, frames).contiguous()
+    timestamps = torch.arange(frames, device=device, dtype=torch.float32) * (1000.0 / model.frame_rate)
+    return embeddings.to(device), timestamps.expand(n_sounds, frames).contiguous()
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearMuQ) -> torch.Tensor:
@@ -161,4 +196,5 @@ def get_scene_embeddings(audio: torch.Tensor, model: HearMuQ) -> torch.Tensor:
         float32 (n_sounds, scene_embedding_size), on ``audio``'s device.
     """
     embeddings, _ = get_timestamp_embeddings(audio, model)
-    return embeddings.mean(dim=1)
+    with torch.inference_mode():
+        return embeddings.mean(dim=1)

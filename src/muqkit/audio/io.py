@@ -195,6 +195,20 @@ def load_audio(
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
+RESAMPLE_QUALITY = "HQ"  # soxr quality of every resampling in muqkit (files and in-memory arrays)
+
+
+def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Resample float32 audio, (samples,) or (samples, channels), with the resampler the decoder uses
+    (soxr, ``RESAMPLE_QUALITY``); identity when the rates agree."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if source_rate == target_rate:
+        return audio
+    import soxr
+
+    return np.asarray(soxr.resample(audio, source_rate, target_rate, quality=RESAMPLE_QUALITY), dtype=np.float32)
+
+
 class _Resampler:
     """Streaming soxr resampler (identity when the rates agree)."""
 
@@ -203,7 +217,9 @@ class _Resampler:
         if source_rate != target_rate:
             import soxr
 
-            self.stream = soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
+            self.stream = soxr.ResampleStream(
+                source_rate, target_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
+            )
 
     def __call__(self, mono: np.ndarray, *, last: bool) -> np.ndarray:
         if self.stream is None:
@@ -216,7 +232,7 @@ def read_crop(path: str | os.PathLike[str], sample_rate: int, start: int, num_sa
     a crop read without decoding the rest of the file (resampled with soxr when the file's rate differs).
 
     Raises:
-        AudioError: the file is missing or cannot be decoded.
+        AudioError: the file is missing, cannot be decoded, or the crop has NaN or infinite samples.
     """
     import soundfile as sf
 
@@ -237,6 +253,8 @@ def read_crop(path: str | os.PathLike[str], sample_rate: int, start: int, num_sa
             fh.seek(min(first, fh.frames))
             raw = fh.read(int(np.ceil(num_samples * native / sample_rate)) + 1, dtype="float32", always_2d=True)
             audio = soxr.resample(raw.mean(axis=1), native, sample_rate).astype(np.float32)[:num_samples]
+    if not np.isfinite(audio).all():
+        raise AudioError(path, "audio contains NaN or infinite samples")
     return torch.from_numpy(np.ascontiguousarray(audio))
 
 

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "iteration, probes everything against the baselines, prints the table, writes the plots and "
         "installs the final model as muqkit's offline default. About 15 minutes on 2 cores.",
     )
-    p.add_argument("--out", required=True, help="demo folder (resumable: finished steps are skipped)")
+    p.add_argument("--out", required=True, help="demo folder")
+    p.add_argument("--resume", action="store_true", help="continue the demo in --out (finished steps are skipped)")
+    p.add_argument("--overwrite", action="store_true", help="replace the demo in --out")
     p.add_argument("--budget-minutes", type=float, default=15.0, help="scales the training steps (default 15)")
     p.add_argument("--quick", action="store_true", help="toy sizes (about two minutes; for tests)")
     p.add_argument("--seed", type=int, default=0)
@@ -28,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     from muqkit.train.demo import run_demo
 
     run_demo(args.out, budget_minutes=args.budget_minutes, quick=args.quick, seed=args.seed, jobs=args.jobs,
-             plots=not args.no_plots)  # fmt: skip
+             plots=not args.no_plots, resume=args.resume, overwrite=args.overwrite)  # fmt: skip
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from muqkit.cli.errors import device, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``embed`` command."""
@@ -41,12 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--chunk-seconds",
-        type=float,
+        type=positive_float,
         default=30.0,
         help="longer inputs are encoded in chunks of this many seconds (default: 30)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="chunks per model call (default: 8)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="chunks per model call (default: 8)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype (default: float32)"
     )

@@ -1,5 +1,8 @@
 """The ``muqkit`` command: a thin shell over library calls.
 
+User errors (bad options, missing or corrupt files) print one line and exit with status 2; see
+:mod:`muqkit.cli.errors` for the exit statuses and ``--debug`` for tracebacks.
+
 Each command group lives in its own module under ``muqkit.cli`` and exposes
 ``register(subparsers)``, which adds its sub-commands and sets ``func`` on their parsers. Modules are
 imported only to build the parser; heavy libraries are imported inside the command functions.
@@ -27,6 +30,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="muqkit", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (also MUQKIT_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -49,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from muqkit.cli.errors import run_command
+
+    return run_command(args.func, args, f"muqkit {args.command}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from muqkit.cli.errors import device, positive_int
 
 DEFAULT_MODEL = "OpenMuQ/MuQ-MuLan-large"
 
@@ -58,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="comma-separated parts to freeze: audio_backbone,text_backbone,audio,text or 'none' "
         "(default: text_backbone)",
     )
-    train.add_argument("--steps", type=int, default=1000)
-    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--steps", type=positive_int, default=1000)
+    train.add_argument("--batch-size", type=positive_int, default=16)
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--warmup-steps", type=int, default=50)
     train.add_argument(
@@ -77,13 +80,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--val-every", type=int, default=200, help="validation / checkpoint interval in steps")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-resume", action="store_true", help="ignore out/checkpoints/last.ckpt")
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.set_defaults(func=run_train)
 
     index = sub.add_parser("index", help="embed audio files or folders once, for `muqkit search`")
     index.add_argument("paths", nargs="+", metavar="PATH")
     index.add_argument("--out", required=True, metavar="DIR", help="index folder")
     _model_args(index)
-    index.add_argument("--batch-size", type=int, default=4, help="songs per batch")
+    index.add_argument("--batch-size", type=positive_int, default=4, help="songs per batch")
+    index.add_argument("--overwrite", action="store_true", help="replace an index already in --out")
     index.set_defaults(func=run_index)
 
     evaluate = sub.add_parser("evaluate", help="zero-shot tagging and retrieval on a manifest split")
@@ -140,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         help="prompt template with {tag} (repeatable; default: a small ensemble)",
     )
-    zeroshot.add_argument("--top-k", type=int, default=5)
+    zeroshot.add_argument("--top-k", type=positive_int, default=5)
     _model_args(zeroshot)
     zeroshot.add_argument("--json", action="store_true")
     zeroshot.set_defaults(func=run_zeroshot)
@@ -151,9 +156,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     search.add_argument("query", nargs="+", help="query text(s)")
     search.add_argument("--index", required=True, metavar="DIR")
     search.add_argument("--model", default=None, help="model (default: the one that built the index)")
-    search.add_argument("--device", default="cpu")
+    search.add_argument("--device", type=device, default="cpu")
     _dtype_arg(search)
-    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--top-k", type=positive_int, default=10)
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=run_search)
 
@@ -162,7 +167,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"MuQ-MuLan checkpoint (default: {DEFAULT_MODEL})"
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default: cpu)")
     _dtype_arg(parser)
 
 
@@ -212,19 +217,45 @@ def run_train(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         seed=args.seed,
         resume=not args.no_resume,
+        overwrite=args.overwrite,
     )
     print(train_mulan(config))
     return 0
 
 
-def run_index(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import build_index
+def _model_name(name: str) -> str:
+    """A folder as an absolute path (so an index finds its model from any working folder); a Hub id as is."""
+    return str(Path(name).absolute()) if Path(name).is_dir() else name
 
+
+def _report_failures(failures: tuple[tuple[str, str], ...] | list[tuple[str, str]], prog: str) -> int:
+    """Print the files left out; the exit status (1 if any, like ``muqkit embed``)."""
+    for _, problem in failures:
+        print(f"{prog}: skipped {problem}", file=sys.stderr)
+    if failures:
+        print(f"{prog}: {len(failures)} file(s) skipped", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _texts(texts: list[str], option: str) -> list[str]:
+    empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise ValueError(f"{option}: text number {empty[0]} is empty; give a non-empty text")
+    return texts
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from muqkit.mulan.index import ITEMS_NAME, LATENTS_NAME, META_NAME, build_index_reporting
+    from muqkit.runfolder import prepare_run_folder
+
+    out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=(LATENTS_NAME, ITEMS_NAME, META_NAME))
     model = _load(args.model, args.device, args.dtype)
-    index = build_index(model, args.paths, model_name=args.model, batch_size=args.batch_size)
-    index.save(args.out)
-    print(f"indexed {len(index.paths)} files into {args.out}")
-    return 0
+    index, failures = build_index_reporting(
+        model, args.paths, model_name=_model_name(args.model), batch_size=args.batch_size
+    )
+    index.save(out)
+    print(f"indexed {len(index.paths)} files into {out}")
+    return _report_failures(failures, "muqkit mulan index")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -270,34 +301,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_similarity(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import embed_files, find_audio
+    from muqkit.mulan.index import embed_audio_files, find_audio
 
-    model = _load(args.model, args.device, args.dtype)
+    texts = _texts(args.text, "--text")
     files = find_audio(args.audio)
-    audio = embed_files(model, files)
-    sim = model.calc_similarity(audio, model.extract_text_latents(args.text).cpu())
+    model = _load(args.model, args.device, args.dtype)
+    embedded = embed_audio_files(model, files)
+    files = list(embedded.paths)
+    sim = model.calc_similarity(embedded.latents, model.extract_text_latents(texts).cpu())
     if args.json:
         print(json.dumps({"audio": [str(f) for f in files], "texts": args.text, "similarity": sim.tolist()}))
     else:
         print("\t".join(["audio", *args.text]))
         for f, row in zip(files, sim.tolist(), strict=True):
             print("\t".join([str(f), *(f"{v:.4f}" for v in row)]))
-    return 0
+    return _report_failures(embedded.failures, "muqkit similarity")
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import embed_files, find_audio
-    from muqkit.mulan.zeroshot import DEFAULT_PROMPTS, ZeroShotClassifier
+    from muqkit.mulan.index import embed_audio_files, find_audio
+    from muqkit.mulan.zeroshot import DEFAULT_PROMPTS, ZeroShotClassifier, check_prompt
 
     if args.tags.startswith("@"):
         with open(args.tags[1:], encoding="utf-8") as fh:
             tags = [line.strip() for line in fh if line.strip()]
     else:
         tags = [t.strip() for t in args.tags.split(",") if t.strip()]
+    if not tags:
+        raise ValueError(f"--tags {args.tags!r}: no tag names; give comma-separated names or @FILE, one per line")
+    for template in args.prompt or ():
+        check_prompt(template)
+    files = find_audio(args.audio)
     model = _load(args.model, args.device, args.dtype)
     classifier = ZeroShotClassifier.from_model(model, tags, args.prompt or DEFAULT_PROMPTS)
-    files = find_audio(args.audio)
-    predictions = classifier.predict(embed_files(model, files), top_k=args.top_k)
+    embedded = embed_audio_files(model, files)
+    files = list(embedded.paths)
+    predictions = classifier.predict(embedded.latents, top_k=args.top_k)
     if args.json:
         print(
             json.dumps(
@@ -310,15 +349,16 @@ def run_zeroshot(args: argparse.Namespace) -> int:
     else:
         for f, p in zip(files, predictions, strict=True):
             print(f"{f}\t" + ", ".join(f"{t} ({s:.3f})" for t, s in zip(p.tags, p.scores, strict=True)))
-    return 0
+    return _report_failures(embedded.failures, "muqkit zeroshot")
 
 
 def run_search(args: argparse.Namespace) -> int:
     from muqkit.mulan.index import AudioIndex
 
+    queries = _texts(args.query, "query")
     index = AudioIndex.load(args.index)
     model = _load(args.model or index.model, args.device, args.dtype)
-    hits = index.search(model.extract_text_latents(args.query).cpu(), top_k=args.top_k)
+    hits = index.search(model.extract_text_latents(queries).cpu(), top_k=args.top_k)
     if args.json:
         print(
             json.dumps(

@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=_probe)
 
     c = subparsers.add_parser(
@@ -94,8 +95,10 @@ def _probe(args: argparse.Namespace) -> int:
     from muqkit.eval.report import markdown_table, write_report
     from muqkit.eval.suite import SuiteConfig, default_cache_dir, run_suite
     from muqkit.eval.tasks import CORPUS_TASKS, load_corpus_task
+    from muqkit.runfolder import prepare_run_folder
 
     t0 = time.perf_counter()
+    prepare_run_folder(args.out, overwrite=args.overwrite, owned=("results.json", "results.md"))
     models = args.model or (list(SUITE_MODELS) if args.suite else None)
     if not models:
         logger.error("give --model (repeatable) or --suite")

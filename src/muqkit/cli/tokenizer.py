@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from muqkit.cli.errors import positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 KINDS = ("mel_rvq", "latent_rvq", "random_projection", "kmeans")
@@ -22,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="run folder (the tokenizer is saved to OUTPUT/tokenizer)")
     p.add_argument("--kind", choices=KINDS, default="mel_rvq")
     p.add_argument("--val", help="held-out manifest or folder, validated during training")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--crop-seconds", type=float, default=5.0)
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--crop-seconds", type=positive_float, default=5.0)
     p.add_argument("--crop-frames", type=int, default=125, help="feature crop length (latent_rvq)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--num-codebooks", type=int, help="RVQ stages / random projections")
@@ -48,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="32-true")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUTPUT")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -64,13 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--single-vq", help="a one-stage tokenizer with as many codes, for the error comparison")
     p.add_argument("--random-projection-seeds", type=int, nargs=2, default=(142, 143), metavar=("A", "B"))
-    p.add_argument("--max-seconds", type=float, help="audio read (default: all)")
+    p.add_argument("--max-seconds", type=positive_float, help="audio read (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace a report already in --out")
     p.set_defaults(func=run_report)
 
     p = sub.add_parser("encode", help="tokenize audio files into a safetensors file of codes")
     p.add_argument("tokenizer", help="tokenizer folder or Hub id")
     p.add_argument("audio", nargs="+", help="audio files, or manifests / folders of them")
     p.add_argument("--out", required=True, help="output .safetensors: one (num_codebooks, frames) tensor per file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run_encode)
 
 
@@ -89,9 +94,11 @@ def _model_fields(args: argparse.Namespace) -> dict:
 def run_train(args: argparse.Namespace) -> int:
     model = _model_fields(args)
     if args.kind in ("random_projection", "kmeans"):
+        from muqkit.runfolder import prepare_run_folder
         from muqkit.train.tokenizer import fit_baseline
 
         model.pop("stale_tolerance", None)
+        prepare_run_folder(args.output, overwrite=args.overwrite, owned=("tokenizer",), option="OUTPUT")
         out = fit_baseline(
             args.data,
             Path(args.output) / "tokenizer",
@@ -125,8 +132,9 @@ def run_train(args: argparse.Namespace) -> int:
         model=model,
     )
     result = train_tokenizer(
-        args.data, args.output, config, validation=args.val, resume=args.resume, progress=not args.no_progress
-    )
+        args.data, args.output, config, validation=args.val, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )  # fmt: skip
     print(
         json.dumps(
             {
@@ -143,9 +151,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from muqkit.runfolder import prepare_run_folder
     from muqkit.tokenizer.base import load_tokenizer
     from muqkit.tokenizer.diagnostics import make_report, plot_report
 
+    prepare_run_folder(args.out, overwrite=args.overwrite, owned=("report.json", "stages.png", "agreement.png"))
     tokenizer = load_tokenizer(args.tokenizer)
     others = {f"vs {name}": load_tokenizer(name) for name in args.compare}
     single = load_tokenizer(args.single_vq) if args.single_vq else None
@@ -157,9 +167,11 @@ def run_report(args: argparse.Namespace) -> int:
         random_projection_seeds=args.random_projection_seeds if hasattr(tokenizer, "features") else (),
         max_seconds=args.max_seconds,
     )
+    from muqkit.atomic import atomic_path
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     written = plot_report(report, out)
     for stage in report["diagnostics"]["stages"]:
         print(
@@ -180,6 +192,11 @@ def run_encode(args: argparse.Namespace) -> int:
     from muqkit.tokenizer.base import load_tokenizer
     from muqkit.train.tokenizer import AUDIO_EXTENSIONS, read_audio, read_manifest
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give the .safetensors file to write")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {out}: exists; pass --overwrite to replace it")
     tokenizer: Any = load_tokenizer(args.tokenizer)  # an AudioTokenizer (encode, sample_rate)
     files: list[Path] = []
     for entry in args.audio:
@@ -190,11 +207,10 @@ def run_encode(args: argparse.Namespace) -> int:
         audio = torch.from_numpy(read_audio(path, tokenizer.sample_rate)).unsqueeze(0)
         codes[str(path)] = tokenizer.encode(audio)[0].contiguous()
         log.info("%s: %s codes", path, tuple(codes[str(path)].shape))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        codes,
-        args.out,
-        metadata={"frame_rate": str(tokenizer.frame_rate), "model_type": tokenizer.model_type},
-    )
+    from muqkit.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        metadata = {"frame_rate": str(tokenizer.frame_rate), "model_type": tokenizer.model_type}
+        save_file(codes, str(tmp), metadata=metadata)
     print(f"wrote codes of {len(codes)} files to {args.out}")
     return 0

@@ -8,6 +8,8 @@ import json
 import logging
 from typing import Any
 
+from muqkit.cli.errors import positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 REFINE_STEPS = ("all", "latents", "rvq", "labels", "train")
@@ -27,7 +29,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         settings[key] = _value(value)
     for key in ("steps", "batch_size", "crop_seconds", "devices", "precision", "workers", "seed"):
         value = getattr(args, key, None)
@@ -47,9 +49,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", help="configs/pretrain/NAME.yaml or a YAML file (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable; JSON values)")
-    p.add_argument("--steps", type=int, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, help="crops per device per micro-batch")
-    p.add_argument("--crop-seconds", type=float)
+    p.add_argument("--steps", type=positive_int, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, help="crops per device per micro-batch")
+    p.add_argument("--crop-seconds", type=positive_float)
     p.add_argument("--devices", help="devices per node")
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
     p.add_argument("--workers", type=int, help="data-loader worker processes")
@@ -76,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mel-stats", choices=["auto", "tokenizer", "corpus", "preset"],
                    help="input normalisation: the tokenizer's statistics, a pass over the training audio, or the "
                         "preset's (MSD); default auto: the tokenizer's when it has them, else the pass")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
     _common(p)
     p.set_defaults(func=run_pretrain)
 
@@ -108,7 +111,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = PretrainTrainingConfig.from_dict(settings)
-    result = train_pretrain(args.manifests, args.out, config, resume=args.resume)
+    result = train_pretrain(args.manifests, args.out, config, resume=args.resume, overwrite=args.overwrite)
     print(f"{result.steps} steps in {result.seconds:.1f} s ({result.audio_seconds / max(result.seconds, 1e-9):.1f} "
           f"audio s/s); model: {result.model_dir}")  # fmt: skip
     return 0
@@ -149,5 +152,5 @@ def run_refine(args: argparse.Namespace) -> int:
         from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
 
         next_config = PretrainTrainingConfig.from_dict({**settings, "labels": str(out / "labels"), "tokenizer": None})
-        print(train_pretrain(args.manifests, out / "pretrain", next_config).model_dir)
+        print(train_pretrain(args.manifests, out / "pretrain", next_config, overwrite=True).model_dir)
     return 0

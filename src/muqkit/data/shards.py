@@ -150,11 +150,16 @@ class ShardCropStream(IterableDataset):
         counter = 0
         while True:
             for shard in mine:
-                for _record, data in iter_shard(self.folder / shard):
+                for record, data in iter_shard(self.folder / shard):
                     counter += 1
                     if counter <= skip:
                         continue  # resuming: only the position advances (no decoding)
                     audio = self._decode(data)
+                    if not bool(torch.isfinite(audio).all()):
+                        from muqkit.audio.io import AudioError
+
+                        raise AudioError(f"{self.folder / shard}:{record.get('id', counter)}",
+                                         "audio contains NaN or infinite samples")  # fmt: skip
                     rng = np.random.default_rng((self.seed, slot, counter))
                     span = max(0, len(audio) - self.crop_samples) // self.frame_samples
                     start = int(rng.integers(0, span + 1)) * self.frame_samples

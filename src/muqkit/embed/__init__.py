@@ -11,7 +11,15 @@ The library function behind ``muqkit embed``::
 Timestamps are the centres of the frames in seconds, ``k / frame_rate`` for frame ``k``.
 """
 
-from muqkit.embed.api import DEFAULT_MODEL, EmbedSummary, FileFailure, InputFile, embed_paths, find_inputs
+from muqkit.embed.api import (
+    DEFAULT_MODEL,
+    EmbedSummary,
+    FileFailure,
+    InputFile,
+    embed_paths,
+    find_inputs,
+    model_fingerprint,
+)
 from muqkit.embed.chunks import Chunk, ChunkOutput, chunk_bounds, encode_batch, encode_chunks, resolve_layers
 from muqkit.embed.index import INDEX_NAME, IndexRecord, read_index
 from muqkit.embed.store import EmbeddingFile, read_embedding
@@ -31,6 +39,7 @@ __all__ = [
     "encode_batch",
     "encode_chunks",
     "find_inputs",
+    "model_fingerprint",
     "read_embedding",
     "read_index",
     "resolve_layers",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from muqkit.atomic import clean_temporaries
 from muqkit.audio.io import AUDIO_EXTENSIONS, AudioError, audio_info, stream_audio
 from muqkit.embed.chunks import (
     Chunk,
@@ -213,9 +215,13 @@ def embed_paths(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     output_name("x", fmt)  # validates fmt
+    out_path = Path(out_dir)
+    if out_path.exists() and not out_path.is_dir():
+        raise ValueError(f"--out {out_path}: exists and is not a folder")
     inputs = find_inputs(paths)
 
     muq = load_muq(model, revision=revision, cache_dir=cache_dir)
+    fingerprint = model_fingerprint(muq)  # before any dtype change: the stored weights
     muq = muq.to(device=torch.device(device), dtype=_DTYPES[dtype]).eval()
     config = muq.config
     run = _Run(
@@ -231,6 +237,7 @@ def embed_paths(
             status="ok",
             model_id=getattr(muq, "name_or_path", None) or (None if isinstance(model, torch.nn.Module) else str(model)),
             revision=getattr(muq, "revision", None) or revision,
+            model_sha256=fingerprint,
             pooling=pooling,
             frame_rate=float(config.frame_rate),
             sample_rate=int(config.sample_rate),
@@ -242,6 +249,7 @@ def embed_paths(
         overwrite=overwrite,
     )
     run.out_dir.mkdir(parents=True, exist_ok=True)
+    clean_temporaries(run.out_dir)  # left by a run killed in the middle of a write
     with torch.inference_mode(), IndexWriter(run.out_dir / INDEX_NAME) as index:
         run.execute(inputs, index=index, batch_size=batch_size, progress=progress)
     compact_index(run.out_dir / INDEX_NAME)
@@ -273,6 +281,25 @@ def load_muq(
     from muqkit.ssl.muq import MuQ
 
     return MuQ.from_pretrained(model, revision=revision, cache_dir=cache_dir)
+
+
+def model_fingerprint(muq: torch.nn.Module) -> str:
+    """SHA-256 of a model's config and weights: what identifies the model in the embedding index.
+
+    Hashes the config (as sorted JSON) and every tensor of the state dict (name, dtype, shape, bytes),
+    so it changes when the weights change and not when the same weights are loaded from another path.
+    """
+    from dataclasses import asdict, is_dataclass
+
+    digest = hashlib.sha256()
+    config = getattr(muq, "config", None)
+    config_dict = asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
+    digest.update(json.dumps(config_dict, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(muq.state_dict().items()):
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"\n{name}:{data.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -393,7 +420,7 @@ class _Run:
         old = self.previous.get(record.output)
         if old is None or old.status != "ok" or old.input_sha256 != record.input_sha256:
             return False
-        settings = ("model_id", "revision", "layers", "pooling", "chunk_seconds", "dtype", "format")
+        settings = ("model_sha256", "layers", "pooling", "chunk_seconds", "dtype", "format")
         if any(getattr(old, name) != getattr(record, name) for name in settings):
             return False
         return output_size(self.out_dir / record.output) == old.output_bytes
@@ -410,6 +437,11 @@ class _Run:
             stacked = (state.sums / state.frames).float()  # (layers, dim)
         else:
             stacked = torch.cat(state.chunks, dim=1)  # (layers, frames, dim)
+        if not bool(torch.isfinite(stacked).all()):
+            self.states[key] = state
+            self._fail(key, AudioError(state.item.path, "the model gave NaN or infinite outputs for this file "
+                                       "(are the model's weights finite?); nothing written"))  # fmt: skip
+            return
         tensors = {layer_key(layer): stacked[j] for j, layer in enumerate(self.layers)}
         tensors[TIMESTAMPS_KEY] = torch.arange(state.frames, dtype=torch.float64) / frame_rate
         duration = state.samples / sample_rate
@@ -468,6 +500,7 @@ def _metadata(record: IndexRecord) -> dict[str, str]:
     return {
         "model_id": record.model_id or "",
         "revision": record.revision or "",
+        "model_sha256": record.model_sha256 or "",
         "layers": ",".join(map(str, record.layers)),
         "pooling": record.pooling,
         "frame_rate": repr(record.frame_rate),

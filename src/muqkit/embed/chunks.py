@@ -15,6 +15,7 @@ neither the frames nor the number of model calls per chunk.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -73,8 +74,8 @@ def samples_per_frame(config: MuQConfig) -> int:
 
 def chunk_length(chunk_seconds: float, config: MuQConfig) -> int:
     """``chunk_seconds`` in samples, rounded down to a whole number of output frames (at least one)."""
-    if not chunk_seconds > 0:
-        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    if not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
+        raise ValueError(f"chunk_seconds must be a finite positive number, got {chunk_seconds}")
     hop = samples_per_frame(config)
     frames = int(chunk_seconds * config.sample_rate / hop + 1e-9)
     if frames < 1:

@@ -31,8 +31,11 @@ class IndexRecord:
         output: the output file or folder, relative to the output folder.
         status: ``"ok"`` or ``"failed"``.
         error: why the file failed (``None`` when ok).
-        model_id: the model's Hub id or folder (``preset:NAME`` for a random-weight preset).
+        model_id: the model's Hub id or folder (``preset:NAME`` for a random-weight preset), for people;
+            the model is identified by ``model_sha256``.
         revision: the model's Hub revision, when known.
+        model_sha256: content hash of the model's config and weights (:func:`muqkit.embed.model_fingerprint`):
+            re-saved weights in the same folder give another hash, the same model in another folder the same.
         layers: the stored hidden-state indices (0 = conv front end, i = Conformer layer i).
         pooling: ``"none"`` (frames) or ``"mean"`` (one vector per layer).
         frame_rate: output frames per second.
@@ -56,6 +59,7 @@ class IndexRecord:
     error: str | None = None
     model_id: str | None = None
     revision: str | None = None
+    model_sha256: str | None = None
     layers: tuple[int, ...] = ()
     pooling: str = "none"
     frame_rate: float = 0.0

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from muqkit.atomic import atomic_path
+from muqkit.atomic import atomic_path, temp_prefix
 
 OutputFormat = Literal["safetensors", "npy"]
 TIMESTAMPS_KEY = "timestamps"
@@ -90,7 +90,7 @@ def write_embedding(
             save_file(tensors, str(tmp), metadata=metadata)
         return path.stat().st_size
     if fmt == "npy":
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent))
         try:
             for name, tensor in tensors.items():
                 np.save(tmp_dir / f"{name}.npy", tensor.numpy())
@@ -133,7 +133,7 @@ def read_embedding(path: str | os.PathLike[str]) -> EmbeddingFile:
 def _replace_dir(new: Path, target: Path) -> None:
     """Put folder ``new`` at ``target``; an existing ``target`` is moved aside first, then deleted."""
     if target.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        trash = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), suffix=".old", dir=target.parent))
         os.replace(target, trash / target.name)
         os.replace(new, target)
         shutil.rmtree(trash, ignore_errors=True)

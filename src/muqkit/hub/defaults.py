@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from muqkit.atomic import clean_temporaries, temp_prefix
+
 OFFICIAL_MUQ = "OpenMuQ/MuQ-large-msd-iter"
 DEFAULT_MODEL_DIRNAME = "default-model"
 
@@ -36,7 +38,8 @@ def install_default_model(folder: str | os.PathLike[str]) -> Path:
     """Copy a checkpoint folder to ``$MUQKIT_HOME/default-model`` (replacing any previous one whole)."""
     target = muqkit_home() / DEFAULT_MODEL_DIRNAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".default-model."))
+    clean_temporaries(target.parent, recursive=False)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(DEFAULT_MODEL_DIRNAME)))
     try:
         for name in ("config.json", "model.safetensors"):
             shutil.copy2(Path(folder) / name, staging / name)

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -74,16 +74,51 @@ def read_config(folder: Path) -> dict:
         raise CheckpointError(f"{path}: invalid JSON ({exc})") from exc
 
 
+def safe_torch_load(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` that never runs code: only tensors and plain containers are unpickled.
+
+    Every ``.ckpt`` / ``.bin`` / ``.pt`` muqkit reads goes through here (checkpoints to resume from
+    included), so a crafted pickle is refused instead of executed.
+
+    Raises:
+        CheckpointError: the file holds other Python objects (refused, naming the file and the first
+            object), or it is missing, truncated or not a torch file.
+    """
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line), "")
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers, "
+            f"which could run code (a crafted or foreign checkpoint?){f' - {detail}' if detail else ''}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt, truncated or not a torch checkpoint ({exc})") from exc
+
+
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """Read ``model.safetensors``, or ``pytorch_model.bin`` with ``weights_only=True``."""
+    """Read ``model.safetensors``, or ``pytorch_model.bin`` with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: no weights file, or one that is corrupt or truncated (the message names it).
+    """
     st = folder / SAFETENSORS_NAME
     if st.is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(st))
+        try:
+            return load_file(str(st))
+        except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
+            raise CheckpointError(f"{st}: corrupt or truncated safetensors file ({exc})") from exc
     pt = folder / PYTORCH_NAME
     if pt.is_file():
-        state = torch.load(pt, map_location="cpu", weights_only=True)
+        state = safe_torch_load(pt)
         if not isinstance(state, Mapping):
             raise CheckpointError(f"{pt}: expected a state dict, got {type(state).__name__}")
         return dict(state)

@@ -73,23 +73,32 @@ class AudioIndex:
         ]
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write the index folder."""
+        """Write the index folder (each file atomically). Paths are stored absolute, so the index is
+        searched from any working folder."""
         from safetensors.torch import save_file
+
+        from muqkit.atomic import atomic_path
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({"latents": self.latents.float().contiguous()}, str(folder / LATENTS_NAME))
-        with open(folder / ITEMS_NAME, "w", encoding="utf-8") as fh:
+        with atomic_path(folder / LATENTS_NAME) as tmp:
+            save_file({"latents": self.latents.float().contiguous()}, str(tmp))
+        with atomic_path(folder / ITEMS_NAME) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for path in self.paths:
-                fh.write(json.dumps({"path": path}) + "\n")
-        (folder / META_NAME).write_text(
-            json.dumps({"model": self.model, "size": len(self.paths)}, indent=2) + "\n"
-        )
+                fh.write(json.dumps({"path": str(Path(path).absolute())}) + "\n")
+        with atomic_path(folder / META_NAME) as tmp:
+            tmp.write_text(json.dumps({"model": self.model, "size": len(self.paths)}, indent=2) + "\n")
         return folder
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> AudioIndex:
-        """Read an index folder written by :meth:`save`."""
+        """Read an index folder written by :meth:`save`. Relative paths (older indexes) are taken from
+        the index folder.
+
+        Raises:
+            FileNotFoundError: not an index folder.
+            ValueError: a corrupt index file (the message names it).
+        """
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -97,23 +106,99 @@ class AudioIndex:
             raise FileNotFoundError(
                 f"{folder}: not a MuQ-MuLan index (no {LATENTS_NAME}); build one with `muqkit mulan index`"
             )
-        with open(folder / ITEMS_NAME, encoding="utf-8") as fh:
-            paths = tuple(json.loads(line)["path"] for line in fh if line.strip())
-        meta = json.loads((folder / META_NAME).read_text())
-        return cls(paths=paths, latents=load_file(str(folder / LATENTS_NAME))["latents"], model=meta["model"])
+        current = folder / ITEMS_NAME
+        try:
+            with open(current, encoding="utf-8") as fh:
+                paths = tuple(str(folder / json.loads(line)["path"]) for line in fh if line.strip())
+            current = folder / META_NAME
+            meta = json.loads(current.read_text())
+            model = str(meta["model"])
+            current = folder / LATENTS_NAME
+            latents = load_file(str(current))["latents"]
+            return cls(paths=paths, latents=latents, model=model)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{current}: missing; rebuild the index with `muqkit mulan index`") from exc
+        except Exception as exc:  # JSON, key, safetensors and shape errors alike
+            raise ValueError(
+                f"{current}: corrupt MuQ-MuLan index file ({type(exc).__name__}: {exc}); rebuild the index with "
+                "`muqkit mulan index`"
+            ) from exc
 
 
 def find_audio(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Audio files among ``paths`` (folders searched recursively, sorted)."""
+    """Audio files among ``paths`` (folders searched recursively, sorted; folders named like audio are
+    not files and are left out).
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: no audio file at all.
+    """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
         elif p.is_file():
             found.append(p)
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
+    if not found:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {', '.join(map(str, paths))}")
     return found
+
+
+@dataclass(frozen=True)
+class EmbeddedFiles:
+    """Latents of the audio files that could be embedded, and why the others could not.
+
+    Attributes:
+        paths: the embedded files, in order.
+        latents: (len(paths), d) audio latents.
+        failures: ``(file, problem)`` of each file left out.
+    """
+
+    paths: tuple[Path, ...]
+    latents: torch.Tensor
+    failures: tuple[tuple[str, str], ...]
+
+
+@torch.no_grad()
+def embed_audio_files(
+    model: MuQMuLan, files: Sequence[str | os.PathLike[str]], *, batch_size: int = 4
+) -> EmbeddedFiles:
+    """Embed audio files, skipping (and reporting) those that cannot be read or give non-finite latents."""
+    from muqkit.audio.io import AudioError, load_audio
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    kept: list[Path] = []
+    out: list[torch.Tensor] = []
+    failures: list[tuple[str, str]] = []
+    pending: list[tuple[Path, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        latents = model.extract_audio_latents([w for _, w in pending]).float().cpu()
+        for (path, _), row in zip(pending, latents, strict=True):
+            if bool(torch.isfinite(row).all()):
+                kept.append(path)
+                out.append(row)
+            else:
+                failures.append((str(path), "the model gave NaN or infinite latents"))
+        pending.clear()
+
+    for f in map(Path, files):
+        try:
+            pending.append((f, load_audio(f, sample_rate=model.sample_rate)))
+        except (AudioError, OSError) as exc:
+            message = str(exc) if isinstance(exc, AudioError) else f"{f}: {exc}"
+            log.warning("skipping %s", message)
+            failures.append((str(f), message))
+        if len(pending) == batch_size:
+            flush()
+    flush()
+    latents = torch.stack(out) if out else torch.zeros(0, model.config.dim_latent)
+    return EmbeddedFiles(paths=tuple(kept), latents=latents, failures=tuple(failures))
 
 
 @torch.no_grad()
@@ -140,8 +225,23 @@ def build_index(
     model: MuQMuLan, paths: Sequence[str | os.PathLike[str]], *, model_name: str, batch_size: int = 4
 ) -> AudioIndex:
     """Embed the audio files under ``paths`` into an :class:`AudioIndex`."""
-    files = find_audio(paths)
-    if not files:
-        raise ValueError(f"no audio files under {list(map(str, paths))}")
-    latents = embed_files(model, files, batch_size=batch_size)
-    return AudioIndex(paths=tuple(str(f) for f in files), latents=latents, model=model_name)
+    index, _ = build_index_reporting(model, paths, model_name=model_name, batch_size=batch_size)
+    return index
+
+
+def build_index_reporting(
+    model: MuQMuLan, paths: Sequence[str | os.PathLike[str]], *, model_name: str, batch_size: int = 4
+) -> tuple[AudioIndex, tuple[tuple[str, str], ...]]:
+    """Like :func:`build_index`, also returning the ``(file, problem)`` of the files left out.
+
+    Raises:
+        ValueError: no audio file, or none that could be embedded.
+    """
+    embedded = embed_audio_files(model, find_audio(paths), batch_size=batch_size)
+    if not embedded.paths:
+        problems = "; ".join(problem for _, problem in embedded.failures[:3])
+        raise ValueError(f"none of the audio files could be embedded ({problems})")
+    index = AudioIndex(
+        paths=tuple(str(f.absolute()) for f in embedded.paths), latents=embedded.latents, model=model_name
+    )
+    return index, embedded.failures

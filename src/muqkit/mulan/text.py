@@ -15,6 +15,7 @@ not mask padding; for a text alone (no padding) the two agree.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from muqkit.mulan.transformer import Transformer, masked_mean
 
 MINILM_ALIASES = frozenset({MINILM, "sentence-transformers/all-MiniLM-L6-v2", "minilm"})
 
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TextBatch:
@@ -195,6 +198,13 @@ class TextTower(nn.Module):
         """Tokenise ``texts`` (right padding, truncation to ``max_length``)."""
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
+        full = self.tokenizer(list(texts), truncation=False)["input_ids"]
+        long = [(i, len(ids)) for i, ids in enumerate(full) if len(ids) > self.max_length]
+        for i, count in long[:5]:
+            log.warning(
+                "text %d (%r) has %d tokens; only the first %d are used (the text tower's limit)",
+                i, _short_text(texts[i]), count, self.max_length,
+            )  # fmt: skip
         encoded = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
@@ -228,3 +238,7 @@ class TextTower(nn.Module):
         for p in self.proj.parameters():
             return p.dtype
         return torch.get_default_dtype()
+
+
+def _short_text(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

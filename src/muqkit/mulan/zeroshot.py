@@ -74,6 +74,7 @@ class ZeroShotClassifier:
             if not templates:
                 raise ValueError(f"no prompt template for tag {tag!r}")
             for template in templates:
+                check_prompt(template, require_tag=False)
                 texts.append(template.format(tag=tag))
                 owners.append(k)
         latents = model.extract_text_latents(texts).float().cpu()  # (P, d)
@@ -108,6 +109,26 @@ class ZeroShotClassifier:
             TagPrediction(tuple(self.tags[i] for i in idx.tolist()), tuple(float(v) for v in vals.tolist()))
             for vals, idx in zip(values, indices, strict=True)
         ]
+
+
+def check_prompt(template: str, *, require_tag: bool = True) -> None:
+    """Refuse a prompt template whose placeholders are not ``{tag}`` (or that lacks it, with ``require_tag``).
+
+    Raises:
+        ValueError: an unknown placeholder, a stray brace, or no ``{tag}``; the message says which.
+    """
+    import string
+
+    try:
+        names = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as exc:
+        raise ValueError(f"prompt {template!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+    unknown = sorted({n for n in names if n != "tag"})
+    if unknown:
+        shown = ", ".join("{" + n + "}" for n in unknown)
+        raise ValueError(f"prompt {template!r}: unknown placeholder {shown}; the only placeholder is {{tag}}")
+    if require_tag and "tag" not in names:
+        raise ValueError(f"prompt {template!r}: no {{tag}} placeholder, so every tag would get the same text")
 
 
 def qualified(group: str, tag: str) -> str:

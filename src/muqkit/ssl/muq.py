@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from muqkit.audio.mel import MelFrontend
+from muqkit.audio.tensors import as_waveforms, lengths_from_mask
 from muqkit.encoder.conformer import Conformer, ConformerConfig
 from muqkit.encoder.conv import ConvSubsampling
 
@@ -253,9 +254,10 @@ class MuQ(nn.Module):
         """Embed a batch of waveforms.
 
         Args:
-            wavs: (batch, samples) mono float waveforms at ``config.sample_rate``.
+            wavs: (batch, samples) or (samples,) mono waveforms at ``config.sample_rate``: a tensor or numpy
+                array, float in [-1, 1] or int8/int16/int32 PCM (scaled to [-1, 1)).
             attention_mask: (batch, samples), nonzero for valid samples (each item's valid samples come
-                first). An alternative to ``lengths``.
+                first; a mask with gaps is refused). An alternative to ``lengths``.
             output_hidden_states: also return every hidden state.
             lengths: (batch,) valid samples of each item; ``None`` means every item fills the batch.
             num_layers: run only the first Conformer layers (for probing early layers cheaply); the last
@@ -263,19 +265,17 @@ class MuQ(nn.Module):
 
         Returns:
             MuQOutput with frames at ``config.frame_rate``; padded frames are zero.
+
+        Raises:
+            TypeError: a list, or an ambiguous dtype (uint8, int64, bool).
+            ValueError: an empty batch, NaN or infinite samples, a mask that is not a prefix, lengths that do
+                not fit, or audio shorter than one frame.
         """
-        if wavs.dim() == 1:
-            wavs = wavs.unsqueeze(0)
-        if wavs.dim() != 2:
-            raise ValueError(f"wavs must be (batch, samples), got shape {tuple(wavs.shape)}")
+        wavs = as_waveforms(wavs)  # (batch, samples) float; int PCM scaled; NaN, empty, lists refused
         if attention_mask is not None:
             if lengths is not None:
                 raise ValueError("give attention_mask or lengths, not both")
-            if attention_mask.shape != wavs.shape:
-                raise ValueError(
-                    f"attention_mask shape {tuple(attention_mask.shape)} differs from wavs {tuple(wavs.shape)}"
-                )
-            lengths = attention_mask.ne(0).sum(-1)
+            lengths = lengths_from_mask(attention_mask, wavs.shape, device=wavs.device)
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=wavs.device).long()
             if lengths.shape != (wavs.shape[0],) or bool((lengths > wavs.shape[1]).any()):

@@ -59,6 +59,11 @@ class DemoPlan:
     tokenizer_seconds: float | None = None
 
 
+# What the demo writes in its folder (``overwrite`` deletes these, nothing else).
+DEMO_ENTRIES = ("plan.json", "corpus", "pretrain-audio.txt", "tokenizer-audio.txt", "mel_rvq", "iter1",
+                "random_projection", "bestrq", "curve",
+                "iter2", "cache", "model", "report")  # fmt: skip
+
 QUICK = DemoPlan(
     corpus="quick", rvq_steps=10, pretrain_steps=6, refine_rvq_steps=5, crop_seconds=2.0, batch_size=4,
     num_codebooks=2, codebook_size=64, tasks=("instrument", "pitch"), probe_seeds=(0,), probe_epochs=10,
@@ -161,7 +166,8 @@ def train_arms(
             cache_frames=True, seed=seed, checkpoint_every=max(plan.rvq_steps, 1),
             model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size, "codebook_dim": 16},
         )  # fmt: skip
-        mel_rvq = train_tokenizer(train_files, out / "mel_rvq", config, progress=False).tokenizer_dir
+        run = train_tokenizer(train_files, out / "mel_rvq", config, overwrite=True, progress=False)  # redone whole
+        mel_rvq = run.tokenizer_dir
     lap("mel_rvq", start)
 
     settings = {
@@ -175,7 +181,8 @@ def train_arms(
     start = time.perf_counter()
     iter1 = out / "iter1"
     if not (iter1 / "model" / "config.json").is_file():
-        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}))
+        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}),
+                       overwrite=True)  # an unfinished step is redone whole
     arms["muq-melrvq-iter1"] = iter1 / "model"
     lap("pretrain_iter1", start)
 
@@ -187,7 +194,8 @@ def train_arms(
                          model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size})  # fmt: skip
         bestrq_dir = out / "bestrq"
         if not (bestrq_dir / "model" / "config.json").is_file():
-            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}))
+            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}),
+                           overwrite=True)
         arms["muq-bestrq"] = bestrq_dir / "model"
         lap("pretrain_bestrq", start)
 
@@ -247,8 +255,13 @@ def run_demo(
     seed: int = 0,
     jobs: int = 2,
     plots: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
-    """Run the whole pipeline into ``out`` (finished steps are skipped on a rerun); print the table.
+    """Run the whole pipeline into ``out``; print the table.
+
+    A folder holding a demo is continued with ``resume`` (finished steps are skipped), replaced with
+    ``overwrite``, and refused otherwise.
 
     Returns:
         The folder of the final model (``out/model``, official format), also installed as muqkit's
@@ -267,8 +280,9 @@ def run_demo(
     timings: dict[str, float] = {}
     plan = plan_for(budget_minutes, quick)
     command = f"muqkit demo --out {out}" + (" --quick" if quick else "")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from muqkit.runfolder import prepare_run_folder
+
+    out = prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=DEMO_ENTRIES)
     (out / "plan.json").write_text(json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 

@@ -8,10 +8,15 @@ imports it.
 
 from __future__ import annotations
 
+import csv
+import inspect
 import logging
 import math
+import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -97,6 +102,10 @@ class OptimizerConfig:
         return 1.0
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names the step and the batch's inputs."""
+
+
 class LightningTask(L.LightningModule):
     """Wrap a plain task module for :class:`lightning.Trainer`.
 
@@ -104,6 +113,12 @@ class LightningTask(L.LightningModule):
         task: module with ``training_step(batch) -> dict`` (and optionally ``validation_step``).
         optimizer: optimiser settings.
         metadata: JSON-able dict stored in every checkpoint under ``"muqkit"`` (e.g. the model config).
+        describe_batch: names a batch's inputs (e.g. its audio files) for the error raised when its loss is
+            not finite.
+
+    Raises:
+        NonFiniteLossError: from ``training_step``, when the loss is NaN or infinite (training stops
+            before the optimiser step, so no weight becomes non-finite).
     """
 
     def __init__(
@@ -112,8 +127,10 @@ class LightningTask(L.LightningModule):
         *,
         optimizer: OptimizerConfig | None = None,
         metadata: dict[str, Any] | None = None,
+        describe_batch: Callable[[Any], str] | None = None,
     ) -> None:
         super().__init__()
+        self.describe_batch = describe_batch
         self.task: Any = task  # a plain module with training_step (and optionally validation_step)
         self.optimizer_config = optimizer or OptimizerConfig()
         self.metadata = dict(metadata or {})
@@ -146,8 +163,21 @@ class LightningTask(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         out = self.task.training_step(batch)
+        loss = out["loss"]
+        if not bool(torch.isfinite(loss.detach()).all()):
+            where = ""
+            if self.describe_batch is not None:
+                try:
+                    where = f"; the batch's inputs: {self.describe_batch(batch)}"
+                except Exception as exc:  # naming the files must not hide the real error
+                    where = f" (could not name the batch's inputs: {exc})"
+            raise NonFiniteLossError(
+                f"non-finite training loss ({float(loss.detach().float().reshape(-1)[0])}) at step "
+                f"{self.global_step}{where}. Check these inputs for NaN/inf or silent audio, or lower the "
+                "learning rate"
+            )
         self._log("train", out, batch, on_step=True)
-        return out["loss"]
+        return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         if not hasattr(self.task, "validation_step"):
@@ -165,3 +195,70 @@ class LightningTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["muqkit"] = self.metadata
+
+
+def fit_checkpoint_kwargs(checkpoint: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Keyword arguments for ``trainer.fit`` that resume from ``checkpoint`` safely.
+
+    The checkpoint is first read with :func:`muqkit.hub.weights.safe_torch_load` (tensors and plain
+    containers only; a crafted pickle is refused with a :class:`~muqkit.hub.weights.CheckpointError`
+    naming the file), and Lightning is told to load it with ``weights_only=True`` too.
+    """
+    if checkpoint is None:
+        return {"ckpt_path": None}
+    from muqkit.hub.weights import safe_torch_load
+
+    safe_torch_load(checkpoint)
+    kwargs: dict[str, Any] = {"ckpt_path": str(checkpoint)}
+    if "weights_only" in inspect.signature(L.Trainer.fit).parameters:
+        kwargs["weights_only"] = True
+    return kwargs
+
+
+def history_csv_logger(save_dir: str | os.PathLike[str], *, name: str = "logs", resume_step: int | None) -> Any:
+    """A Lightning ``CSVLogger`` (version 0) that keeps ``metrics.csv`` across resumes.
+
+    Lightning's CSV logger deletes ``metrics.csv`` when it starts in a folder that has one. When
+    ``resume_step`` is given, the rows logged before that step are kept (later rows, written after the
+    checkpoint by the interrupted run, are dropped since the resumed run logs those steps again) and new
+    rows are appended; a new column rewrites the header over the whole history.
+    """
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+    class _KeepingWriter(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            if resume_step is None:
+                super()._check_log_dir_exists()
+                return
+            path = Path(self.metrics_file_path)
+            if not path.is_file():
+                return
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                keys = list(reader.fieldnames or [])
+                rows = [r for r in reader if _step(r) is None or _step(r) < resume_step]  # type: ignore[operator]
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+            self.metrics_keys = sorted(keys)
+
+    class _HistoryCSVLogger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self) -> Any:
+            if self._experiment is None:
+                os.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = _KeepingWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    return _HistoryCSVLogger(Path(save_dir), name=name, version=0)
+
+
+def _step(row: dict[str, str]) -> int | None:
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None

@@ -34,6 +34,8 @@ from muqkit.mulan.text import TextBatch
 log = logging.getLogger(__name__)
 
 FREEZE_CHOICES = ("audio_backbone", "text_backbone", "audio", "text")
+# What a training run writes in its folder (``overwrite`` deletes these, nothing else).
+RUN_ENTRIES = ("checkpoints", "model", "model-best", "lightning_logs")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,7 +222,8 @@ class MuLanTrainConfig:
         num_workers: data-loading processes.
         val_every: validation and checkpoint interval in steps.
         seed: global seed.
-        resume: resume from ``out/checkpoints/last.ckpt`` when it exists.
+        resume: resume from ``out/checkpoints/last.ckpt`` when it exists (loaded with ``weights_only=True``).
+        overwrite: replace a run already in ``out`` that is not resumed (otherwise such a folder is refused).
     """
 
     manifests: tuple[str, ...]
@@ -248,6 +251,7 @@ class MuLanTrainConfig:
     val_every: int = 200
     seed: int = 0
     resume: bool = True
+    overwrite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -310,10 +314,14 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from muqkit.train.lightning import LightningTask, OptimizerConfig
+    from muqkit.runfolder import prepare_run_folder
+    from muqkit.train.lightning import LightningTask, OptimizerConfig, fit_checkpoint_kwargs
 
-    L.seed_everything(config.seed, workers=True)
     out = Path(config.out)
+    last = out / "checkpoints" / "last.ckpt"
+    resuming = config.resume and not config.overwrite and last.is_file()
+    prepare_run_folder(out, resume=resuming, overwrite=config.overwrite, owned=RUN_ENTRIES)
+    L.seed_everything(config.seed, workers=True)
     model = build_model(config)
     clip_samples = int(round(model.sample_rate * (config.clip_secs or model.clip_secs)))
     train_records = load_records(config.manifests, config.train_split)
@@ -383,10 +391,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         log_every_n_steps=min(10, config.steps),
         enable_model_summary=False,
     )
-    last = out / "checkpoints" / "last.ckpt"
-    trainer.fit(
-        module, train_loader, val_loader, ckpt_path=str(last) if config.resume and last.exists() else None
-    )
+    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resuming else None))
     final = out / "model"
     if trainer.is_global_zero:
         model.eval()
@@ -405,7 +410,9 @@ def export_checkpoint(
     """Save the ``model`` weights held in a Lightning ``checkpoint`` of ``module`` to ``folder`` (the
     training run's model is left as it is)."""
     prefix = next(name for name, sub in module.named_modules() if sub is model) + "."
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    from muqkit.hub.weights import safe_torch_load
+
+    state = safe_torch_load(checkpoint)["state_dict"]
     current = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     try:

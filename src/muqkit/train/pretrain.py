@@ -36,6 +36,8 @@ from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "pretrain"
+# What a pretraining run writes in its folder (``overwrite`` deletes these, nothing else).
+RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "pretrain.json", "snapshots")
 
 
 MEL_STATS_SOURCES = ("auto", "tokenizer", "corpus", "preset")
@@ -348,7 +350,12 @@ class PretrainTask(nn.Module):
         return self._step(batch)
 
 
-def _lightning_module(task: PretrainTask, config: PretrainTrainingConfig, metadata: dict[str, Any]) -> Any:
+def _lightning_module(
+    task: PretrainTask,
+    config: PretrainTrainingConfig,
+    metadata: dict[str, Any],
+    describe_batch: Any = None,
+) -> Any:
     from muqkit.train.lightning import LightningTask, OptimizerConfig
 
     class PretrainLightning(LightningTask):
@@ -372,7 +379,7 @@ def _lightning_module(task: PretrainTask, config: PretrainTrainingConfig, metada
         name="adamw", lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps,
     )  # fmt: skip
-    return PretrainLightning(task, optimizer=optimizer, metadata=metadata)
+    return PretrainLightning(task, optimizer=optimizer, metadata=metadata, describe_batch=describe_batch)
 
 
 def snapshot_dir(run_dir: str | os.PathLike[str], step: int) -> Path:
@@ -434,6 +441,7 @@ def train_pretrain(
     config: PretrainTrainingConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     stop_after: int | None = None,
 ) -> PretrainResult:
     """Pretrain MuQ on random crops of the manifests' audio.
@@ -444,19 +452,30 @@ def train_pretrain(
         output_dir: run folder (see the module docstring).
         config: settings.
         resume: continue from ``output_dir/checkpoints/last.ckpt`` with the run's saved settings
-            (``max_steps`` may be raised).
+            (``max_steps`` may be raised). The checkpoint is loaded with ``weights_only=True``: one that
+            holds other Python objects is refused.
+        overwrite: replace a run already in ``output_dir`` (without ``resume`` or ``overwrite``, a folder
+            holding a run is refused).
         stop_after: stop at this optimiser step (the schedule still spans ``max_steps``), e.g. to
             split a run into time-boxed jobs.
 
     Returns:
         PretrainResult.
+
+    Raises:
+        muqkit.runfolder.RunFolderError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        muqkit.hub.weights.CheckpointError: the checkpoint to resume from is refused or corrupt.
+        muqkit.audio.io.AudioError: a training file cannot be read or has NaN or infinite samples.
+        muqkit.train.lightning.NonFiniteLossError: a loss was NaN or infinite (names the step and the files).
     """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
     from muqkit.data.loader import RandomCropDataset, ResumableSampler, collate_crops, load_records
+    from muqkit.hub.weights import safe_torch_load
+    from muqkit.runfolder import prepare_run_folder
+    from muqkit.train.lightning import fit_checkpoint_kwargs, history_csv_logger
 
     out = Path(output_dir)
     run_config = out / "run_config.json"
@@ -464,13 +483,13 @@ def train_pretrain(
     start_step = 0
     if resume:
         if not last.is_file():
-            raise FileNotFoundError(f"resume: no checkpoint at {last}")
+            raise FileNotFoundError(f"--resume: no checkpoint at {last}")
         saved = json.loads(run_config.read_text())
         config = PretrainTrainingConfig.from_dict({**saved["config"], "max_steps": config.max_steps})
         manifests = saved["manifests"]
-        start_step = int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+        start_step = int(safe_torch_load(last)["global_step"])
         log.info("resuming from %s at step %d", last, start_step)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=RUN_ENTRIES)
     manifests = [str(Path(m).resolve()) for m in manifests]
     L.seed_everything(config.seed, workers=True, verbose=False)
 
@@ -548,8 +567,16 @@ def train_pretrain(
                       "codebook_size": pretrainer.config.codebook_size},
         "training": asdict(config),
     }  # fmt: skip
-    module = _lightning_module(PretrainTask(pretrainer, seed=config.seed), config, metadata)
-    loggers: list[Any] = [CSVLogger(out, name="logs", version=0)]
+    def describe_batch(batch: dict[str, torch.Tensor]) -> str:
+        indices = [int(i) for i in batch["index"]]
+        if shard_dirs:
+            return f"crops {indices} of the shards in {shard_dirs[0]}"
+        files = dict.fromkeys(str(dataset.records[dataset.locate(i)[0]][1]) for i in indices)
+        return ", ".join(files)
+
+    task = PretrainTask(pretrainer, seed=config.seed)
+    module = _lightning_module(task, config, metadata, describe_batch)
+    loggers: list[Any] = [history_csv_logger(out, name="logs", resume_step=start_step if resume else None)]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -591,7 +618,7 @@ def train_pretrain(
         max_epochs=-1,
     )
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resume else None))
     seconds = time.perf_counter() - start
     model_dir = out / "model"
     if trainer.is_global_zero:

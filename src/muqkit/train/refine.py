@@ -148,7 +148,7 @@ def train_latent_rvq(
         model={"input_dim": dim, "num_codebooks": num_codebooks, "codebook_size": codebook_size,
                "codebook_dim": codebook_dim},
     )  # fmt: skip
-    result = train_tokenizer(latents, out_dir, config, progress=progress)
+    result = train_tokenizer(latents, out_dir, config, overwrite=True, progress=progress)  # redone whole
     return result.tokenizer_dir
 
 
@@ -303,7 +303,7 @@ def refine(
         c = previous.config
         settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
     pretrain = PretrainTrainingConfig.from_dict(settings)
-    result = train_pretrain(manifests, out / "pretrain", pretrain)
+    result = train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True)  # the step is redone whole
     return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=result.model_dir)
 
 

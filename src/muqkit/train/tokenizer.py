@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 FEATURE_EXTENSIONS = (".npy", ".safetensors", ".pt")
+# What a tokenizer training run writes in its folder (``overwrite`` deletes these, nothing else).
+RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "tokenizer")
 _PATH_KEYS = ("path", "audio_filepath", "audio_path", "audio", "file", "features", "feature_path")
 
 
@@ -68,7 +70,10 @@ def read_manifest(
             if not line or line.startswith("#"):
                 continue
             if line.startswith("{"):
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{source}:{number}: not a JSON object ({exc.msg})") from None
                 key = next((k for k in _PATH_KEYS if k in entry), None)
                 if key is None:
                     raise ValueError(f"{source}:{number}: no path key among {_PATH_KEYS}")
@@ -126,7 +131,9 @@ def read_features(path: Path) -> np.ndarray:
         tensors = load_file(str(path))
         array = tensors["features"] if "features" in tensors else next(iter(tensors.values()))
     elif suffix == ".pt":
-        array = torch.load(path, map_location="cpu", weights_only=True).numpy()
+        from muqkit.hub.weights import safe_torch_load
+
+        array = safe_torch_load(path).numpy()
     else:
         raise ValueError(f"{path}: unsupported feature file (use {FEATURE_EXTENSIONS})")
     if array.ndim != 2:
@@ -382,6 +389,7 @@ def train_tokenizer(
     *,
     validation: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
     """Train a Mel-RVQ or latent RVQ and save it to ``output_dir/tokenizer``.
@@ -391,7 +399,9 @@ def train_tokenizer(
         output_dir: run folder: ``run_config.json``, ``checkpoints/``, ``logs/``, ``tokenizer/``.
         config: training settings.
         validation: optional held-out manifest, validated every ``val_every`` steps.
-        resume: continue from ``output_dir/checkpoints/last.ckpt`` with the run's saved config.
+        resume: continue from ``output_dir/checkpoints/last.ckpt`` with the run's saved config (loaded
+            with ``weights_only=True``).
+        overwrite: replace a run already in ``output_dir`` (otherwise such a folder is refused).
 
     Returns:
         TrainingResult.
@@ -400,7 +410,8 @@ def train_tokenizer(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from muqkit.train.lightning import LightningTask, OptimizerConfig
+    from muqkit.runfolder import prepare_run_folder
+    from muqkit.train.lightning import LightningTask, OptimizerConfig, fit_checkpoint_kwargs
 
     out = Path(output_dir)
     run_config = out / "run_config.json"
@@ -411,7 +422,7 @@ def train_tokenizer(
         saved = json.loads(run_config.read_text())
         config = TokenizerTrainingConfig(**{**saved, "max_steps": config.max_steps})
         log.info("resuming from %s", last)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=RUN_ENTRIES, option="OUTPUT")
     run_config.write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
     L.seed_everything(config.seed, workers=True, verbose=False)
 
@@ -491,7 +502,7 @@ def train_tokenizer(
         num_sanity_val_steps=0,
     )
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resume else None))
     seconds = time.perf_counter() - start
     model.eval()
     tokenizer_dir = out / "tokenizer"

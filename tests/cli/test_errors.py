@@ -1,0 +1,143 @@
+"""User errors across the commands: one line on stderr, exit status 2, no traceback (``--debug`` shows it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from muqkit import MuQ
+from muqkit.cli.main import main
+from muqkit.runfolder import RunFolderError, prepare_run_folder
+
+SR = 24000
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny")
+    MuQ.from_preset("tiny", seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from muqkit.tokenizer import MelRVQ, MelRVQConfig
+
+    folder = tmp_path_factory.mktemp("tok") / "tokenizer"
+    MelRVQ(MelRVQConfig(num_codebooks=2, codebook_size=32)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def song(tmp_path: Path) -> Path:
+    path = tmp_path / "song.wav"
+    sf.write(path, (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32), SR)
+    return path
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_a_truncated_model_file_is_named(tmp_path: Path, checkpoint: Path, song: Path, capsys) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((checkpoint / "config.json").read_bytes())
+    (broken / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:5000])
+    assert main(["embed", str(song), "--out", str(tmp_path / "emb"), "--model", str(broken), "--no-progress"]) == 2
+    _one_line_error(capsys, "broken/model.safetensors: corrupt or truncated safetensors file")
+    (broken / "model.safetensors").write_bytes(b"\xff" * 16)  # "header too large"
+    assert main(["embed", str(song), "--out", str(tmp_path / "emb"), "--model", str(broken), "--no-progress"]) == 2
+    _one_line_error(capsys, "model.safetensors: corrupt or truncated")
+
+
+def test_out_pointing_at_a_file(tmp_path: Path, checkpoint: Path, song: Path, capsys) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    assert main(["embed", str(song), "--out", str(target), "--model", str(checkpoint), "--no-progress"]) == 2
+    _one_line_error(capsys, "a-file: exists and is not a folder")
+    assert main(["probe", "--model", "mel", "--task", "key", "--out", str(target)]) == 2
+    _one_line_error(capsys, "a-file: exists and is not a folder")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--chunk-seconds", "inf"], "must be a finite number > 0"),
+        (["--chunk-seconds", "nan"], "must be a finite number > 0"),
+        (["--batch-size", "-1"], "must be at least 1"),
+        (["--device", "nonsense"], "not a torch device"),
+    ],
+)
+def test_bad_options_name_the_option(tmp_path, checkpoint, song, capsys, option, message) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit) as exit_info:
+        main(["embed", str(song), "--out", str(tmp_path / "emb"), "--model", str(checkpoint), *option])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert option[0] in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda(tmp_path: Path, checkpoint: Path, song: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["embed", str(song), "--out", str(tmp_path / "emb"), "--model", str(checkpoint), "--device", "cuda"])
+    assert exit_info.value.code == 2 and "CUDA is not available" in capsys.readouterr().err
+
+
+def test_bad_manifest_lines_name_the_file_and_line(tmp_path: Path, song: Path, tokenizer: Path, capsys) -> None:
+    manifest = tmp_path / "corpus.jsonl"
+    manifest.write_text('{"not": "a record"}\n{broken\n')
+    assert main(["pretrain", str(manifest), "--out", str(tmp_path / "run"), "--tokenizer", str(tokenizer)]) == 2
+    _one_line_error(capsys, "corpus.jsonl:1: not an AudioRecord")
+    listing = tmp_path / "files.txt"
+    listing.write_text(f"{song}\n{{broken json\n")
+    assert main(["tokenizer", "train", str(listing), str(tmp_path / "tok"), "--steps", "1"]) == 2
+    _one_line_error(capsys, "files.txt:2: not a JSON object")
+
+
+def test_missing_and_corrupt_audio_are_named(tmp_path: Path, tokenizer: Path, capsys) -> None:
+    tok = tokenizer
+    assert main(["tokenizer", "encode", str(tok), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "c")]) == 2
+    _one_line_error(capsys, "missing.wav: file not found")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\x00" * 100)
+    assert main(["tokenizer", "encode", str(tok), str(bad), "--out", str(tmp_path / "c.safetensors")]) == 2
+    _one_line_error(capsys, "bad.wav: unreadable or corrupt audio")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, tokenizer: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    args = ["tokenizer", "encode", str(tokenizer), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    _one_line_error(capsys, "missing.wav: file not found")
+    from muqkit.audio.io import AudioError
+
+    with pytest.raises(AudioError, match="file not found"):
+        main(["--debug", *args])
+    monkeypatch.setenv("MUQKIT_DEBUG", "1")
+    with pytest.raises(AudioError):
+        main(args)
+
+
+def test_run_folder_rule(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert prepare_run_folder(run, owned=("model",)) == run and run.is_dir()  # new: created
+    (run / "model").mkdir()
+    (run / "model" / "w.bin").write_bytes(b"1")
+    (run / "notes.txt").write_text("the user's own file")
+    with pytest.raises(RunFolderError, match="already holds a run \\(model\\); pass --resume .* or --overwrite"):
+        prepare_run_folder(run, owned=("model",))
+    prepare_run_folder(run, resume=True, owned=("model",))
+    assert (run / "model" / "w.bin").exists()
+    prepare_run_folder(run, overwrite=True, owned=("model",))
+    assert not (run / "model").exists() and (run / "notes.txt").exists()  # only what the command writes
+    (run / "file").write_text("x")
+    with pytest.raises(RunFolderError, match="not a folder"):
+        prepare_run_folder(run / "file")
