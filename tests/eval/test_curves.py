@@ -84,9 +84,13 @@ def test_snapshots_and_learning_curve(tmp_path, tiny_tokenizer):
     assert "the random-weight start" in curve.summary() and "mel baseline" in curve.summary()
 
 
-def test_curve_without_snapshots_is_a_clear_error(tmp_path):
+def test_curve_without_snapshots_is_a_clear_error(tmp_path, capsys):
     from muqkit.cli.main import main
+    from muqkit.eval.curves import learning_curve
 
     (tmp_path / "run").mkdir()
     with pytest.raises(FileNotFoundError, match="no snapshots"):
-        main(["curve", str(tmp_path / "run"), "--corpus", str(tmp_path), "--out", str(tmp_path / "c")])
+        learning_curve(tmp_path / "run", tmp_path, tmp_path / "c", tasks=["pitch"])
+    assert main(["curve", str(tmp_path / "run"), "--corpus", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no snapshots" in err[0] and "Traceback" not in err[0]
