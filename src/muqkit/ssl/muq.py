@@ -14,7 +14,7 @@ alone. The pretraining wrapper (masking, heads, targets) lives apart from this m
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,40 @@ class MuQConfig:
     def replace(self, **changes: Any) -> MuQConfig:
         return MuQConfig(**{**asdict(self), **changes})
 
+    @classmethod
+    def from_pretrained(
+        cls, id_or_folder: str | os.PathLike[str], *, revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> MuQConfig:
+        """The config of a MuQ checkpoint folder or Hub id (only its ``config.json`` is read)."""
+        from muqkit.hub.loaders import load_muq_config
+
+        return load_muq_config(id_or_folder, revision=revision, cache_dir=cache_dir)
+
+
+# Mel statistics of the official MuQ checkpoints (corpus mean / std of the dB mel); random-weight
+# presets use them so that their inputs are on the scale the released models see.
+OFFICIAL_MEL_MEAN = 6.768444971712967
+OFFICIAL_MEL_STD = 18.417922652295623
+
+MUQ_PRESETS: dict[str, dict[str, Any]] = {
+    # The official MuQ-large architecture (about 330M parameters with its prediction head).
+    "large": dict(conv_dim=512, encoder_dim=1024, encoder_depth=12, num_heads=16, ffn_dim=4096),
+    "base": dict(conv_dim=512, encoder_dim=768, encoder_depth=12, num_heads=12, ffn_dim=3072),
+    "small": dict(conv_dim=128, encoder_dim=512, encoder_depth=8, num_heads=8, ffn_dim=2048),
+    # For tests and CPU demos.
+    "tiny": dict(conv_dim=16, encoder_dim=64, encoder_depth=2, num_heads=4, ffn_dim=128),
+}
+
+
+def muq_preset(name: str, **overrides: Any) -> MuQConfig:
+    """The MuQConfig of preset ``name`` (one of :data:`MUQ_PRESETS`), with field overrides."""
+    if name not in MUQ_PRESETS:
+        raise ValueError(f"unknown MuQ preset {name!r}; choose one of {sorted(MUQ_PRESETS)}")
+    fields = dict(mel_mean=OFFICIAL_MEL_MEAN, mel_std=OFFICIAL_MEL_STD, **MUQ_PRESETS[name])
+    fields.update(overrides)
+    return MuQConfig(**fields)
+
 
 @dataclass(frozen=True)
 class MuQOutput:
@@ -119,20 +153,6 @@ class MuQOutput:
 
     def __getitem__(self, key: str) -> Any:  # dict-style access, like transformers' outputs
         return getattr(self, key)
-
-
-@dataclass
-class OfficialExtras:
-    """Parts of an official checkpoint that do not change the features, kept to write it back whole.
-
-    Attributes:
-        config: the official config fields muqkit does not model (targets, heads, w2v2 leftovers).
-        tensors: official weights outside the encoder (prediction head, class token, Mel-RVQ, the unused
-            convolutional position embedding), under their official names.
-    """
-
-    config: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class MuQ(nn.Module):
@@ -158,7 +178,6 @@ class MuQ(nn.Module):
         strides = (2, 2) if config.stack_factor == 4 else (2, 1)
         self.conv = ConvSubsampling(config.n_mels, config.conv_dim, config.encoder_dim, strides)
         self.conformer = Conformer(config.conformer)
-        self.official = OfficialExtras()
         self.name_or_path: str | None = None
         self.revision: str | None = None
 
@@ -168,8 +187,6 @@ class MuQ(nn.Module):
     @classmethod
     def from_preset(cls, name: str, *, seed: int | None = 0, **overrides: Any) -> MuQ:
         """A randomly initialised model of a named preset (``tiny``, ``small``, ``base``, ``large``)."""
-        from muqkit.hub.presets import muq_preset
-
         if seed is not None:
             torch.manual_seed(seed)
         model = cls(muq_preset(name, **overrides))
@@ -186,23 +203,23 @@ class MuQ(nn.Module):
         map_location: str | torch.device = "cpu",
     ) -> MuQ:
         """Load a checkpoint in the official format (``config.json`` + ``model.safetensors`` or
-        ``pytorch_model.bin``) from a folder or a Hub id such as ``OpenMuQ/MuQ-large-msd-iter``.
+        ``pytorch_model.bin``) from a folder or a Hub id such as ``OpenMuQ/MuQ-large-msd-iter``, in eval
+        mode (see :func:`muqkit.hub.loaders.load_muq`).
 
         Raises:
             muqkit.hub.weights.CheckpointError: the folder is missing files or its weights do not fit
                 (one message lists missing keys, unexpected keys and shape mismatches).
         """
-        from muqkit.hub.official.muq import load_official_muq
+        from muqkit.hub.loaders import load_muq
 
-        model = load_official_muq(cls, id_or_folder, revision=revision, cache_dir=cache_dir)
-        model.eval()
-        return model.to(map_location)
+        return load_muq(id_or_folder, revision=revision, cache_dir=cache_dir).eval().to(map_location)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` in the official format (atomically)."""
-        from muqkit.hub.official.muq import save_official_muq
+        """Write ``config.json`` and ``model.safetensors`` in the official format (atomically), with the
+        official extras it was loaded with (see :func:`muqkit.hub.loaders.save_muq`)."""
+        from muqkit.hub.loaders import save_muq
 
-        return save_official_muq(self, Path(folder))
+        return save_muq(self, folder)
 
     # ----------------------------------------------------------------------------------------------
     # Shapes

@@ -10,7 +10,6 @@ torch.Size([2, 8, 25])
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -125,35 +124,3 @@ class MelRVQ(AudioTokenizer):
         batch, frames, _ = stacked.shape
         mel = stacked.reshape(batch, frames * self.config.stack, self.config.n_mels).transpose(1, 2)
         return mel * self.features.std + self.features.mean if denormalise else mel
-
-    @classmethod
-    def from_official(cls, config: dict[str, Any], state: dict[str, torch.Tensor]) -> MelRVQ:
-        """The Mel-RVQ of an official MuQ checkpoint (its ``config.json`` and state dict).
-
-        The weights are translated and loaded; the result is in eval mode.
-        """
-        from muqkit.hub.official.rvq import official_rvq_config, rvq_from_official
-
-        settings = official_rvq_config(config, state)
-        model = cls(
-            MelRVQConfig(
-                num_codebooks=settings["num_codebooks"],
-                codebook_size=settings["codebook_size"],
-                codebook_dim=settings["codebook_dim"],
-                stack=settings["stack"],
-            ),
-            mean=settings["mean"],
-            std=settings["std"],
-        )
-        translated = {f"rvq.{k}": v for k, v in rvq_from_official(state).items()}
-        translated["features.mean"] = model.features.mean.clone()
-        translated["features.std"] = model.features.std.clone()
-        model.load_state_dict(translated)
-        return model.eval()
-
-    def official_state_dict(self) -> dict[str, torch.Tensor]:
-        """This RVQ's weights under the official names (``model.rvq.quantizers.*``)."""
-        from muqkit.hub.official.rvq import rvq_to_official
-
-        rvq = {k[len("rvq.") :]: v for k, v in self.state_dict().items() if k.startswith("rvq.")}
-        return rvq_to_official(rvq)
