@@ -14,7 +14,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,17 +125,17 @@ class MuQMuLan(nn.Module):
         audio_name = config.audio.backbone
         if audio_name.startswith("preset:"):
             if config.audio.backbone_config is not None:
-                backbone = MuQ(MuQConfig(**config.audio.backbone_config))
+                backbone = MuQ(config.audio.backbone_config)
             else:
                 backbone = MuQ.from_preset(audio_name.split(":", 1)[1], seed=None)
         elif load_backbone_weights:
             backbone = MuQ.from_pretrained(_resolve_path(audio_name, folders), cache_dir=cache_dir)
         elif config.audio.backbone_config is not None:
-            backbone = MuQ(MuQConfig(**config.audio.backbone_config))
+            backbone = MuQ(config.audio.backbone_config)
         else:
             backbone = MuQ(MuQConfig.from_pretrained(_resolve_path(audio_name, folders), cache_dir=cache_dir))
         if config.audio.backbone_config is None:
-            config = replace(config, audio=replace(config.audio, backbone_config=asdict(backbone.config)))
+            config = replace(config, audio=replace(config.audio, backbone_config=backbone.config))
         audio = AudioTower(
             backbone,
             layer=config.audio.layer,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from muqkit.audio.mel import MelFrontend
+from muqkit.configs import build
 
 IGNORE_CODE = -100
 
@@ -99,11 +100,9 @@ class TokenizerModule(nn.Module):
     @classmethod
     def from_config_dict(cls, config: dict[str, Any]) -> TokenizerModule:
         """Build an untrained model from ``config.json`` content."""
-        fields = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = sorted(set(config) - fields - {"model_type"})
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config fields {unknown}; allowed: {sorted(fields)}")
-        return cls(cls.config_class(**{k: v for k, v in config.items() if k in fields}))
+        data = {k: v for k, v in config.items() if k != "model_type"}
+        from_dict = getattr(cls.config_class, "from_dict", None)  # configs with nested parts read old flat files
+        return cls(from_dict(data) if from_dict is not None else build(cls.config_class, data, cls.__name__))
 
     @classmethod
     def from_pretrained(cls, folder_or_id: str | os.PathLike[str], **hub_kwargs: Any) -> TokenizerModule:
@@ -221,11 +220,12 @@ class StackedMel(nn.Module):
 
     @classmethod
     def from_config(cls, config: Any, *, mean: float = 0.0, std: float = 1.0) -> StackedMel:
-        """Build from any tokenizer config with ``sample_rate``, ``n_fft``, ``hop_length``, ``n_mels``
-        and ``stack`` fields."""
+        """Build from any tokenizer config with ``mel`` (a :class:`~muqkit.audio.mel.MelConfig`) and ``stack``
+        fields."""
+        mel = config.mel
         return cls(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-            n_mels=config.n_mels, stack=config.stack, mean=mean, std=std,
+            sample_rate=mel.sample_rate, n_fft=mel.n_fft, hop_length=mel.hop_length,
+            n_mels=mel.n_mels, stack=config.stack, mean=mean, std=std,
         )
 
     @property

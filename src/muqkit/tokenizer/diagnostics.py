@@ -275,10 +275,7 @@ def make_report(
         for seed in random_projection_seeds:
             rp = RandomProjectionTokenizer(
                 RandomProjectionConfig(
-                    sample_rate=c.sample_rate,
-                    n_fft=c.n_fft,
-                    hop_length=c.hop_length,
-                    n_mels=c.n_mels,
+                    mel=c.mel,
                     stack=c.stack,
                     num_codebooks=1,
                     codebook_size=c.codebook_size,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from muqkit.mulan.config import AudioTowerConfig, MuQMuLanConfig, TextTowerConfi
 
 if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
+    from muqkit.ssl.muq import MuQConfig
 
 AUDIO_BACKBONE_PREFIX = "mulan.audio.model."
 # The official MuQ wraps its network as ``.model``: its weights are "model.*" inside the MuQ checkpoint.
@@ -146,7 +146,7 @@ def config_from_official(
     return MuQMuLanConfig(
         audio=AudioTowerConfig(
             backbone=audio_name,
-            backbone_config=asdict(muq_config),
+            backbone_config=muq_config,
             layer=int(raw["audio_model"].get("use_layer_idx", -1)),
             transformer=_transformer_config(raw["audio_transformer"], "audio_transformer"),
         ),
@@ -173,7 +173,7 @@ def _find(name: str, search: tuple[Path, ...]) -> str:
 
 
 def state_from_official(
-    state: dict[str, torch.Tensor], muq_config: Any
+    state: dict[str, torch.Tensor], muq_config: MuQConfig
 ) -> tuple[dict[str, torch.Tensor], OfficialExtras]:
     """The official weights under muqkit's names (audio backbone included, as ``audio.backbone.*``) and
     the audio backbone's extras.
@@ -205,9 +205,8 @@ def from_official(
     """An official MuQ-MuLan checkpoint as ``(config, state, extras)``; ``search``: folders against which
     relative backbone names are resolved (see :func:`config_from_official`)."""
     config = config_from_official(official_config, search=search, cache_dir=cache_dir)
-    from muqkit.ssl.muq import MuQConfig
-
-    state, extras = state_from_official(official_state, MuQConfig(**(config.audio.backbone_config or {})))
+    assert config.audio.backbone_config is not None  # config_from_official reads it
+    state, extras = state_from_official(official_state, config.audio.backbone_config)
     return config, state, extras
 
 

@@ -94,6 +94,8 @@ def config_from_official(official: dict[str, Any]) -> MuQConfig:
     Raises:
         CheckpointError: a field is missing or names a variant muqkit does not implement.
     """
+    from muqkit.audio.mel import MelConfig
+    from muqkit.encoder.conformer import ConformerConfig
     from muqkit.ssl.muq import MuQConfig
 
     w2v2 = official.get("w2v2_config") or {}
@@ -117,20 +119,21 @@ def config_from_official(official: dict[str, Any]) -> MuQConfig:
         raise CheckpointError("unsupported official MuQ config: " + "; ".join(problems))
     try:
         return MuQConfig(
-            hop_length=int(official.get("hop_length", 240)),
-            n_mels=int(official.get("n_mels", 128)),
+            mel=MelConfig(hop_length=int(official.get("hop_length", 240)), n_mels=int(official.get("n_mels", 128))),
             mel_mean=float(stat[f"{feature}_mean"]),
             mel_std=float(stat[f"{feature}_std"]),
             conv_dim=int(official.get("conv_dim", 512)),
-            encoder_dim=int(official.get("encoder_dim", 1024)),
-            encoder_depth=int(official.get("encoder_depth", 12)),
-            num_heads=int(w2v2["num_attention_heads"]),
-            ffn_dim=int(w2v2["intermediate_size"]),
-            conv_kernel_size=int(w2v2.get("conv_depthwise_kernel_size", 31)),
-            rotary_base=int(w2v2.get("rotary_embedding_base", 10000)),
-            layer_norm_eps=float(w2v2.get("layer_norm_eps", 1e-5)),
-            dropout=float(w2v2.get("hidden_dropout", 0.1)),
-            attention_dropout=float(w2v2.get("attention_dropout", 0.1)),
+            conformer=ConformerConfig(
+                dim=int(official.get("encoder_dim", 1024)),
+                depth=int(official.get("encoder_depth", 12)),
+                num_heads=int(w2v2["num_attention_heads"]),
+                ffn_dim=int(w2v2["intermediate_size"]),
+                conv_kernel_size=int(w2v2.get("conv_depthwise_kernel_size", 31)),
+                rotary_base=int(w2v2.get("rotary_embedding_base", 10000)),
+                layer_norm_eps=float(w2v2.get("layer_norm_eps", 1e-5)),
+                dropout=float(w2v2.get("hidden_dropout", 0.1)),
+                attention_dropout=float(w2v2.get("attention_dropout", 0.1)),
+            ),
             label_rate=int(official.get("label_rate", 25)),
         )
     except ValueError as exc:
