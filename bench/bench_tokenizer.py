@@ -112,7 +112,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "model"
             folder.mkdir()
-            save_file(mel_rvq.official_state_dict(), str(folder / "model.safetensors"))
+            from muqkit.hub.official.rvq import mel_rvq_to_official
+
+            save_file(mel_rvq_to_official(mel_rvq.state_dict()), str(folder / "model.safetensors"))
             stat = {"melspec_2048_mean": 6.77, "melspec_2048_std": 18.4}
             (folder / "config.json").write_text(json.dumps({"stat": stat}))
             save_file({"wavs": wavs.contiguous()}, str(Path(tmp) / "wavs.safetensors"))

@@ -180,10 +180,13 @@ def test_latent_targets_shape_and_ignore():
 def test_export_writes_heads_as_official_linear(tmp_path):
     pre = _pretrainer(codebooks=2, size=32)
     pre(_audio(1, 1.0), generator=torch.Generator().manual_seed(0)).loss.backward()
-    model = pre.export()
-    model.save_pretrained(tmp_path / "m")
+    from muqkit.hub.loaders import official_extras, save_pretrainer
+
+    save_pretrainer(pre, tmp_path / "m")
+    model = pre.model
     loaded = MuQ.from_pretrained(tmp_path / "m")
-    assert torch.equal(loaded.official.tensors["linear.weight"], pre.heads.proj.weight.detach())
-    assert loaded.official.config["codebook_size"] == 64 and loaded.official.config["rvq_n_codebooks"] == 2
+    extras = official_extras(loaded)
+    assert torch.equal(extras.tensors["linear.weight"], pre.heads.proj.weight.detach())
+    assert extras.config["codebook_size"] == 64 and extras.config["rvq_n_codebooks"] == 2
     wav = _audio(1, 1.0)
     assert torch.allclose(loaded(wav).last_hidden_state, model.eval()(wav).last_hidden_state, atol=1e-6)

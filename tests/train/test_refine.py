@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from muqkit.hub.loaders import official_extras
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets
 from muqkit.tokenizer import LatentRVQ, LatentRVQConfig
@@ -47,7 +48,8 @@ def test_refine_end_to_end_and_cli_steps(tone_manifest, tmp_path):
                           shard_items=4, pretrain=pretrain)
     result = refine(tmp_path / "iter1", [tone_manifest], tmp_path / "iter2", config, progress=False)
     nxt = MuQ.from_pretrained(result.model_dir)
-    assert nxt.official.config["codebook_size"] == 32 and nxt.official.config["rvq_n_codebooks"] == 2
+    extras = official_extras(nxt)
+    assert extras.config["codebook_size"] == 32 and extras.config["rvq_n_codebooks"] == 2
     assert (result.latents / "latents.txt").read_text().count(".npy") == 5  # train split only
     labels, meta = read_labels(result.labels)
     assert meta["num_codebooks"] == 2 and all(v.max() < 16 for v in labels.values())

@@ -12,11 +12,81 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
+
+from muqkit.configs import build, check_int, nest
+
+# The mel fields as older config files hold them, flat (name -> MelConfig field).
+MEL_FIELDS: dict[str, str] = {"sample_rate": "sample_rate", "n_fft": "n_fft", "hop_length": "hop_length",
+                              "n_mels": "n_mels"}
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """The log-mel every model of muqkit starts from (MuQ, Mel-RVQ, random projection, k-means).
+
+    Attributes:
+        sample_rate: input sample rate in Hz (official: 24000).
+        n_fft: FFT size and Hann window length (official: 2048; the ``melspec_2048`` feature).
+        hop_length: hop in samples (official: 240, 100 mel frames per second at 24 kHz); official
+            ``hop_length``.
+        n_mels: HTK mel bands (official: 128); official ``n_mels``.
+    """
+
+    sample_rate: int = 24000
+    n_fft: int = 2048
+    hop_length: int = 240
+    n_mels: int = 128
+
+    def __post_init__(self) -> None:
+        check_int(self, "sample_rate", "n_fft", "hop_length", "n_mels")
+        if self.n_fft < self.hop_length:
+            raise ValueError(f"MelConfig.n_fft must be >= hop_length ({self.hop_length}), got {self.n_fft}")
+
+    @property
+    def frame_rate(self) -> float:
+        """Mel frames per second."""
+        return self.sample_rate / self.hop_length
+
+
+class WithMel:
+    """Flat read access to the ``mel`` field of a config (``config.sample_rate`` is ``config.mel.sample_rate``)."""
+
+    mel: MelConfig
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Build from a dict whose mel fields are nested (``"mel": {...}``) or flat (``sample_rate``,
+        ``n_fft``, ``hop_length``, ``n_mels``, as older files hold them); flat ones win."""
+        data = dict(data)
+        mel = nest(data, "mel", MelConfig, MEL_FIELDS, cls.__name__)
+        return build(cls, {**data, "mel": mel}, cls.__name__)
+
+    def check_mel(self) -> None:
+        """Raise unless ``mel`` is a :class:`MelConfig` (for ``__post_init__``)."""
+        if not isinstance(self.mel, MelConfig):
+            raise ValueError(f"{type(self).__name__}.mel must be a MelConfig, got {type(self.mel).__name__}")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel.sample_rate
+
+    @property
+    def n_fft(self) -> int:
+        return self.mel.n_fft
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        return self.mel.n_mels
 
 
 def hz_to_mel_htk(freq: float) -> float:
@@ -127,6 +197,11 @@ class MelFrontend(nn.Module):
         fb = mel_filterbank(n_freqs=n_fft // 2 + 1, sample_rate=sample_rate, n_mels=n_mels)
         self.register_buffer("filterbank", fb, persistent=False)
         self._sparse_filterbank: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config: MelConfig, *, mean: float | None = None, std: float | None = None) -> MelFrontend:
+        """The frontend of a :class:`MelConfig`."""
+        return cls(config.sample_rate, config.n_fft, config.hop_length, config.n_mels, mean=mean, std=std)
 
     @property
     def min_samples(self) -> int:

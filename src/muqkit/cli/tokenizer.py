@@ -154,18 +154,25 @@ def run_report(args: argparse.Namespace) -> int:
     from muqkit.runfolder import prepare_run_folder
     from muqkit.tokenizer.base import load_tokenizer
     from muqkit.tokenizer.diagnostics import make_report, plot_report
+    from muqkit.train.tokenizer import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, iterate_chunks, read_manifest
 
     prepare_run_folder(args.out, overwrite=args.overwrite, owned=("report.json", "stages.png", "agreement.png"))
     tokenizer = load_tokenizer(args.tokenizer)
     others = {f"vs {name}": load_tokenizer(name) for name in args.compare}
     single = load_tokenizer(args.single_vq) if args.single_vq else None
+    audio = hasattr(tokenizer, "features")
+    files = read_manifest(args.data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
+    chunks = iterate_chunks(
+        files, kind="audio" if audio else "features", sample_rate=int(getattr(tokenizer.config, "sample_rate", 0)),
+        chunk_seconds=30.0, max_seconds=args.max_seconds,
+    )
     report = make_report(
         tokenizer,
-        args.data,
+        chunks,
+        files=len(files),
         others=others,
         single_vq=single,
-        random_projection_seeds=args.random_projection_seeds if hasattr(tokenizer, "features") else (),
-        max_seconds=args.max_seconds,
+        random_projection_seeds=args.random_projection_seeds if audio else (),
     )
     from muqkit.atomic import atomic_path
 

@@ -15,21 +15,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from muqkit.configs import check_int, check_number, check_probability
+
 
 @dataclass(frozen=True)
 class ConformerConfig:
     """Architecture of the Conformer stack.
 
+    Each field names the field of MuQ's config (``MuQConfig.encoder_dim``, ...) and of the official
+    checkpoint (``encoder_dim`` or ``w2v2_config.*``) that it corresponds to.
+
     Attributes:
-        dim: model width.
-        depth: number of layers.
-        num_heads: attention heads (``dim`` must be divisible by it).
-        ffn_dim: hidden width of each feed-forward module.
-        conv_kernel_size: depthwise convolution kernel (odd).
-        rotary_base: base of the rotary frequencies.
-        layer_norm_eps: epsilon of the final LayerNorm (the per-layer ones use 1e-5).
-        dropout: dropout in feed-forwards, attention output and convolution module (training only).
-        attention_dropout: dropout on attention probabilities (training only).
+        dim: model width (``MuQConfig.encoder_dim``; official ``encoder_dim``).
+        depth: number of layers (``MuQConfig.encoder_depth``; official ``encoder_depth``).
+        num_heads: attention heads, ``dim`` must be divisible by it (official
+            ``w2v2_config.num_attention_heads``).
+        ffn_dim: hidden width of each feed-forward module (official ``w2v2_config.intermediate_size``).
+        conv_kernel_size: depthwise convolution kernel, odd (official
+            ``w2v2_config.conv_depthwise_kernel_size``).
+        rotary_base: base of the rotary frequencies (official ``w2v2_config.rotary_embedding_base``).
+        layer_norm_eps: epsilon of the final LayerNorm, the per-layer ones use 1e-5 (official
+            ``w2v2_config.layer_norm_eps``).
+        dropout: dropout in feed-forwards, attention output and convolution module, training only
+            (official ``w2v2_config.hidden_dropout``).
+        attention_dropout: dropout on attention probabilities, training only (official
+            ``w2v2_config.attention_dropout``).
     """
 
     dim: int = 1024
@@ -43,14 +53,19 @@ class ConformerConfig:
     attention_dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.dim <= 0 or self.depth < 0 or self.num_heads <= 0 or self.ffn_dim <= 0:
-            raise ValueError(f"ConformerConfig sizes must be positive, got {self}")
+        check_int(self, "dim", "num_heads", "ffn_dim", "conv_kernel_size", "rotary_base")
+        check_int(self, "depth", minimum=0)
+        check_number(self, "layer_norm_eps", low=0.0, low_open=True)
+        check_probability(self, "dropout", "attention_dropout")
         if self.dim % self.num_heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
+            raise ValueError(f"ConformerConfig.dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
         if (self.dim // self.num_heads) % 2:
-            raise ValueError(f"head size {self.dim // self.num_heads} must be even for rotary positions")
+            raise ValueError(
+                f"ConformerConfig: head size dim / num_heads = {self.dim // self.num_heads} must be even for "
+                "rotary positions"
+            )
         if self.conv_kernel_size % 2 == 0:
-            raise ValueError(f"conv_kernel_size must be odd, got {self.conv_kernel_size}")
+            raise ValueError(f"ConformerConfig.conv_kernel_size must be odd, got {self.conv_kernel_size}")
 
 
 class RotaryEmbedding(nn.Module):

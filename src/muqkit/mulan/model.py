@@ -10,14 +10,13 @@ batch run through the audio tower together.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +34,9 @@ from muqkit.mulan.text import (
 )
 
 if TYPE_CHECKING:
-    from muqkit.ssl.muq import MuQ
+    pass
 
 log = logging.getLogger(__name__)
-
-MODEL_TYPE = "muqkit-mulan"
-TOKENIZER_FOLDER = "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -110,6 +106,7 @@ class MuQMuLan(nn.Module):
         load_backbone_weights: bool = False,
         search: Sequence[str | os.PathLike[str]] = (),
         cache_dir: str | os.PathLike[str] | None = None,
+        text_tokenizer: str | os.PathLike[str] | None = None,
     ) -> MuQMuLan:
         """Build a model from its config.
 
@@ -119,6 +116,8 @@ class MuQMuLan(nn.Module):
                 otherwise the backbones are random and their weights are expected from a checkpoint.
             search: folders against which relative backbone names are resolved.
             cache_dir: Hugging Face cache folder.
+            text_tokenizer: a folder holding the text tokenizer (a saved model's); default: the text
+                backbone's own.
         """
         from muqkit.ssl.muq import MuQ, MuQConfig
 
@@ -126,17 +125,17 @@ class MuQMuLan(nn.Module):
         audio_name = config.audio.backbone
         if audio_name.startswith("preset:"):
             if config.audio.backbone_config is not None:
-                backbone = MuQ(MuQConfig(**config.audio.backbone_config))
+                backbone = MuQ(config.audio.backbone_config)
             else:
                 backbone = MuQ.from_preset(audio_name.split(":", 1)[1], seed=None)
         elif load_backbone_weights:
             backbone = MuQ.from_pretrained(_resolve_path(audio_name, folders), cache_dir=cache_dir)
         elif config.audio.backbone_config is not None:
-            backbone = MuQ(MuQConfig(**config.audio.backbone_config))
+            backbone = MuQ(config.audio.backbone_config)
         else:
-            backbone = MuQ(_read_muq_config(_resolve_path(audio_name, folders), cache_dir=cache_dir))
+            backbone = MuQ(MuQConfig.from_pretrained(_resolve_path(audio_name, folders), cache_dir=cache_dir))
         if config.audio.backbone_config is None:
-            config = replace(config, audio=replace(config.audio, backbone_config=_muq_config_dict(backbone)))
+            config = replace(config, audio=replace(config.audio, backbone_config=backbone.config))
         audio = AudioTower(
             backbone,
             layer=config.audio.layer,
@@ -145,9 +144,7 @@ class MuQMuLan(nn.Module):
             lag_channels=config.audio.lag_channels,
         )
 
-        saved_tokenizer = next(
-            (f / TOKENIZER_FOLDER for f in folders if (f / TOKENIZER_FOLDER).is_dir()), None
-        )
+        saved_tokenizer = None if text_tokenizer is None else Path(text_tokenizer)
         needs_source = load_backbone_weights or saved_tokenizer is None or config.text.backbone_config is None
         source = resolve_text_backbone(config.text.backbone, search=folders) if needs_source else None
         text_model, tokenizer = build_text_backbone(
@@ -175,60 +172,24 @@ class MuQMuLan(nn.Module):
         cache_dir: str | os.PathLike[str] | None = None,
         map_location: str | torch.device = "cpu",
     ) -> MuQMuLan:
-        """Load a checkpoint: the official format (``OpenMuQ/MuQ-MuLan-large`` or a folder written by the
-        official ``save_pretrained``) or muqkit's (:meth:`save_pretrained`).
-
-        The backbones are built from their configs and tokenizer only: the checkpoint's weights already
-        hold them. Every weight's name and shape is checked; one error lists what does not fit.
+        """Load a checkpoint in the official format (``OpenMuQ/MuQ-MuLan-large`` or a folder written by the
+        official ``save_pretrained``) or muqkit's (:meth:`save_pretrained`), in eval mode (see
+        :func:`muqkit.hub.loaders.load_mulan`).
 
         Raises:
             muqkit.hub.weights.CheckpointError: missing files, or weights that do not fit.
         """
-        from muqkit.hub.weights import check_state_dict, read_config, read_state_dict, resolve_folder
+        from muqkit.hub.loaders import load_mulan
 
-        folder = resolve_folder(id_or_folder, revision=revision, cache_dir=cache_dir)
-        raw = read_config(folder)
-        if raw.get("model_type") != MODEL_TYPE:
-            from muqkit.hub.official.mulan import load_official_mulan
-
-            model = load_official_mulan(cls, folder, raw, cache_dir=cache_dir)
-        else:
-            config = MuQMuLanConfig.from_dict(raw["config"])
-            model = cls.from_config(config, search=[folder, folder.parent], cache_dir=cache_dir)
-            state = read_state_dict(folder)
-            check_state_dict(str(folder), model.state_dict(), state)
-            model.load_state_dict(state, strict=True)
-        model.name_or_path = str(id_or_folder)
-        model.eval()
-        return model.to(map_location)
+        return load_mulan(id_or_folder, revision=revision, cache_dir=cache_dir).eval().to(map_location)
 
     def save_pretrained(self, folder: str | os.PathLike[str], *, official: bool = False) -> Path:
-        """Write the model.
+        """Write the model (muqkit's format, or with ``official`` the official layout: see
+        :func:`muqkit.hub.loaders.save_mulan`). Returns the folder holding ``config.json`` and
+        ``model.safetensors``."""
+        from muqkit.hub.loaders import save_mulan
 
-        Args:
-            folder: output folder.
-            official: write the official layout instead (``folder/mulan``, ``folder/muq_audio`` and
-                ``folder/xlm-roberta-text``, loadable by the official ``MuQMuLan.from_pretrained`` run from
-                ``folder``); needs an XLM-R text backbone.
-
-        Returns:
-            The folder holding ``config.json`` and ``model.safetensors``.
-        """
-        from muqkit.hub.weights import atomic_write_bytes, write_checkpoint
-
-        folder = Path(folder)
-        if official:
-            from muqkit.hub.official.mulan import save_official_mulan
-
-            return save_official_mulan(self, folder)
-        write_checkpoint(
-            folder, {"model_type": MODEL_TYPE, "config": self.config.to_dict()}, self.state_dict()
-        )
-        tok_dir = folder / TOKENIZER_FOLDER
-        tok_dir.mkdir(parents=True, exist_ok=True)
-        self.text.tokenizer.save_pretrained(str(tok_dir))
-        atomic_write_bytes(folder / "README.md", _model_card(self.config).encode())
-        return folder
+        return save_mulan(self, folder, official=official)
 
     # ----------------------------------------------------------------------------------------------
     # Properties
@@ -395,25 +356,3 @@ def _resolve_path(name: str, folders: Sequence[Path]) -> str:
             if (base / path).is_dir():
                 return str(base / path)
     return name
-
-
-def _read_muq_config(id_or_folder: str, *, cache_dir: str | os.PathLike[str] | None) -> Any:
-    from muqkit.hub.official.muq import config_from_official
-    from muqkit.hub.weights import read_config, resolve_folder
-
-    folder = resolve_folder(id_or_folder, cache_dir=cache_dir, allow_patterns=["config.json"])
-    return config_from_official(read_config(folder))
-
-
-def _muq_config_dict(backbone: MuQ) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(backbone.config)
-
-
-def _model_card(config: MuQMuLanConfig) -> str:
-    return (
-        "# MuQ-MuLan (muqkit)\n\n"
-        "Load with `muqkit.MuQMuLan.from_pretrained(folder)`.\n\n"
-        f"```json\n{json.dumps(config.to_dict(), indent=2)}\n```\n"
-    )

@@ -14,6 +14,7 @@ alone. The pretraining wrapper (masking, heads, targets) lives apart from this m
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,73 +22,116 @@ from typing import Any
 import torch
 from torch import nn
 
-from muqkit.audio.mel import MelFrontend
+from muqkit.audio.mel import MEL_FIELDS, MelConfig, MelFrontend, WithMel
 from muqkit.audio.tensors import as_waveforms, lengths_from_mask
+from muqkit.configs import build, check_int, check_number, nest
 from muqkit.encoder.conformer import Conformer, ConformerConfig
 from muqkit.encoder.conv import ConvSubsampling
 
+# The Conformer fields as older config files and keyword overrides give them, flat (name -> ConformerConfig
+# field); MuQConfig reads each of them as a property.
+CONFORMER_FIELDS: dict[str, str] = {
+    "encoder_dim": "dim", "encoder_depth": "depth", "num_heads": "num_heads", "ffn_dim": "ffn_dim",
+    "conv_kernel_size": "conv_kernel_size", "rotary_base": "rotary_base", "layer_norm_eps": "layer_norm_eps",
+    "dropout": "dropout", "attention_dropout": "attention_dropout",
+}
+
 
 @dataclass(frozen=True)
-class MuQConfig:
+class MuQConfig(WithMel):
     """Architecture of a MuQ encoder and the statistics of its input normalisation.
 
+    The mel and Conformer fields are read flat too (``config.sample_rate``, ``config.encoder_dim``,
+    ``config.num_heads``, ...); :meth:`from_dict` and :meth:`replace` accept them flat, as older config
+    files hold them.
+
     Attributes:
-        sample_rate: input sample rate in Hz.
-        n_fft: FFT size of the mel frontend.
-        hop_length: mel hop in samples.
-        n_mels: mel bands.
-        mel_mean: corpus mean of the dB mel used to normalise the input.
-        mel_std: corpus standard deviation of the dB mel.
-        conv_dim: channels of the residual conv front end.
-        encoder_dim: Conformer width.
-        encoder_depth: Conformer layers.
-        num_heads: attention heads.
-        ffn_dim: feed-forward hidden width.
-        conv_kernel_size: depthwise kernel of the Conformer convolution module.
-        rotary_base: base of the rotary position frequencies.
-        layer_norm_eps: epsilon of the final LayerNorm.
-        dropout: dropout (training only).
-        attention_dropout: dropout of the attention (training only).
-        label_rate: output frame rate in Hz (25: 4x subsampling of the 100 Hz mel frames).
+        mel: the log-mel (official ``hop_length``, ``n_mels``; 24 kHz and n_fft 2048 fixed there).
+        mel_mean: corpus mean of the dB mel used to normalise the input (official
+            ``stat.melspec_2048_mean``).
+        mel_std: corpus standard deviation of the dB mel (official ``stat.melspec_2048_std``).
+        conv_dim: channels of the residual conv front end (official ``conv_dim``).
+        conformer: the Conformer (official ``encoder_dim``, ``encoder_depth`` and ``w2v2_config``).
+        label_rate: output frame rate in Hz (25: 4x subsampling of the 100 Hz mel frames; official
+            ``label_rate``).
     """
 
-    sample_rate: int = 24000
-    n_fft: int = 2048
-    hop_length: int = 240
-    n_mels: int = 128
+    mel: MelConfig = field(default_factory=MelConfig)
     mel_mean: float = 0.0
     mel_std: float = 1.0
     conv_dim: int = 512
-    encoder_dim: int = 1024
-    encoder_depth: int = 12
-    num_heads: int = 16
-    ffn_dim: int = 4096
-    conv_kernel_size: int = 31
-    rotary_base: int = 10000
-    layer_norm_eps: float = 1e-5
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
     label_rate: int = 25
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0 or self.hop_length <= 0 or self.n_fft < self.hop_length:
-            raise ValueError(f"MuQConfig needs sample_rate, hop_length > 0 and n_fft >= hop_length: {self}")
-        if not self.mel_std > 0:
-            raise ValueError(f"MuQConfig.mel_std must be positive, got {self.mel_std}")
-        mel_rate = self.sample_rate / self.hop_length
+        if not isinstance(self.mel, MelConfig):
+            raise ValueError(f"MuQConfig.mel must be a MelConfig, got {type(self.mel).__name__}")
+        if not isinstance(self.conformer, ConformerConfig):
+            raise ValueError(f"MuQConfig.conformer must be a ConformerConfig, got {type(self.conformer).__name__}")
+        check_number(self, "mel_mean")
+        check_number(self, "mel_std", low=0.0, low_open=True)
+        check_int(self, "conv_dim", "label_rate")
+        mel_rate = self.mel.frame_rate
         if self.label_rate not in (mel_rate / 4, mel_rate / 2):
             raise ValueError(
-                f"label_rate {self.label_rate} must be a quarter or a half of the mel rate {mel_rate:g} Hz"
+                f"MuQConfig.label_rate must be a quarter or a half of the mel rate {mel_rate:g} Hz "
+                f"({mel_rate / 4:g} or {mel_rate / 2:g}), got {self.label_rate}"
             )
-        _ = self.conformer  # validates the Conformer fields
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MuQConfig:
+        """Build from a dict: nested (``{"mel": {...}, "conformer": {...}, ...}``, as :func:`asdict` gives)
+        or flat (``sample_rate``, ``encoder_dim``, ``num_heads``, ... as older files hold); flat fields win
+        over nested ones. Unknown keys raise ``ValueError``."""
+        data = dict(data)
+        mel = nest(data, "mel", MelConfig, MEL_FIELDS, "MuQConfig")
+        conformer = nest(data, "conformer", ConformerConfig, CONFORMER_FIELDS, "MuQConfig")
+        return build(cls, {**data, "mel": mel, "conformer": conformer}, "MuQConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (nested), the inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> MuQConfig:
+        """A copy with fields changed, nested or flat (``replace(encoder_depth=4)``)."""
+        return MuQConfig.from_dict({**self.to_dict(), **changes})
+
+    # Flat views of the nested fields (one source of truth: ``mel`` and ``conformer``).
+    @property
+    def encoder_dim(self) -> int:
+        return self.conformer.dim
 
     @property
-    def conformer(self) -> ConformerConfig:
-        return ConformerConfig(
-            dim=self.encoder_dim, depth=self.encoder_depth, num_heads=self.num_heads, ffn_dim=self.ffn_dim,
-            conv_kernel_size=self.conv_kernel_size, rotary_base=self.rotary_base,
-            layer_norm_eps=self.layer_norm_eps, dropout=self.dropout, attention_dropout=self.attention_dropout,
-        )
+    def encoder_depth(self) -> int:
+        return self.conformer.depth
+
+    @property
+    def num_heads(self) -> int:
+        return self.conformer.num_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.conformer.ffn_dim
+
+    @property
+    def conv_kernel_size(self) -> int:
+        return self.conformer.conv_kernel_size
+
+    @property
+    def rotary_base(self) -> int:
+        return self.conformer.rotary_base
+
+    @property
+    def layer_norm_eps(self) -> float:
+        return self.conformer.layer_norm_eps
+
+    @property
+    def dropout(self) -> float:
+        return self.conformer.dropout
+
+    @property
+    def attention_dropout(self) -> float:
+        return self.conformer.attention_dropout
 
     @property
     def frame_rate(self) -> float:
@@ -99,8 +143,41 @@ class MuQConfig:
         """Mel frames per output frame (4 at 25 Hz)."""
         return round(self.sample_rate / self.hop_length / self.label_rate)
 
-    def replace(self, **changes: Any) -> MuQConfig:
-        return MuQConfig(**{**asdict(self), **changes})
+    @classmethod
+    def from_pretrained(
+        cls, id_or_folder: str | os.PathLike[str], *, revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> MuQConfig:
+        """The config of a MuQ checkpoint folder or Hub id (only its ``config.json`` is read)."""
+        from muqkit.hub.loaders import load_muq_config
+
+        return load_muq_config(id_or_folder, revision=revision, cache_dir=cache_dir)
+
+
+# Mel statistics of the official MuQ checkpoints (corpus mean / std of the dB mel); random-weight
+# presets use them so that their inputs are on the scale the released models see.
+OFFICIAL_MEL_MEAN = 6.768444971712967
+OFFICIAL_MEL_STD = 18.417922652295623
+
+MUQ_PRESETS: dict[str, MuQConfig] = {
+    # The official MuQ-large architecture (about 330M parameters with its prediction head).
+    "large": MuQConfig(conv_dim=512, conformer=ConformerConfig(dim=1024, depth=12, num_heads=16, ffn_dim=4096)),
+    "base": MuQConfig(conv_dim=512, conformer=ConformerConfig(dim=768, depth=12, num_heads=12, ffn_dim=3072)),
+    "small": MuQConfig(conv_dim=128, conformer=ConformerConfig(dim=512, depth=8, num_heads=8, ffn_dim=2048)),
+    # For tests and CPU demos.
+    "tiny": MuQConfig(conv_dim=16, conformer=ConformerConfig(dim=64, depth=2, num_heads=4, ffn_dim=128)),
+}
+# Official checkpoints whose architecture is a preset (checks that need it, such as a MuQ-MuLan tower's
+# layer, then work without reading the checkpoint).
+OFFICIAL_ARCHITECTURES: dict[str, str] = {"OpenMuQ/MuQ-large-msd-iter": "large"}
+
+
+def muq_preset(name: str, **overrides: Any) -> MuQConfig:
+    """The MuQConfig of preset ``name`` (one of :data:`MUQ_PRESETS`, with the official mel statistics),
+    with field overrides, nested or flat (``muq_preset("tiny", dropout=0.0)``)."""
+    if name not in MUQ_PRESETS:
+        raise ValueError(f"unknown MuQ preset {name!r}; choose one of {sorted(MUQ_PRESETS)}")
+    return MUQ_PRESETS[name].replace(**{"mel_mean": OFFICIAL_MEL_MEAN, "mel_std": OFFICIAL_MEL_STD, **overrides})
 
 
 @dataclass(frozen=True)
@@ -122,20 +199,6 @@ class MuQOutput:
         return getattr(self, key)
 
 
-@dataclass
-class OfficialExtras:
-    """Parts of an official checkpoint that do not change the features, kept to write it back whole.
-
-    Attributes:
-        config: the official config fields muqkit does not model (targets, heads, w2v2 leftovers).
-        tensors: official weights outside the encoder (prediction head, class token, Mel-RVQ, the unused
-            convolutional position embedding), under their official names.
-    """
-
-    config: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class MuQ(nn.Module):
     """MuQ encoder for inference and feature extraction.
 
@@ -152,14 +215,10 @@ class MuQ(nn.Module):
     def __init__(self, config: MuQConfig) -> None:
         super().__init__()
         self.config = config
-        self.frontend = MelFrontend(
-            config.sample_rate, config.n_fft, config.hop_length, config.n_mels,
-            mean=config.mel_mean, std=config.mel_std,
-        )
+        self.frontend = MelFrontend.from_config(config.mel, mean=config.mel_mean, std=config.mel_std)
         strides = (2, 2) if config.stack_factor == 4 else (2, 1)
         self.conv = ConvSubsampling(config.n_mels, config.conv_dim, config.encoder_dim, strides)
         self.conformer = Conformer(config.conformer)
-        self.official = OfficialExtras()
         self.name_or_path: str | None = None
         self.revision: str | None = None
 
@@ -169,8 +228,6 @@ class MuQ(nn.Module):
     @classmethod
     def from_preset(cls, name: str, *, seed: int | None = 0, **overrides: Any) -> MuQ:
         """A randomly initialised model of a named preset (``tiny``, ``small``, ``base``, ``large``)."""
-        from muqkit.hub.presets import muq_preset
-
         if seed is not None:
             torch.manual_seed(seed)
         model = cls(muq_preset(name, **overrides))
@@ -187,23 +244,23 @@ class MuQ(nn.Module):
         map_location: str | torch.device = "cpu",
     ) -> MuQ:
         """Load a checkpoint in the official format (``config.json`` + ``model.safetensors`` or
-        ``pytorch_model.bin``) from a folder or a Hub id such as ``OpenMuQ/MuQ-large-msd-iter``.
+        ``pytorch_model.bin``) from a folder or a Hub id such as ``OpenMuQ/MuQ-large-msd-iter``, in eval
+        mode (see :func:`muqkit.hub.loaders.load_muq`).
 
         Raises:
             muqkit.hub.weights.CheckpointError: the folder is missing files or its weights do not fit
                 (one message lists missing keys, unexpected keys and shape mismatches).
         """
-        from muqkit.hub.official.muq import load_official_muq
+        from muqkit.hub.loaders import load_muq
 
-        model = load_official_muq(cls, id_or_folder, revision=revision, cache_dir=cache_dir)
-        model.eval()
-        return model.to(map_location)
+        return load_muq(id_or_folder, revision=revision, cache_dir=cache_dir).eval().to(map_location)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` in the official format (atomically)."""
-        from muqkit.hub.official.muq import save_official_muq
+        """Write ``config.json`` and ``model.safetensors`` in the official format (atomically), with the
+        official extras it was loaded with (see :func:`muqkit.hub.loaders.save_muq`)."""
+        from muqkit.hub.loaders import save_muq
 
-        return save_official_muq(self, Path(folder))
+        return save_muq(self, folder)
 
     # ----------------------------------------------------------------------------------------------
     # Shapes

@@ -165,7 +165,8 @@ class MuQPretrainer(nn.Module):
     """Masked-token pretraining around a :class:`MuQ` encoder.
 
     Args:
-        model: the encoder being trained (``self.model``; save it with ``model.save_pretrained``).
+        model: the encoder being trained (``self.model``; save it with its head as an official checkpoint
+            with :func:`muqkit.hub.loaders.save_pretrainer`).
         config: objective settings; ``num_codebooks`` / ``codebook_size`` must match the targets.
         targets: a frozen target tokenizer (any :class:`TargetTokenizer`), or ``None`` when every
             batch brings its codes (labels pre-extracted to disk).
@@ -321,46 +322,6 @@ class MuQPretrainer(nn.Module):
             recon_loss=recon_loss,
             hidden_states=tuple(states) if output_hidden_states else None,
         )
-
-    # ----------------------------------------------------------------------------------------------
-    # Export
-    # ----------------------------------------------------------------------------------------------
-    def export(self) -> MuQ:
-        """The encoder with the heads (and a compatible Mel-RVQ) stored as official passthrough
-        weights, so ``model.save_pretrained(folder)`` writes a complete official checkpoint whose
-        ``model.linear`` is the trained prediction head."""
-        model = self.model
-        c = self.config
-        tensors: dict[str, torch.Tensor] = dict(model.official.tensors)
-        tensors["linear.weight"] = self.heads.proj.weight.detach().float().cpu().clone()
-        tensors["linear.bias"] = self.heads.proj.bias.detach().float().cpu().clone()
-        extra: dict[str, Any] = dict(model.official.config)
-        extra.update(
-            codebook_size=c.num_codebooks * c.codebook_size,
-            rvq_n_codebooks=c.num_codebooks,
-            mask_hop=c.masking.span_seconds,
-            mask_prob=c.masking.prob,
-            recon_loss_ratio=c.recon_weight if self.recon is not None else None,
-        )
-        if self.recon is not None:
-            tensors["recon_proj.weight"] = self.recon.proj.weight.detach().float().cpu().clone()
-            tensors["recon_proj.bias"] = self.recon.proj.bias.detach().float().cpu().clone()
-        official_rvq = getattr(self.targets, "official_state_dict", None)
-        cfg = getattr(self.targets, "config", None)
-        if (
-            official_rvq is not None
-            and c.codebook_size == 1024
-            and getattr(cfg, "codebook_dim", None) == 16
-            and getattr(cfg, "n_mels", None) == 128
-            and getattr(cfg, "stack", None) == 4
-        ):  # the official ResidualVectorQuantize is hard-wired to 1024 x 16 on 4 x 128 mels
-            for key, value in official_rvq().items():
-                tensors[key.removeprefix("model.")] = value.detach().float().cpu().clone()
-        else:
-            tensors = {k: v for k, v in tensors.items() if not k.startswith("rvq.")}
-        model.official.tensors = tensors
-        model.official.config = extra
-        return model
 
 
 __all__ = ["LatentTargets", "MuQPretrainer", "PretrainConfig", "PretrainOutput", "TargetTokenizer"]

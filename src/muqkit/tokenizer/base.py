@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from muqkit.audio.mel import MelFrontend
+from muqkit.configs import build
 
 IGNORE_CODE = -100
 
@@ -90,29 +91,29 @@ class TokenizerModule(nn.Module):
         return {"model_type": self.model_type, **dataclasses.asdict(self.config)}
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (codebooks and statistics together)."""
-        from pathlib import Path
+        """Write ``config.json`` and ``model.safetensors`` (codebooks and statistics together; see
+        :func:`muqkit.hub.loaders.save_tokenizer`)."""
+        from muqkit.hub.loaders import save_tokenizer
 
-        from muqkit.hub.weights import fuse_weight_norm, write_checkpoint
-
-        state = dict(self.state_dict())
-        for key in [k for k in state if k.endswith(".parametrizations.weight.original0")]:
-            prefix = key.removesuffix(".parametrizations.weight.original0")
-            state[f"{prefix}.weight"] = fuse_weight_norm(state, prefix)  # type: ignore[assignment]
-        write_checkpoint(Path(folder), self.config_dict(), state)
+        save_tokenizer(self, folder)
 
     @classmethod
     def from_config_dict(cls, config: dict[str, Any]) -> TokenizerModule:
         """Build an untrained model from ``config.json`` content."""
-        fields = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = sorted(set(config) - fields - {"model_type"})
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config fields {unknown}; allowed: {sorted(fields)}")
-        return cls(cls.config_class(**{k: v for k, v in config.items() if k in fields}))
+        data = {k: v for k, v in config.items() if k != "model_type"}
+        from_dict = getattr(cls.config_class, "from_dict", None)  # configs with nested parts read old flat files
+        return cls(from_dict(data) if from_dict is not None else build(cls.config_class, data, cls.__name__))
 
     @classmethod
     def from_pretrained(cls, folder_or_id: str | os.PathLike[str], **hub_kwargs: Any) -> TokenizerModule:
-        """Load a saved folder or Hub id (see :func:`load_tokenizer`), in eval mode."""
+        """Load a saved folder or Hub id holding this class (``TokenizerModule``: any tokenizer), or the
+        Mel-RVQ of an official MuQ checkpoint, in eval mode (see :func:`muqkit.hub.loaders.load_tokenizer`).
+
+        Raises:
+            muqkit.hub.weights.CheckpointError: the folder is not such a tokenizer or its weights do not fit.
+        """
+        from muqkit.hub.loaders import load_tokenizer
+
         return load_tokenizer(folder_or_id, expected=cls, **hub_kwargs)
 
 
@@ -219,11 +220,12 @@ class StackedMel(nn.Module):
 
     @classmethod
     def from_config(cls, config: Any, *, mean: float = 0.0, std: float = 1.0) -> StackedMel:
-        """Build from any tokenizer config with ``sample_rate``, ``n_fft``, ``hop_length``, ``n_mels``
-        and ``stack`` fields."""
+        """Build from any tokenizer config with ``mel`` (a :class:`~muqkit.audio.mel.MelConfig`) and ``stack``
+        fields."""
+        mel = config.mel
         return cls(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-            n_mels=config.n_mels, stack=config.stack, mean=mean, std=std,
+            sample_rate=mel.sample_rate, n_fft=mel.n_fft, hop_length=mel.hop_length,
+            n_mels=mel.n_mels, stack=config.stack, mean=mean, std=std,
         )
 
     @property
@@ -285,43 +287,12 @@ def tokenizer_class(model_type: str) -> type[TokenizerModule]:
 def load_tokenizer(
     folder_or_id: str | os.PathLike[str], *, expected: type[TokenizerModule] | None = None, **hub_kwargs: Any
 ) -> TokenizerModule:
-    """Load any muqkit tokenizer folder, or the Mel-RVQ held in an official MuQ checkpoint.
+    """Load any muqkit tokenizer folder, or the Mel-RVQ held in an official MuQ checkpoint, in eval mode:
+    ``(expected or TokenizerModule).from_pretrained(folder_or_id, **hub_kwargs)``.
 
     Args:
         folder_or_id: a local folder or a Hugging Face Hub id.
         expected: fail unless the folder holds this class (or a subclass).
         hub_kwargs: ``revision`` / ``cache_dir`` for :func:`muqkit.hub.weights.resolve_folder`.
-
-    Raises:
-        muqkit.hub.weights.CheckpointError: the folder is not a tokenizer or its weights do not fit.
     """
-    from muqkit.hub.weights import (
-        CheckpointError,
-        check_state_dict,
-        read_config,
-        read_state_dict,
-        resolve_folder,
-    )
-
-    folder = resolve_folder(folder_or_id, **hub_kwargs)
-    config = read_config(folder)
-    state = read_state_dict(folder)
-    model_type = config.get("model_type")
-    if model_type is not None:
-        cls = tokenizer_class(model_type)
-        model = cls.from_config_dict(config)
-    else:
-        from muqkit.hub.official.rvq import has_official_rvq
-
-        if not has_official_rvq(state):
-            raise CheckpointError(
-                f"{folder}: neither a muqkit tokenizer (model_type) nor an official MuQ with model.rvq.*"
-            )
-        cls = tokenizer_class("mel_rvq")
-        model = cls.from_official(config, state)  # type: ignore[attr-defined]
-        state = model.state_dict()
-    if expected is not None and not isinstance(model, expected):
-        raise CheckpointError(f"{folder}: holds a {type(model).__name__}, not a {expected.__name__}")
-    check_state_dict(str(folder), model.state_dict(), state)
-    model.load_state_dict(state)
-    return model.eval()
+    return (expected or TokenizerModule).from_pretrained(folder_or_id, **hub_kwargs)

@@ -217,49 +217,38 @@ def plot_report(report: Mapping[str, Any], folder: str | Path) -> list[Path]:
 
 def make_report(
     tokenizer: Any,
-    data: str | Path,
+    chunks: Iterable[torch.Tensor],
     *,
+    files: int,
     others: Mapping[str, Any] | None = None,
     single_vq: Any | None = None,
     random_projection_seeds: Sequence[int] = (),
-    max_seconds: float | None = None,
-    chunk_seconds: float = 30.0,
 ) -> dict[str, Any]:
-    """Diagnostics of a residual-VQ tokenizer on a manifest or folder of audio (or feature) files.
+    """Diagnostics of a residual-VQ tokenizer on held-out data.
 
     Args:
         tokenizer: a trained MelRVQ / LatentRVQ.
-        data: held-out manifest or folder.
+        chunks: the held-out data as 1-D audio chunks at the tokenizer's sample rate (or (frames, dim)
+            feature chunks for a latent RVQ), as :func:`muqkit.train.tokenizer.iterate_chunks` reads them.
+        files: how many files the chunks come from (for the report).
         others: named tokenizers to compare with ``tokenizer`` (e.g. the same recipe, another seed).
         single_vq: a one-stage tokenizer with ``num_codebooks * codebook_size`` codes, for comparison.
         random_projection_seeds: two seeds: compare two random-projection tokenizers (codebook size
             and normalisation of ``tokenizer``) as the reference for ``others``.
-        max_seconds: read at most this much audio.
 
     Returns:
         A JSON-able dict (see :func:`plot_report`).
     """
     from muqkit.tokenizer.random_projection import RandomProjectionConfig, RandomProjectionTokenizer
-    from muqkit.train.tokenizer import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, iterate_chunks, read_manifest
 
     audio = hasattr(tokenizer, "features")
-    files = read_manifest(data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
     sample_rate = int(getattr(tokenizer.config, "sample_rate", 0))
-    chunks = [
-        c.unsqueeze(0)
-        for c in iterate_chunks(
-            files,
-            kind="audio" if audio else "features",
-            sample_rate=sample_rate,
-            chunk_seconds=chunk_seconds,
-            max_seconds=max_seconds,
-        )
-    ]
+    chunks = [c.unsqueeze(0) for c in chunks]
     batches = [(c, None) for c in chunks]
     report: dict[str, Any] = {
         "model": tokenizer.config_dict(),
         "data": {
-            "files": len(files),
+            "files": files,
             "chunks": len(chunks),
             "seconds": sum(c.shape[1] for c in chunks) / sample_rate if audio else None,
         },
@@ -286,10 +275,7 @@ def make_report(
         for seed in random_projection_seeds:
             rp = RandomProjectionTokenizer(
                 RandomProjectionConfig(
-                    sample_rate=c.sample_rate,
-                    n_fft=c.n_fft,
-                    hop_length=c.hop_length,
-                    n_mels=c.n_mels,
+                    mel=c.mel,
                     stack=c.stack,
                     num_codebooks=1,
                     codebook_size=c.codebook_size,

@@ -10,10 +10,12 @@ each item, so padding never leaks into them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from muqkit.audio.mel import MelConfig, WithMel
+from muqkit.configs import check_choice, check_int
 from muqkit.tokenizer.base import (
     IGNORE_CODE,
     AudioTokenizer,
@@ -30,21 +32,18 @@ FEATURE_KINDS = ("mfcc", "mel")
 
 
 @dataclass(frozen=True)
-class KMeansConfig:
+class KMeansConfig(WithMel):
     """k-means tokenizer settings.
 
     Attributes:
-        sample_rate, n_fft, hop_length, n_mels, stack: mel frontend and frames per token.
+        mel, stack: mel frontend and mel frames per token (as :class:`MelRVQConfig`).
         feature: ``"mfcc"`` (n_mfcc coefficients, with deltas) or ``"mel"`` (dB mel bands).
         n_mfcc: cepstral coefficients kept.
         deltas: append first and second deltas to the MFCCs.
         codebook_size: number of clusters.
     """
 
-    sample_rate: int = 24000
-    n_fft: int = 2048
-    hop_length: int = 240
-    n_mels: int = 128
+    mel: MelConfig = field(default_factory=MelConfig)
     stack: int = 4
     feature: str = "mfcc"
     n_mfcc: int = 13
@@ -52,13 +51,13 @@ class KMeansConfig:
     codebook_size: int = 500
 
     def __post_init__(self) -> None:
-        if self.feature not in FEATURE_KINDS:
-            raise ValueError(f"KMeansConfig.feature must be one of {FEATURE_KINDS}, got '{self.feature}'")
-        if not 1 <= self.n_mfcc <= self.n_mels:
-            raise ValueError(f"KMeansConfig.n_mfcc must lie in [1, n_mels={self.n_mels}], got {self.n_mfcc}")
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "stack", "codebook_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"KMeansConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_mel()
+        check_choice(self, "feature", FEATURE_KINDS)
+        check_int(self, "stack", "codebook_size")
+        if not isinstance(self.n_mfcc, int) or not 1 <= self.n_mfcc <= self.n_mels:
+            raise ValueError(f"KMeansConfig.n_mfcc must lie in [1, n_mels={self.n_mels}], got {self.n_mfcc!r}")
+        if not isinstance(self.deltas, bool):
+            raise ValueError(f"KMeansConfig.deltas must be true or false, got {self.deltas!r}")
 
     @property
     def num_codebooks(self) -> int:

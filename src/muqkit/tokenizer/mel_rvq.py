@@ -9,11 +9,12 @@ torch.Size([2, 8, 25])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 
+from muqkit.audio.mel import MelConfig, WithMel
+from muqkit.configs import check_int
 from muqkit.tokenizer.base import (
     AudioTokenizer,
     Features,
@@ -26,19 +27,17 @@ from muqkit.tokenizer.quantizer import QuantizerOutput, ResidualVectorQuantizer,
 
 
 @dataclass(frozen=True)
-class MelRVQConfig:
+class MelRVQConfig(WithMel):
     """Architecture of a Mel-RVQ (defaults: the paper's 8 x 1024 x 16 on 4 x 128 mel frames at 25 Hz).
 
     Attributes:
-        sample_rate, n_fft, hop_length, n_mels: mel frontend (official: 24000, 2048, 240, 128).
-        stack: mel frames per token (4: 100 Hz mel -> 25 Hz tokens).
+        mel: the log-mel (official: 24000 Hz, n_fft 2048, hop 240, 128 bands); its fields also read flat
+            (``config.n_mels``) and load flat from older ``config.json`` files.
+        stack: mel frames per token (4: 100 Hz mel -> 25 Hz tokens; official ``100 // label_rate``).
         num_codebooks, codebook_size, codebook_dim, stale_tolerance: see :class:`RVQConfig`.
     """
 
-    sample_rate: int = 24000
-    n_fft: int = 2048
-    hop_length: int = 240
-    n_mels: int = 128
+    mel: MelConfig = field(default_factory=MelConfig)
     stack: int = 4
     num_codebooks: int = 8
     codebook_size: int = 1024
@@ -46,9 +45,8 @@ class MelRVQConfig:
     stale_tolerance: int = 100
 
     def __post_init__(self) -> None:
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "stack"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MelRVQConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_mel()
+        check_int(self, "stack")
         self.rvq_config()  # validates the quantizer fields
 
     def rvq_config(self) -> RVQConfig:
@@ -125,35 +123,3 @@ class MelRVQ(AudioTokenizer):
         batch, frames, _ = stacked.shape
         mel = stacked.reshape(batch, frames * self.config.stack, self.config.n_mels).transpose(1, 2)
         return mel * self.features.std + self.features.mean if denormalise else mel
-
-    @classmethod
-    def from_official(cls, config: dict[str, Any], state: dict[str, torch.Tensor]) -> MelRVQ:
-        """The Mel-RVQ of an official MuQ checkpoint (its ``config.json`` and state dict).
-
-        The weights are translated and loaded; the result is in eval mode.
-        """
-        from muqkit.hub.official.rvq import official_rvq_config, rvq_from_official
-
-        settings = official_rvq_config(config, state)
-        model = cls(
-            MelRVQConfig(
-                num_codebooks=settings["num_codebooks"],
-                codebook_size=settings["codebook_size"],
-                codebook_dim=settings["codebook_dim"],
-                stack=settings["stack"],
-            ),
-            mean=settings["mean"],
-            std=settings["std"],
-        )
-        translated = {f"rvq.{k}": v for k, v in rvq_from_official(state).items()}
-        translated["features.mean"] = model.features.mean.clone()
-        translated["features.std"] = model.features.std.clone()
-        model.load_state_dict(translated)
-        return model.eval()
-
-    def official_state_dict(self) -> dict[str, torch.Tensor]:
-        """This RVQ's weights under the official names (``model.rvq.quantizers.*``)."""
-        from muqkit.hub.official.rvq import rvq_to_official
-
-        rvq = {k[len("rvq.") :]: v for k, v in self.state_dict().items() if k.startswith("rvq.")}
-        return rvq_to_official(rvq)

@@ -9,12 +9,14 @@ effect), in the order the official module draws them, so ``seed=142`` reproduces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from muqkit.audio.mel import MelConfig, WithMel
+from muqkit.configs import check_int
 from muqkit.tokenizer.base import (
     IGNORE_CODE,
     AudioTokenizer,
@@ -28,21 +30,18 @@ from muqkit.tokenizer.base import (
 
 
 @dataclass(frozen=True)
-class RandomProjectionConfig:
+class RandomProjectionConfig(WithMel):
     """Random-projection tokenizer settings.
 
     Attributes:
-        sample_rate, n_fft, hop_length, n_mels, stack: mel features (as :class:`MelRVQConfig`).
+        mel, stack: mel features and mel frames per token (as :class:`MelRVQConfig`).
         num_codebooks: independent projections (seeds ``seed .. seed + num_codebooks - 1``).
         codebook_size: codes per codebook.
         codebook_dim: size of the projected space.
         seed: seed of the first codebook.
     """
 
-    sample_rate: int = 24000
-    n_fft: int = 2048
-    hop_length: int = 240
-    n_mels: int = 128
+    mel: MelConfig = field(default_factory=MelConfig)
     stack: int = 4
     num_codebooks: int = 1
     codebook_size: int = 4096
@@ -50,18 +49,9 @@ class RandomProjectionConfig:
     seed: int = 142
 
     def __post_init__(self) -> None:
-        for name in (
-            "sample_rate",
-            "n_fft",
-            "hop_length",
-            "n_mels",
-            "stack",
-            "num_codebooks",
-            "codebook_size",
-            "codebook_dim",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RandomProjectionConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_mel()
+        check_int(self, "stack", "num_codebooks", "codebook_size", "codebook_dim")
+        check_int(self, "seed", minimum=0)
 
 
 class RandomProjectionQuantizer(nn.Module):

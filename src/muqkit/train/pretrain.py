@@ -395,7 +395,9 @@ def _snapshot_callback(pretrainer: MuQPretrainer, run_dir: Path, every: int) -> 
         def _save(self, trainer: Any, step: int) -> None:
             folder = snapshot_dir(run_dir, step)
             if trainer.is_global_zero and not (folder / "config.json").is_file():
-                pretrainer.export().save_pretrained(folder)
+                from muqkit.hub.loaders import save_pretrainer
+
+                save_pretrainer(pretrainer, folder)  # the encoder, its head as the official model.linear
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             if trainer.global_step == 0:
@@ -622,9 +624,10 @@ def train_pretrain(
     seconds = time.perf_counter() - start
     model_dir = out / "model"
     if trainer.is_global_zero:
-        model = pretrainer.export()
-        model.eval().float()
-        model.save_pretrained(model_dir)
+        from muqkit.hub.loaders import save_pretrainer
+
+        pretrainer.model.eval().float()
+        save_pretrainer(pretrainer, model_dir)
         (out / "pretrain.json").write_text(json.dumps(
             {"tokenizer": config.tokenizer, "labels": config.labels, "latent_model": config.latent_model,
              "latent_layer": config.latent_layer, "steps": trainer.global_step, "seconds": round(seconds, 2),

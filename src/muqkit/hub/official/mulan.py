@@ -7,24 +7,28 @@ and include both backbones (``mulan.audio.model.*`` in the official MuQ naming, 
 :mod:`muqkit.hub.official.muq`; ``mulan.text.model.*`` in the ``transformers`` naming, kept as is), so
 the backbones are built from their configs and tokenizer only.
 
-This module is the one place that knows those names.
+This module is the one place that knows those names: a config translator and one two-way key table.
+:func:`from_official` returns ``(config, state, extras)`` (the extras are the audio backbone's, see
+:mod:`muqkit.hub.official.muq`); :func:`to_official` goes back. :mod:`muqkit.hub.loaders` builds the model.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from muqkit.hub.weights import CheckpointError, check_state_dict, read_state_dict, write_checkpoint
+from muqkit.hub.official import muq as official_muq
+from muqkit.hub.official.muq import OfficialExtras
+from muqkit.hub.weights import CheckpointError
 from muqkit.mulan.config import AudioTowerConfig, MuQMuLanConfig, TextTowerConfig, TransformerConfig
 
 if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
+    from muqkit.ssl.muq import MuQConfig
 
 AUDIO_BACKBONE_PREFIX = "mulan.audio.model."
 # The official MuQ wraps its network as ``.model``: its weights are "model.*" inside the MuQ checkpoint.
@@ -33,57 +37,50 @@ MUQ_PREFIX = AUDIO_BACKBONE_PREFIX + "model."
 # written back as zeros on export.
 UNUSED_OFFICIAL = {"mulan.audio.aggregator.weight": (1, 25, 1), "mulan.audio.aggregator.bias": (1,)}
 
-# (official pattern, muqkit replacement) for everything under ``mulan.`` but the audio backbone.
-KEY_MAP: tuple[tuple[str, str], ...] = (
-    (r"^mulan\.text\.model\.", "text.backbone."),
-    (r"^mulan\.(audio|text)\.proj\.", r"\1.proj."),
-    (
-        r"^mulan\.(audio|text)\.transformer\.layers\.(\d+)\.0\.norm\.learned_gamma$",
-        r"\1.transformer.layers.\2.attn.norm.weight",
-    ),
-    (
-        r"^mulan\.(audio|text)\.transformer\.layers\.(\d+)\.0\.to_out\.0\.",
-        r"\1.transformer.layers.\2.attn.to_out.",
-    ),
-    (r"^mulan\.(audio|text)\.transformer\.layers\.(\d+)\.0\.", r"\1.transformer.layers.\2.attn."),
-    (
-        r"^mulan\.(audio|text)\.transformer\.layers\.(\d+)\.1\.0\.learned_gamma$",
-        r"\1.transformer.layers.\2.ff.norm.weight",
-    ),
-    (r"^mulan\.(audio|text)\.transformer\.layers\.(\d+)\.1\.1\.", r"\1.transformer.layers.\2.ff.proj_in."),
-    (r"^mulan\.(audio|text)\.transformer\.layers\.(\d+)\.1\.4\.", r"\1.transformer.layers.\2.ff.proj_out."),
-    (r"^mulan\.(audio|text)_to_latents\.", r"\1_to_latents."),
+# The one key table, both ways, for everything under ``mulan.`` but the audio backbone: (official, muqkit)
+# templates, where ``{tower}`` is ``audio`` or ``text``, ``{i}`` a layer number and a final ``*`` the rest of
+# the key. A key is renamed by the first template it matches (the same order serves both directions).
+KEY_TABLE: tuple[tuple[str, str], ...] = (
+    ("mulan.text.model.*", "text.backbone.*"),
+    ("mulan.{tower}.proj.*", "{tower}.proj.*"),
+    ("mulan.{tower}.transformer.layers.{i}.0.norm.learned_gamma", "{tower}.transformer.layers.{i}.attn.norm.weight"),
+    ("mulan.{tower}.transformer.layers.{i}.0.to_out.0.*", "{tower}.transformer.layers.{i}.attn.to_out.*"),
+    ("mulan.{tower}.transformer.layers.{i}.0.*", "{tower}.transformer.layers.{i}.attn.*"),
+    ("mulan.{tower}.transformer.layers.{i}.1.0.learned_gamma", "{tower}.transformer.layers.{i}.ff.norm.weight"),
+    ("mulan.{tower}.transformer.layers.{i}.1.1.*", "{tower}.transformer.layers.{i}.ff.proj_in.*"),
+    ("mulan.{tower}.transformer.layers.{i}.1.4.*", "{tower}.transformer.layers.{i}.ff.proj_out.*"),
+    ("mulan.{tower}_to_latents.*", "{tower}_to_latents.*"),
 )
 TEMPERATURE_KEY = "mulan.contrast.temperatures"
-
-# Inverse of KEY_MAP for export (muqkit pattern, official replacement).
-INVERSE_KEY_MAP: tuple[tuple[str, str], ...] = (
-    (r"^text\.backbone\.", "mulan.text.model."),
-    (r"^(audio|text)\.proj\.", r"mulan.\1.proj."),
-    (
-        r"^(audio|text)\.transformer\.layers\.(\d+)\.attn\.norm\.weight$",
-        r"mulan.\1.transformer.layers.\2.0.norm.learned_gamma",
-    ),
-    (
-        r"^(audio|text)\.transformer\.layers\.(\d+)\.attn\.to_out\.",
-        r"mulan.\1.transformer.layers.\2.0.to_out.0.",
-    ),
-    (r"^(audio|text)\.transformer\.layers\.(\d+)\.attn\.", r"mulan.\1.transformer.layers.\2.0."),
-    (
-        r"^(audio|text)\.transformer\.layers\.(\d+)\.ff\.norm\.weight$",
-        r"mulan.\1.transformer.layers.\2.1.0.learned_gamma",
-    ),
-    (r"^(audio|text)\.transformer\.layers\.(\d+)\.ff\.proj_in\.", r"mulan.\1.transformer.layers.\2.1.1."),
-    (r"^(audio|text)\.transformer\.layers\.(\d+)\.ff\.proj_out\.", r"mulan.\1.transformer.layers.\2.1.4."),
-    (r"^(audio|text)_to_latents\.", r"mulan.\1_to_latents."),
-)
+AUDIO_PREFIX = "audio.backbone."  # muqkit's name of the audio backbone
 
 
-def _rename(key: str, table: tuple[tuple[str, str], ...]) -> str | None:
-    for pattern, replacement in table:
-        if re.match(pattern, key):
-            return re.sub(pattern, replacement, key)
+def _compile(template: str) -> re.Pattern[str]:
+    pattern = re.escape(template).replace(r"\{tower\}", "(?P<tower>audio|text)").replace(r"\{i\}", r"(?P<i>\d+)")
+    return re.compile(pattern.replace(r"\*", "(?P<rest>.*)"))
+
+
+_FROM_OFFICIAL = tuple((_compile(official), ours) for official, ours in KEY_TABLE)
+_TO_OFFICIAL = tuple((_compile(ours), official) for official, ours in KEY_TABLE)
+
+
+def _rename(key: str, table: tuple[tuple[re.Pattern[str], str], ...]) -> str | None:
+    for pattern, template in table:
+        match = pattern.fullmatch(key)
+        if match:
+            groups = match.groupdict()
+            return template.replace("*", groups.pop("rest", "") or "").format(**groups)
     return None
+
+
+def key_from_official(key: str) -> str | None:
+    """muqkit's name of an official MuQ-MuLan key outside the audio backbone, or ``None``."""
+    return _rename(key, _FROM_OFFICIAL)
+
+
+def key_to_official(key: str) -> str | None:
+    """The official name of a muqkit MuQ-MuLan key outside the audio backbone, or ``None``."""
+    return _rename(key, _TO_OFFICIAL)
 
 
 def _transformer_config(section: dict[str, Any], where: str) -> TransformerConfig:
@@ -120,7 +117,6 @@ def config_from_official(
         CheckpointError: a section is missing, or the checkpoint uses an option muqkit does not implement
             (hierarchical or sigmoid contrastive loss heads).
     """
-    from muqkit.hub.official.muq import config_from_official as muq_config_from_official
     from muqkit.hub.weights import read_config, resolve_folder
 
     if not is_official_config(raw):
@@ -140,7 +136,7 @@ def config_from_official(
     audio_folder = resolve_folder(
         _find(audio_name, search), cache_dir=cache_dir, allow_patterns=["config.json"]
     )
-    muq_config = muq_config_from_official(read_config(audio_folder))
+    muq_config = official_muq.config_from_official(read_config(audio_folder))
     if raw["audio_model"].get("model_dim") not in (None, muq_config.encoder_dim):
         raise CheckpointError(
             f"official config: audio_model.model_dim {raw['audio_model']['model_dim']} differs from the "
@@ -150,7 +146,7 @@ def config_from_official(
     return MuQMuLanConfig(
         audio=AudioTowerConfig(
             backbone=audio_name,
-            backbone_config=asdict(muq_config),
+            backbone_config=muq_config,
             layer=int(raw["audio_model"].get("use_layer_idx", -1)),
             transformer=_transformer_config(raw["audio_transformer"], "audio_transformer"),
         ),
@@ -176,90 +172,57 @@ def _find(name: str, search: tuple[Path, ...]) -> str:
     return name
 
 
-def mulan_state_from_official(
-    model: MuQMuLan, state: dict[str, torch.Tensor], *, name: str
-) -> dict[str, torch.Tensor]:
-    """Translate the official weights to ``model``'s names (the audio backbone loaded separately) and
-    check them; one :class:`CheckpointError` lists every missing, unexpected or misshapen weight."""
-    ours: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
+def state_from_official(
+    state: dict[str, torch.Tensor], muq_config: MuQConfig
+) -> tuple[dict[str, torch.Tensor], OfficialExtras]:
+    """The official weights under muqkit's names (audio backbone included, as ``audio.backbone.*``) and
+    the audio backbone's extras.
+
+    Official keys that match nothing stay under their official name, so that the check against the model
+    lists them with every other problem.
+
+    Raises:
+        CheckpointError: the checkpoint has multi-layer temperatures (a hierarchical loss).
+    """
+    backbone, tensors = official_muq.state_from_official(state, muq_config, prefix=MUQ_PREFIX)
+    ours = {k if k.startswith(MUQ_PREFIX) else AUDIO_PREFIX + k: v for k, v in backbone.items()}
     for key, tensor in state.items():
         if key.startswith(AUDIO_BACKBONE_PREFIX) or key in UNUSED_OFFICIAL:
             continue
         if key == TEMPERATURE_KEY:
             if tensor.numel() != 1:
-                unexpected.append(f"{key} (shape {tuple(tensor.shape)}: multi-layer temperatures)")
+                raise CheckpointError(f"{key}: shape {tuple(tensor.shape)}, multi-layer temperatures")
             ours["log_scale"] = tensor.reshape(())
             continue
-        renamed = _rename(key, KEY_MAP)
-        if renamed is None:
-            unexpected.append(key)
-        else:
-            ours[renamed] = tensor
-    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("audio.backbone.")}
-    # transformers registers position_ids / token_type_ids buffers that some exports leave out.
-    for key, tensor in expected.items():
-        if (
-            key not in ours
-            and key.startswith("text.backbone.")
-            and key.endswith(("position_ids", "token_type_ids"))
-        ):
-            ours[key] = tensor
-    try:
-        check_state_dict(name, expected, ours)
-    except CheckpointError as exc:
-        if unexpected:
-            raise CheckpointError(f"{exc}\nunexpected official keys: {', '.join(unexpected)}") from None
-        raise
-    if unexpected:
-        raise CheckpointError(f"{name}: unexpected official keys: {', '.join(unexpected)}")
-    return ours
+        ours[key_from_official(key) or key] = tensor
+    return ours, OfficialExtras(tensors=tensors)
 
 
-def load_official_mulan(
-    cls: type[MuQMuLan],
-    folder: Path,
-    raw: dict[str, Any],
-    *,
+def from_official(
+    official_config: dict[str, Any], official_state: dict[str, torch.Tensor], *, search: tuple[Path, ...] = (),
     cache_dir: str | os.PathLike[str] | None = None,
-) -> MuQMuLan:
-    """Build a model from an official checkpoint folder and load its weights.
-
-    Backbone names are resolved against the checkpoint folder and its parent (then as Hub ids).
-    """
-    from muqkit.hub.official.muq import load_muq_weights
-
-    search = (folder, folder.parent)
-    config = config_from_official(raw, search=search, cache_dir=cache_dir)
-    model = cls.from_config(config, search=search, cache_dir=cache_dir)
-    text_dim = raw["text_model"].get("model_dim")
-    if text_dim is not None and text_dim != model.text.backbone_dim:
-        raise CheckpointError(
-            f"official config: text_model.model_dim {text_dim} differs from the text backbone's hidden size "
-            f"{model.text.backbone_dim}"
-        )
-    state = read_state_dict(folder)
-    load_muq_weights(model.audio.backbone, state, name=f"{folder} (audio backbone)", prefix=MUQ_PREFIX)
-    ours = mulan_state_from_official(model, state, name=str(folder))
-    missing, unexpected = model.load_state_dict(ours, strict=False)
-    leftover = [k for k in missing if not k.startswith("audio.backbone.")]
-    if leftover or unexpected:  # pragma: no cover - check_state_dict has caught these
-        raise CheckpointError(f"{folder}: missing {leftover}, unexpected {unexpected}")
-    return model
+) -> tuple[MuQMuLanConfig, dict[str, torch.Tensor], OfficialExtras]:
+    """An official MuQ-MuLan checkpoint as ``(config, state, extras)``; ``search``: folders against which
+    relative backbone names are resolved (see :func:`config_from_official`)."""
+    config = config_from_official(official_config, search=search, cache_dir=cache_dir)
+    assert config.audio.backbone_config is not None  # config_from_official reads it
+    state, extras = state_from_official(official_state, config.audio.backbone_config)
+    return config, state, extras
 
 
-def mulan_state_to_official(model: MuQMuLan) -> dict[str, torch.Tensor]:
-    """``model``'s weights under the official names (audio backbone included)."""
-    from muqkit.hub.official.muq import muq_state_to_official
-
-    out = dict(muq_state_to_official(model.audio.backbone, prefix=MUQ_PREFIX))
-    for key, tensor in model.state_dict().items():
-        if key.startswith("audio.backbone."):
+def state_to_official(model: MuQMuLan, extras: OfficialExtras | None = None) -> dict[str, torch.Tensor]:
+    """``model``'s weights under the official names (audio backbone included, with its ``extras``)."""
+    state = model.state_dict()
+    backbone = {k[len(AUDIO_PREFIX):]: v for k, v in state.items() if k.startswith(AUDIO_PREFIX)}
+    extra_tensors = None if extras is None else extras.tensors
+    out = official_muq.state_to_official(backbone, model.audio.backbone.config, extra_tensors, prefix=MUQ_PREFIX)
+    for key, tensor in state.items():
+        if key.startswith(AUDIO_PREFIX):
             continue
         if key == "log_scale":
             out[TEMPERATURE_KEY] = tensor.reshape(1, 1, 1)
             continue
-        official = _rename(key, INVERSE_KEY_MAP)
+        official = key_to_official(key)
         if official is None:
             raise CheckpointError(f"no official name for {key}")
         out[official] = tensor
@@ -308,12 +271,8 @@ def config_to_official(model: MuQMuLan, *, audio_name: str, text_name: str) -> d
     }
 
 
-def save_official_mulan(model: MuQMuLan, folder: Path) -> Path:
-    """Write ``model`` in the official layout under ``folder``: ``mulan/`` (config + weights),
-    ``muq_audio/`` (the MuQ backbone) and ``xlm-roberta-text/`` (text config, weights and tokenizer).
-
-    The official loader resolves the backbone names ``./muq_audio`` and ``./xlm-roberta-text`` against its
-    working directory: run it from ``folder``. Returns ``folder / "mulan"``.
+def check_exportable(model: MuQMuLan) -> None:
+    """Fail unless the official format can hold ``model``.
 
     Raises:
         CheckpointError: the text backbone is not XLM-R (the official loader accepts no other), or the
@@ -330,12 +289,14 @@ def save_official_mulan(model: MuQMuLan, folder: Path) -> Path:
         )
     if float(model.config.clip_secs) != int(model.config.clip_secs):
         raise CheckpointError(f"the official format needs whole-second clips, got {model.config.clip_secs}")
-    audio_name, text_name = "./muq_audio", "./xlm-roberta-text"
-    model.audio.backbone.save_pretrained(folder / "muq_audio")
-    text_dir = folder / "xlm-roberta-text"
-    text_backbone.save_pretrained(str(text_dir), safe_serialization=True)
-    model.text.tokenizer.save_pretrained(str(text_dir))
+
+
+def to_official(
+    model: MuQMuLan, extras: OfficialExtras | None = None, *, audio_name: str, text_name: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Inverse of :func:`from_official`: the official ``config.json`` dict and state dict of ``model``,
+    whose backbones are saved as ``audio_name`` and ``text_name``."""
+    check_exportable(model)
     config = config_to_official(model, audio_name=audio_name, text_name=text_name)
     config["mulan"]["clip_secs"] = int(model.config.clip_secs)
-    write_checkpoint(folder / "mulan", config, mulan_state_to_official(model))
-    return folder / "mulan"
+    return config, state_to_official(model, extras)

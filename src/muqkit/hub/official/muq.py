@@ -1,40 +1,40 @@
-"""The official MuQ checkpoint format (``MuQ.save_pretrained`` of the ``muq`` package) and muqkit's.
+"""The official MuQ checkpoint format (``MuQ.save_pretrained`` of the ``muq`` package), translated.
 
 The official ``config.json`` holds the fields of the official ``MuQConfig`` (``conv_dim``,
 ``encoder_dim``, ``encoder_depth``, ``hop_length``, ``n_mels``, ``label_rate``, ``stat`` and a
 ``w2v2_config`` for the wav2vec2-conformer encoder, plus target settings). Its weights live under
-``model.``. This module is the one place that knows those names: a declarative table maps them to
-muqkit's, every shape is checked, and one error lists everything that does not fit.
+``model.``. This module is the one place that knows those names: a config translator and one two-way
+key table. :func:`from_official` turns an official checkpoint into ``(config, state, extras)`` and
+:func:`to_official` turns them back; building the model and checking the weights against it is
+:mod:`muqkit.hub.loaders`' job.
+
+The *extras* are the parts of an official checkpoint that do not change the features (prediction head
+``linear.*``, ``cls_token``, the Mel-RVQ ``rvq.*``, the unused ``pos_conv_embed`` and the target
+settings of the config): muqkit's encoder has no place for them, so they travel beside it, in
+:class:`OfficialExtras`, and are written back unchanged.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from muqkit.hub.weights import (
-    CheckpointError,
-    check_state_dict,
-    read_config,
-    read_state_dict,
-    resolve_folder,
-    write_checkpoint,
-)
+from muqkit.hub.weights import CheckpointError
 
 if TYPE_CHECKING:
-    from muqkit.ssl.muq import MuQ, MuQConfig
+    from muqkit.ssl.muq import MuQConfig
 
-# (official pattern, muqkit replacement), relative to the checkpoint's ``model.`` prefix.
-KEY_MAP: tuple[tuple[str, str], ...] = (
-    (r"^conv\.conv\.(\d+)\.", r"conv.blocks.\1."),
-    (r"^conv\.linear\.", "conv.proj."),
-    (r"^conformer\.layers\.", "conformer.layers."),
-    (r"^conformer\.layer_norm\.", "conformer.layer_norm."),
+# The one key table, both ways: (official prefix, muqkit prefix), relative to the checkpoint's ``model.``
+# prefix. A key is renamed by its first matching prefix; keys of neither side are not weights of the encoder.
+KEY_TABLE: tuple[tuple[str, str], ...] = (
+    ("conv.conv.", "conv.blocks."),
+    ("conv.linear.", "conv.proj."),
+    ("conformer.layers.", "conformer.layers."),
+    ("conformer.layer_norm.", "conformer.layer_norm."),
 )
 # Official weights that cannot change the features: kept verbatim to write the checkpoint back.
 PASSTHROUGH = re.compile(
@@ -94,6 +94,8 @@ def config_from_official(official: dict[str, Any]) -> MuQConfig:
     Raises:
         CheckpointError: a field is missing or names a variant muqkit does not implement.
     """
+    from muqkit.audio.mel import MelConfig
+    from muqkit.encoder.conformer import ConformerConfig
     from muqkit.ssl.muq import MuQConfig
 
     w2v2 = official.get("w2v2_config") or {}
@@ -117,20 +119,21 @@ def config_from_official(official: dict[str, Any]) -> MuQConfig:
         raise CheckpointError("unsupported official MuQ config: " + "; ".join(problems))
     try:
         return MuQConfig(
-            hop_length=int(official.get("hop_length", 240)),
-            n_mels=int(official.get("n_mels", 128)),
+            mel=MelConfig(hop_length=int(official.get("hop_length", 240)), n_mels=int(official.get("n_mels", 128))),
             mel_mean=float(stat[f"{feature}_mean"]),
             mel_std=float(stat[f"{feature}_std"]),
             conv_dim=int(official.get("conv_dim", 512)),
-            encoder_dim=int(official.get("encoder_dim", 1024)),
-            encoder_depth=int(official.get("encoder_depth", 12)),
-            num_heads=int(w2v2["num_attention_heads"]),
-            ffn_dim=int(w2v2["intermediate_size"]),
-            conv_kernel_size=int(w2v2.get("conv_depthwise_kernel_size", 31)),
-            rotary_base=int(w2v2.get("rotary_embedding_base", 10000)),
-            layer_norm_eps=float(w2v2.get("layer_norm_eps", 1e-5)),
-            dropout=float(w2v2.get("hidden_dropout", 0.1)),
-            attention_dropout=float(w2v2.get("attention_dropout", 0.1)),
+            conformer=ConformerConfig(
+                dim=int(official.get("encoder_dim", 1024)),
+                depth=int(official.get("encoder_depth", 12)),
+                num_heads=int(w2v2["num_attention_heads"]),
+                ffn_dim=int(w2v2["intermediate_size"]),
+                conv_kernel_size=int(w2v2.get("conv_depthwise_kernel_size", 31)),
+                rotary_base=int(w2v2.get("rotary_embedding_base", 10000)),
+                layer_norm_eps=float(w2v2.get("layer_norm_eps", 1e-5)),
+                dropout=float(w2v2.get("hidden_dropout", 0.1)),
+                attention_dropout=float(w2v2.get("attention_dropout", 0.1)),
+            ),
             label_rate=int(official.get("label_rate", 25)),
         )
     except ValueError as exc:
@@ -169,60 +172,103 @@ def config_to_official(config: MuQConfig, extra: dict[str, Any] | None = None) -
     return official
 
 
+@dataclass
+class OfficialExtras:
+    """Parts of an official checkpoint that do not change the features, kept to write it back whole.
+
+    Attributes:
+        config: the official config fields muqkit does not model (targets, heads, w2v2 leftovers).
+        tensors: official weights outside the encoder (prediction head, class token, Mel-RVQ, the unused
+            convolutional position embedding), under their official names (without ``model.``).
+    """
+
+    config: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+# Official config fields that muqkit's MuQConfig holds (everything else is an extra).
+MODELED_FIELDS = frozenset(
+    {"label_rate", "hop_length", "n_mels", "conv_dim", "encoder_dim", "encoder_depth", "stat", "w2v2_config"}
+)
+
+
 # --------------------------------------------------------------------------------------------------
-# Weights
+# Weights: one two-way table
 # --------------------------------------------------------------------------------------------------
-def _rename(key: str) -> str | None:
-    for pattern, replacement in KEY_MAP:
-        if re.match(pattern, key):
-            return re.sub(pattern, replacement, key)
+def key_from_official(key: str) -> str | None:
+    """muqkit's name of an official encoder key (without ``model.``), or ``None`` if it is not one."""
+    for official, ours in KEY_TABLE:
+        if key.startswith(official):
+            return ours + key[len(official):]
     return None
 
 
-def muq_state_from_official(
-    state: dict[str, torch.Tensor], prefix: str = "model."
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
-    """Split the official weights under ``prefix`` into muqkit's encoder state and the passthrough rest.
+def key_to_official(key: str) -> str | None:
+    """The official name (without ``model.``) of a muqkit encoder key, or ``None`` if it has none."""
+    for official, ours in KEY_TABLE:
+        if key.startswith(ours):
+            return official + key[len(ours):]
+    return None
+
+
+def rotary_inv_freq(config: MuQConfig) -> torch.Tensor:
+    """The rotary frequencies the official checkpoint stores (``conformer.embed_positions.inv_freq``)."""
+    from muqkit.encoder.conformer import RotaryEmbedding
+
+    return RotaryEmbedding(config.encoder_dim // config.num_heads, config.rotary_base).inv_freq
+
+
+def state_from_official(
+    state: dict[str, torch.Tensor], config: MuQConfig, *, prefix: str = "model."
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Split the official weights under ``prefix`` into muqkit's encoder state and the extras.
+
+    Keys under ``prefix`` that are neither encoder weights nor known extras stay in the returned state
+    under their full official name, so that the check against the model lists them with every other
+    problem. Keys outside ``prefix`` are ignored.
 
     Returns:
-        ``(encoder_state, passthrough, unexpected)``: muqkit names -> tensors; official names (without
-        ``prefix``) -> tensors that do not change the features; official keys that match nothing.
+        ``(state, extra_tensors)``: muqkit names -> tensors; official names (without ``prefix``) ->
+        tensors that do not change the features.
+
+    Raises:
+        CheckpointError: the stored rotary frequencies differ from the ones ``config`` gives.
     """
     ours: dict[str, torch.Tensor] = {}
-    passthrough: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
+    extras: dict[str, torch.Tensor] = {}
     for full_key, tensor in state.items():
         if not full_key.startswith(prefix):
             continue
         key = full_key[len(prefix):]
-        renamed = _rename(key)
+        renamed = key_from_official(key)
         if renamed is not None:
             ours[renamed] = tensor
-        elif PASSTHROUGH.match(key) or key == ROTARY_KEY:
-            passthrough[key] = tensor
+        elif key == ROTARY_KEY:
+            expected = rotary_inv_freq(config)
+            if tensor.shape != expected.shape or not torch.allclose(tensor.float(), expected):
+                raise CheckpointError(f"{full_key}: rotary frequencies differ from the config's")
+        elif PASSTHROUGH.match(key):
+            extras[key] = tensor
         else:
-            unexpected.append(full_key)
-    return ours, passthrough, unexpected
+            ours[full_key] = tensor  # unexpected: reported by the check against the model
+    return ours, extras
 
 
-def muq_state_to_official(model: MuQ, prefix: str = "model.") -> dict[str, torch.Tensor]:
-    """The model's weights under official names, with its passthrough weights (or fresh ones)."""
-    inverse = {}
-    for key, tensor in model.state_dict().items():
-        official = None
-        if key.startswith("conv.blocks."):
-            official = "conv.conv." + key[len("conv.blocks."):]
-        elif key.startswith("conv.proj."):
-            official = "conv.linear." + key[len("conv.proj."):]
-        elif key.startswith("conformer.layers.") or key.startswith("conformer.layer_norm."):
-            official = key
+def state_to_official(
+    state: dict[str, torch.Tensor], config: MuQConfig, extra_tensors: dict[str, torch.Tensor] | None = None,
+    *, prefix: str = "model.",
+) -> dict[str, torch.Tensor]:
+    """The encoder's weights (muqkit names) under official names, with the extras (or fresh ones)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        official = key_to_official(key)
         if official is not None:
-            inverse[prefix + official] = tensor
-    extras = {**default_passthrough(model.config), **model.official.tensors}
-    extras[ROTARY_KEY] = model.conformer.rotary.inv_freq
+            out[prefix + official] = tensor
+    extras = {**default_passthrough(config), **(extra_tensors or {})}
+    extras[ROTARY_KEY] = rotary_inv_freq(config)
     for key, tensor in extras.items():
-        inverse[prefix + key] = tensor
-    return inverse
+        out[prefix + key] = tensor
+    return out
 
 
 def default_passthrough(config: MuQConfig) -> dict[str, torch.Tensor]:
@@ -245,62 +291,71 @@ def default_passthrough(config: MuQConfig) -> dict[str, torch.Tensor]:
     }
 
 
-def load_muq_weights(model: MuQ, state: dict[str, torch.Tensor], *, name: str, prefix: str = "model.") -> None:
-    """Load official weights into ``model``; fail with one message on anything that does not fit."""
-    ours, passthrough, unexpected = muq_state_from_official(state, prefix)
-    expected = model.state_dict()
-    # BatchNorm's num_batches_tracked only counts training steps; absent in some exports.
-    for key, tensor in expected.items():
-        if key.endswith("num_batches_tracked") and key not in ours:
-            ours[key] = torch.zeros_like(tensor)
-    problems = list(unexpected)
-    inv_freq = passthrough.pop(ROTARY_KEY, None)
-    if inv_freq is not None and (inv_freq.shape != model.conformer.rotary.inv_freq.shape
-                                 or not torch.allclose(inv_freq.float(), model.conformer.rotary.inv_freq)):
-        problems.append(f"{prefix}{ROTARY_KEY} (rotary frequencies differ from the config's)")
-    try:
-        check_state_dict(name, expected, ours)
-    except CheckpointError as exc:
-        if problems:
-            raise CheckpointError(f"{exc}\nunexpected keys in the checkpoint: {', '.join(problems)}") from None
-        raise
-    if problems:
-        raise CheckpointError(f"{name}: unexpected keys in the checkpoint: {', '.join(problems)}")
-    model.load_state_dict(ours, strict=True)
-    model.official.tensors = passthrough
+# --------------------------------------------------------------------------------------------------
+# Whole checkpoints
+# --------------------------------------------------------------------------------------------------
+def from_official(
+    official_config: dict[str, Any], official_state: dict[str, torch.Tensor], *, prefix: str = "model."
+) -> tuple[MuQConfig, dict[str, torch.Tensor], OfficialExtras]:
+    """An official checkpoint (``config.json`` dict and state dict) as ``(config, state, extras)``.
+
+    Raises:
+        CheckpointError: the config names a variant muqkit does not implement, or the rotary frequencies
+            do not fit it.
+    """
+    config = config_from_official(official_config)
+    state, tensors = state_from_official(official_state, config, prefix=prefix)
+    extra_config = {k: v for k, v in official_config.items() if k not in MODELED_FIELDS}
+    extra_config["w2v2_config"] = official_config.get("w2v2_config", {})
+    extra_config["stat"] = official_config.get("stat", {})
+    return config, state, OfficialExtras(config=extra_config, tensors=tensors)
 
 
-def load_official_muq(
-    cls: type[MuQ],
-    id_or_folder: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> MuQ:
-    """Build and load a MuQ from an official checkpoint folder or Hub id."""
-    folder = resolve_folder(id_or_folder, revision=revision, cache_dir=cache_dir)
-    official = read_config(folder)
-    config = config_from_official(official)
-    model = cls(config)
-    load_muq_weights(model, read_state_dict(folder), name=str(folder))
-    model.official.config = {k: v for k, v in official.items() if k not in _MODELED_FIELDS}
-    model.official.config["w2v2_config"] = official.get("w2v2_config", {})
-    model.official.config["stat"] = official.get("stat", {})
-    model.name_or_path = str(id_or_folder)
-    # A Hub snapshot folder is named by its commit: record it, so provenance pins the exact weights.
-    model.revision = folder.name if folder.parent.name == "snapshots" else revision
-    return model
-
-
-_MODELED_FIELDS = {"label_rate", "hop_length", "n_mels", "conv_dim", "encoder_dim", "encoder_depth",
-                   "stat", "w2v2_config"}
-
-
-def save_official_muq(model: MuQ, folder: Path) -> Path:
-    """Write ``model`` as an official checkpoint folder."""
-    config = config_to_official(model.config, model.official.config)
-    if not any(k.startswith("rvq.") for k in model.official.tensors):
+def to_official(
+    config: MuQConfig, state: dict[str, torch.Tensor], extras: OfficialExtras | None = None,
+    *, prefix: str = "model.",
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Inverse of :func:`from_official`: the official ``config.json`` dict and state dict."""
+    extras = extras or OfficialExtras()
+    official = config_to_official(config, extras.config)
+    if not any(k.startswith("rvq.") for k in extras.tensors):
         # No Mel-RVQ travels with this model; the official loader then keeps its random RVQ.
-        config["use_rvq_target"] = False
-    write_checkpoint(folder, config, muq_state_to_official(model))
-    return folder
+        official["use_rvq_target"] = False
+    return official, state_to_official(state, config, extras.tensors, prefix=prefix)
+
+
+def pretrainer_extras(pretrainer: Any, base: OfficialExtras | None = None) -> OfficialExtras:
+    """The extras that make a :class:`~muqkit.ssl.pretrain.MuQPretrainer`'s encoder a complete official
+    checkpoint: its prediction head as ``linear.*`` (and ``recon_proj.*``), its target settings, and its
+    Mel-RVQ as ``rvq.*`` when the official ``ResidualVectorQuantize`` can hold it (1024 x 16 on 4 x 128
+    mels); ``base`` (the extras the encoder was loaded with) supplies the rest."""
+    from muqkit.hub.official.rvq import mel_rvq_to_official
+    from muqkit.tokenizer.mel_rvq import MelRVQ
+
+    base = base or OfficialExtras()
+    c = pretrainer.config
+
+    def tensor(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().float().cpu().clone()
+
+    tensors = dict(base.tensors)
+    tensors["linear.weight"] = tensor(pretrainer.heads.proj.weight)
+    tensors["linear.bias"] = tensor(pretrainer.heads.proj.bias)
+    config = dict(base.config)
+    config.update(
+        codebook_size=c.num_codebooks * c.codebook_size,
+        rvq_n_codebooks=c.num_codebooks,
+        mask_hop=c.masking.span_seconds,
+        mask_prob=c.masking.prob,
+        recon_loss_ratio=c.recon_weight if pretrainer.recon is not None else None,
+    )
+    if pretrainer.recon is not None:
+        tensors["recon_proj.weight"] = tensor(pretrainer.recon.proj.weight)
+        tensors["recon_proj.bias"] = tensor(pretrainer.recon.proj.bias)
+    targets = pretrainer.targets
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("rvq.")}
+    if isinstance(targets, MelRVQ) and (c.codebook_size, targets.config.codebook_dim, targets.config.n_mels,
+                                        targets.config.stack) == (1024, 16, 128, 4):
+        for key, value in mel_rvq_to_official(targets.state_dict(), prefix="rvq.").items():
+            tensors[key] = tensor(value)
+    return OfficialExtras(config=config, tensors=tensors)

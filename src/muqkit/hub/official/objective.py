@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from muqkit.hub.official.muq import _rename
+from muqkit.hub.official.muq import key_from_official
 from muqkit.hub.official.rvq import OFFICIAL_RVQ_PREFIX, rvq_from_official, rvq_key_from_official
 from muqkit.hub.weights import read_state_dict
 
@@ -112,7 +112,7 @@ def muqkit_parameter_name(official: str) -> str:
         return "heads.proj." + key[len("linear."):]
     if official.startswith(OFFICIAL_RVQ_PREFIX):
         return "rvq." + rvq_key_from_official(official[len(OFFICIAL_RVQ_PREFIX):], weight_norm=True)
-    renamed = _rename(key)
+    renamed = key_from_official(key)
     if renamed is None:
         raise KeyError(f"no muqkit parameter for official '{official}'")
     return "model." + renamed
@@ -127,6 +127,7 @@ def replay_muq_step(
         ``loss``, ``accuracies`` (per codebook), ``num_masked``, ``mask`` (frames), ``targets`` and
         ``grads`` (official name -> gradient, for every ``grad.*`` the fixture holds).
     """
+    from muqkit.hub.loaders import official_extras
     from muqkit.ssl.muq import MuQ
     from muqkit.ssl.pretrain import MuQPretrainer, PretrainConfig
     from muqkit.tokenizer.mel_rvq import MelRVQ
@@ -137,7 +138,7 @@ def replay_muq_step(
     tokenizer = MelRVQ.from_pretrained(folder / "model")
     config = PretrainConfig(num_codebooks=tokenizer.num_codebooks, codebook_size=tokenizer.codebook_size)
     pretrainer = MuQPretrainer(model, config, tokenizer)
-    head = model.official.tensors
+    head = official_extras(model).tensors
     with torch.no_grad():
         pretrainer.heads.proj.weight.copy_(head["linear.weight"])
         pretrainer.heads.proj.bias.copy_(head["linear.bias"])

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from muqkit.hub.weights import CheckpointError, fuse_weight_norm, split_weight_norm
+from muqkit.tokenizer.mel_rvq import MelRVQConfig
 
 OFFICIAL_RVQ_PREFIX = "model.rvq."
 _WN_G = "parametrizations.weight.original0"
@@ -185,3 +186,31 @@ def rvq_to_official(
         out[f"{dst}.codebook.weight"] = state[f"{src}.codebook"]
         out[f"{dst}.stale_counter"] = state[f"{src}.stale_steps"].float()
     return out
+
+
+def mel_rvq_from_official(
+    config: Mapping[str, Any], state: Mapping[str, torch.Tensor]
+) -> tuple[MelRVQConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """The Mel-RVQ of an official MuQ checkpoint as ``(config, state, extras)``: muqkit's
+    :class:`~muqkit.tokenizer.mel_rvq.MelRVQConfig`, the state dict of a ``MelRVQ`` (codebooks and the
+    mel statistics ``features.mean`` / ``features.std``) and no extras (the rest of the checkpoint is
+    the encoder's)."""
+    settings = official_rvq_config(config, state)
+    rvq_config = MelRVQConfig(
+        num_codebooks=settings["num_codebooks"],
+        codebook_size=settings["codebook_size"],
+        codebook_dim=settings["codebook_dim"],
+        stack=settings["stack"],
+    )
+    ours = {f"rvq.{k}": v for k, v in rvq_from_official(state).items()}
+    ours["features.mean"] = torch.tensor(float(settings["mean"]))
+    ours["features.std"] = torch.tensor(float(settings["std"]))
+    return rvq_config, ours, {}
+
+
+def mel_rvq_to_official(
+    state: Mapping[str, torch.Tensor], *, prefix: str = OFFICIAL_RVQ_PREFIX
+) -> dict[str, torch.Tensor]:
+    """A ``MelRVQ`` state dict's codebooks under the official names (``model.rvq.quantizers.*``); the
+    mel statistics go in the official config's ``stat``, written with the encoder."""
+    return rvq_to_official({k[len("rvq."):]: v for k, v in state.items() if k.startswith("rvq.")}, prefix=prefix)

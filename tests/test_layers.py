@@ -1,0 +1,89 @@
+"""Layers point one way: the model packages know nothing of checkpoint formats, training, the CLI or Lightning.
+
+Every module under ``audio/``, ``encoder/``, ``tokenizer/``, ``ssl/`` and ``mulan/`` is parsed with ``ast``
+(imports inside functions included). The single allowed exception: a ``from_pretrained`` /
+``save_pretrained`` method may import ``muqkit.hub.loaders`` lazily, in its body, to delegate loading and
+saving to the hub (which builds models, never the reverse).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "muqkit"
+MODEL_PACKAGES = ("audio", "encoder", "tokenizer", "ssl", "mulan")
+FORBIDDEN = ("muqkit.hub", "muqkit.train", "muqkit.cli", "lightning", "pytorch_lightning")
+DELEGATORS = frozenset({"from_pretrained", "save_pretrained"})
+DELEGATE_TO = "muqkit.hub.loaders"
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, int, str | None]]:
+    """``(module, line, enclosing function)`` of every absolute import in ``tree``."""
+    found: list[tuple[str, int, str | None]] = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, child.name)
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, child.lineno, function) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.append((child.module, child.lineno, function))
+            visit(child, function)
+
+    visit(tree, None)
+    return found
+
+
+def _is(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _violations(path: Path, source: str | None = None) -> list[str]:
+    bad = []
+    text = path.read_text() if source is None else source
+    for module, line, function in _imports(ast.parse(text, filename=str(path))):
+        if not any(_is(module, p) for p in FORBIDDEN):
+            continue
+        if function in DELEGATORS and module == DELEGATE_TO:
+            continue  # the one allowed exception: a thin delegator
+        where = f"in {function}()" if function else "at module level"
+        bad.append(f"{path.relative_to(SRC.parent)}:{line} imports {module} {where}")
+    return bad
+
+
+def _model_modules() -> list[Path]:
+    return sorted(p for package in MODEL_PACKAGES for p in (SRC / package).rglob("*.py"))
+
+
+def test_model_packages_import_no_format_training_cli_or_lightning():
+    modules = _model_modules()
+    assert len(modules) > 20, "the model packages were not found"
+    problems = [v for path in modules for v in _violations(path)]
+    assert not problems, "imports against the layer direction:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from muqkit.hub.official.muq import x\n", "at module level"),
+        ("def f():\n    import lightning\n", "in f()"),
+        ("def from_pretrained():\n    from muqkit.hub.official.muq import x\n", "in from_pretrained()"),
+        ("def g():\n    from muqkit.hub.loaders import load_muq\n", "in g()"),
+        ("class A:\n    def m(self):\n        from muqkit.train.pretrain import y\n", "in m()"),
+        ("import muqkit.cli.main\n", "at module level"),
+    ],
+)
+def test_the_check_catches_what_it_should(source, expected):
+    problems = _violations(SRC / "ssl" / "probe.py", source)
+    assert len(problems) == 1 and expected in problems[0]
+
+
+def test_the_delegator_exception_is_narrow():
+    ok = "class M:\n    def save_pretrained(self, folder):\n        from muqkit.hub.loaders import save_muq\n"
+    assert [(m, f) for m, _, f in _imports(ast.parse(ok))] == [("muqkit.hub.loaders", "save_pretrained")]
+    assert _violations(SRC / "ssl" / "probe.py", ok) == []
