@@ -39,6 +39,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "lr5e-4": {"tokenizer": "tok-400", "settings": {"lr": 5e-4}},
     "bestrq": {"tokenizer": "random-projection", "settings": {}},
 }
+"""One factor at a time against ``base``; ``--base-run`` reuses a finished run (a claims arm) as ``base``."""
 log = logging.getLogger("learning_study")
 
 
@@ -118,11 +119,13 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--arms", nargs="+", default=list(ARMS))
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--snapshots", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-analysis", action="store_true")
     parser.add_argument("--tokenizer-seconds", type=float, default=7200.0, help="audio the Mel-RVQs train on")
+    parser.add_argument("--tokenizer", help="use this Mel-RVQ folder as tok-400 (e.g. a claims run's)")
+    parser.add_argument("--base-run", help="a finished run with snapshots to use as the base arm")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(2)
@@ -153,14 +156,19 @@ def main() -> None:
             chosen.append(paths[i])
             total += durations.get(paths[i], 0.0)
         sample.write_text("".join(f"{p}\n" for p in chosen))
-    tokenizers = train_tokenizers({ARMS[a]["tokenizer"] for a in args.arms}, out, sample, args.seed)
+    needed = {ARMS[a]["tokenizer"] for a in args.arms if not (a == "base" and args.base_run)}
+    if args.tokenizer:
+        needed.discard("tok-400")
+    tokenizers = train_tokenizers(needed, out, sample, args.seed)
+    if args.tokenizer:
+        tokenizers["tok-400"] = Path(args.tokenizer)
     probe = SuiteConfig(heads=("linear",), seeds=(0,), layer_modes=("sweep",),
                         probe=ProbeConfig(max_epochs=100, patience=20))  # fmt: skip
     record: dict[str, Any] = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
     record.setdefault("arms", {})
     record.setdefault("tokenizers", {})
     for arm in args.arms:
-        run = out / "runs" / arm
+        run = Path(args.base_run) if arm == "base" and args.base_run else out / "runs" / arm
         if not (run / "model" / "config.json").is_file():
             settings = {
                 **load_preset(args.preset), "tokenizer": str(tokenizers[ARMS[arm]["tokenizer"]]),
@@ -168,12 +176,11 @@ def main() -> None:
                 "checkpoint_every": args.steps, "seed": args.seed, "progress": False, "log_every": 10,
                 "snapshot_every": args.steps // args.snapshots, **ARMS[arm]["settings"],
             }  # fmt: skip
-            start = time.perf_counter()
-            train_pretrain(manifests, run, PretrainTrainingConfig.from_dict(settings))
-            (run / "seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+            train_pretrain(manifests, run, PretrainTrainingConfig.from_dict(settings), overwrite=True)
         curve = learning_curve(run, corpus, out / "curves" / arm, tasks=TASKS, config=probe)
+        seconds = json.loads((run / "pretrain.json").read_text()).get("seconds", 0.0)
         record["arms"][arm] = {"tokenizer": ARMS[arm]["tokenizer"], "settings": ARMS[arm]["settings"],
-                               "train_seconds": float((run / "seconds.txt").read_text()),
+                               "run": str(run), "train_seconds": seconds,
                                "curve": curve.to_json(), "summary": curve.summary()}  # fmt: skip
         log.info("%s: %s", arm, curve.summary())
         (out / "study.json").write_text(json.dumps(record, indent=2) + "\n")

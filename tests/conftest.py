@@ -16,3 +16,13 @@ def parity_dir() -> Path:
     if not PARITY_DIR.is_dir():
         pytest.skip(f"parity fixtures not found at {PARITY_DIR} (see the README: ../shared/parity)")
     return PARITY_DIR
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight tiny MuQ (seed 0) saved in the official format."""
+    from muqkit.ssl.muq import MuQ
+
+    folder = tmp_path_factory.mktemp("tiny")
+    MuQ.from_preset("tiny", seed=0).save_pretrained(folder)
+    return folder

@@ -9,18 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from muqkit import MuQ, hear
+from muqkit import hear
 from muqkit.audio.io import load_audio
 from muqkit.embed.chunks import encode_batch
 
 SR = 24000
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    MuQ.from_preset("tiny", seed=0).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from muqkit import MuQ
 from muqkit.cli.main import main
 from muqkit.embed import read_embedding
 
 SR = 24000
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    MuQ.from_preset("tiny", seed=0).save_pretrained(folder)
-    return folder
 
 
 def _noise(seconds: float, sample_rate: int = SR, channels: int = 1, seed: int = 0) -> np.ndarray:

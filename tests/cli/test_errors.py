@@ -9,18 +9,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from muqkit import MuQ
 from muqkit.cli.main import main
 from muqkit.runfolder import RunFolderError, prepare_run_folder
 
 SR = 24000
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    MuQ.from_preset("tiny", seed=0).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

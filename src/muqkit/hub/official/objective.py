@@ -118,6 +118,20 @@ def muqkit_parameter_name(official: str) -> str:
     return "model." + renamed
 
 
+def _gradients(module: torch.nn.Module, expected: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``official name -> gradient`` (float64, CPU, the official shape) for every ``{prefix}NAME`` recorded."""
+    params = dict(module.named_parameters())
+    grads = {}
+    for key in expected:
+        if key.startswith(prefix):
+            official = key[len(prefix):]
+            grad = params[muqkit_parameter_name(official)].grad
+            if grad is None:
+                raise ValueError(f"{official}: no gradient in this step")
+            grads[official] = grad.detach().cpu().double().reshape(expected[key].shape)
+    return grads
+
+
 def replay_muq_step(
     folder: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -150,14 +164,7 @@ def replay_muq_step(
     out = pretrainer(wavs, codes=targets, spans=inputs["block_mask"].bool().to(device),
                      noise=inputs["masked_wavs"].to(device))
     out.loss.backward()
-    params = dict(pretrainer.named_parameters())
-    grads = {}
-    for key in expected:
-        if key.startswith("grad."):
-            official = key[len("grad."):]
-            grad = params[muqkit_parameter_name(official)].grad
-            assert grad is not None, official
-            grads[official] = grad.detach().cpu().double().reshape(expected[key].shape)
+    grads = _gradients(pretrainer, expected, "grad.")
     return {
         "loss": out.loss.detach().cpu().double(),
         "accuracies": out.codebook_accuracies.cpu().double(),
@@ -196,14 +203,7 @@ def replay_rvq_step(
     lengths = torch.full((values.shape[0],), values.shape[1], device=device)
     metrics, out = task.objective(Features(values=values, lengths=lengths))
     metrics["loss"].backward()
-    params = dict(tokenizer.named_parameters())
-    grads = {}
-    for key in expected:
-        if key.startswith("rvq.grad."):
-            official = key[len("rvq.grad."):]
-            grad = params[muqkit_parameter_name(official)].grad
-            assert grad is not None, official
-            grads[official] = grad.detach().cpu().double().reshape(expected[key].shape)
+    grads = _gradients(tokenizer, expected, "rvq.grad.")
     return {
         "loss": metrics["loss"].detach().cpu().double(),
         "commitment": metrics["commitment_loss"].cpu().double(),
