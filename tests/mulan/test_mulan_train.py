@@ -64,7 +64,6 @@ def test_freeze_options_are_checked(tiny_mulan):
         MuLanTask(tiny_mulan, freeze=("audio_bakbone",))
 
 
-@pytest.mark.slow
 def test_lightning_run_saves_a_model(tmp_path):
     from muqkit.data.manifest import AudioRecord, write_manifest
     from muqkit.mulan import MuQMuLan

@@ -67,7 +67,6 @@ def _write_audio(folder: Path) -> Path:
     return folder / "train.txt"
 
 
-@pytest.mark.slow  # three Lightning runs and a report: ~40 s on a busy 2-core CPU
 def test_cli_trains_resumes_reports_and_encodes(tmp_path: Path):
     from muqkit.cli.main import main
 
