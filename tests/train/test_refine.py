@@ -53,6 +53,11 @@ def test_refine_end_to_end_and_cli_steps(tone_manifest, tmp_path):
     assert (result.latents / "latents.txt").read_text().count(".npy") == 5  # train split only
     labels, meta = read_labels(result.labels)
     assert meta["num_codebooks"] == 2 and all(v.max() < 16 for v in labels.values())
+    # a rerun keeps every finished step, the next model's training included
+    stamp = (result.model_dir / "model.safetensors").stat().st_mtime_ns
+    again = refine(tmp_path / "iter1", [tone_manifest], tmp_path / "iter2", config, progress=False)
+    assert again.model_dir == result.model_dir
+    assert (result.model_dir / "model.safetensors").stat().st_mtime_ns == stamp
 
     from muqkit.cli.main import main
 

@@ -303,8 +303,10 @@ def refine(
         c = previous.config
         settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
     pretrain = PretrainTrainingConfig.from_dict(settings)
-    result = train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True)  # the step is redone whole
-    return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=result.model_dir)
+    model_dir = out / "pretrain" / "model"
+    if not (out / "pretrain" / "pretrain.json").is_file():  # written last: a finished step is kept
+        model_dir = train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True).model_dir  # redone whole
+    return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=model_dir)
 
 
 __all__ = [
