@@ -43,9 +43,12 @@ def quiet_lightning() -> None:
     lines are dropped, and two warnings about things muqkit does on purpose (no validation loader,
     a deprecation inside Lightning) are silenced.
     """
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
-        for handler in list(logging.getLogger(name).handlers):
-            logging.getLogger(name).removeHandler(handler)
+    if logging.getLogger().handlers:  # the application logs: Lightning's records go to its handlers, once
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+            target = logging.getLogger(name)
+            for handler in list(target.handlers):
+                target.removeHandler(handler)
+            target.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         target = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in target.filters):
@@ -130,6 +133,7 @@ class LightningTask(L.LightningModule):
         describe_batch: Callable[[Any], str] | None = None,
     ) -> None:
         super().__init__()
+        quiet_lightning()  # the application may have configured logging after this module was imported
         self.describe_batch = describe_batch
         self.task: Any = task  # a plain module with training_step (and optionally validation_step)
         self.optimizer_config = optimizer or OptimizerConfig()
