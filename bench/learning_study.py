@@ -134,6 +134,7 @@ def main() -> None:
     from muqkit.eval.curves import learning_curve
     from muqkit.eval.probes import ProbeConfig
     from muqkit.eval.suite import SuiteConfig
+    from muqkit.train.demo import audio_sample
     from muqkit.train.pretrain import PretrainTrainingConfig, load_preset, train_pretrain
 
     corpus, out = Path(args.corpus), Path(args.out)
@@ -144,18 +145,7 @@ def main() -> None:
         files.write_text("".join(f"{p.resolve()}\n" for _, p in load_records(manifests)))
     # The Mel-RVQs train on a seeded two-hour sample of the same audio (the statistics pass over all
     # 7.6 hours costs a quarter of an hour on 2 cores for each tokenizer).
-    sample = out / "tokenizer-audio.txt"
-    if not sample.is_file():
-        paths = files.read_text().split()
-        order = np.random.default_rng(args.seed).permutation(len(paths))
-        durations = {str(p.resolve()): r.duration for r, p in load_records(manifests)}
-        chosen, total = [], 0.0
-        for i in order:
-            if total >= args.tokenizer_seconds:
-                break
-            chosen.append(paths[i])
-            total += durations.get(paths[i], 0.0)
-        sample.write_text("".join(f"{p}\n" for p in chosen))
+    sample = audio_sample(files, manifests, out / "tokenizer-audio.txt", args.tokenizer_seconds, args.seed)
     needed = {ARMS[a]["tokenizer"] for a in args.arms if not (a == "base" and args.base_run)}
     if args.tokenizer:
         needed.discard("tok-400")

@@ -105,7 +105,7 @@ def _manifest(corpus: Path, name: str) -> Path:
     raise FileNotFoundError(f"{corpus}: no {name}")
 
 
-def _audio_sample(files: Path, manifests: list[Path], out: Path, seconds: float, seed: int) -> Path:
+def audio_sample(files: Path, manifests: list[Path], out: Path, seconds: float, seed: int) -> Path:
     """A seeded sample of the files listed in ``files``, about ``seconds`` long, as a path list."""
     if out.is_file():
         return out
@@ -152,7 +152,7 @@ def train_arms(
 
     timings = {} if timings is None else timings
     if plan.tokenizer_seconds is not None:
-        train_files = _audio_sample(train_files, manifests, out / "tokenizer-audio.txt", plan.tokenizer_seconds, seed)
+        train_files = audio_sample(train_files, manifests, out / "tokenizer-audio.txt", plan.tokenizer_seconds, seed)
 
     def lap(name: str, start: float) -> None:
         timings[name] = round(time.perf_counter() - start, 1)
