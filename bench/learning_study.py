@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--tokenizer-seconds", type=float, default=7200.0, help="audio the Mel-RVQs train on")
     parser.add_argument("--tokenizer", help="use this Mel-RVQ folder as tok-400 (e.g. a claims run's)")
     parser.add_argument("--base-run", help="a finished run with snapshots to use as the base arm")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (one per process when arms run side by side)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when arms run side by side)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
