@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -44,7 +43,8 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 10.0) 
 
 
 def page_ids(driver) -> list[int]:
-    return [int(i) for i in driver.execute_script("return [...document.querySelectorAll('.result')].map(e => e.dataset.id)")]
+    ids = driver.execute_script("return [...document.querySelectorAll('.result')].map(e => e.dataset.id)")
+    return [int(i) for i in ids]
 
 
 def playing(driver) -> bool:

@@ -87,7 +87,9 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else f"no such route: {request.url.path}"
+        message = exc.detail
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"no such route: {request.url.path}"
         return JSONResponse({"error": str(message)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -50,7 +50,7 @@ def transcode_wav(path: str | os.PathLike[str]) -> bytes:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot decode ({exc})") from exc
+        raise AudioError(path, f"cannot decode ({exc})") from exc
     buffer = io.BytesIO()
     sf.write(buffer, data, rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()

@@ -34,7 +34,7 @@ def write_collection(root: str | os.PathLike[str], *, variants: int = 1, seconds
     names = list(NOTES)
 
     def sine(freqs: list[float]) -> np.ndarray:
-        return sum(np.sin(2 * math.pi * f * t + rng.uniform(0, 2 * math.pi)) for f in freqs) / len(freqs)
+        return np.mean([np.sin(2 * math.pi * f * t + rng.uniform(0, 2 * math.pi)) for f in freqs], axis=0)
 
     files: dict[str, np.ndarray] = {}
     for v in range(variants):

@@ -1,0 +1,48 @@
+"""``muqkit serve``: a clear one-line error for a bad or missing index, and the app it starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from muqkit.cli.main import main
+
+
+def test_missing_index_is_a_user_error(tmp_path, capsys):
+    assert main(["serve", "--index", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "not a MuQ-MuLan index" in err and "Traceback" not in err
+
+
+def test_corrupt_index_is_a_user_error(mulan_index, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mulan_index, broken)
+    (broken / "items.jsonl").write_text("{not json\n")
+    assert main(["serve", "--index", str(broken)]) == 2
+    assert "corrupt MuQ-MuLan index file" in capsys.readouterr().err
+
+
+def test_bad_port_is_a_user_error(mulan_index, capsys):
+    assert main(["serve", "--index", str(mulan_index), "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+
+
+def test_serve_loads_the_model_once_and_binds_loopback(mulan_index, mulan_embedder, monkeypatch, capsys):
+    pytest.importorskip("uvicorn")
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    import muqkit.serve.embedder as embedder_module
+
+    loads: list[str] = []
+    started: dict = {}
+    monkeypatch.setattr(embedder_module, "load_embedder", lambda name, **kw: loads.append(str(name)) or mulan_embedder)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    assert main(["serve", "--index", str(mulan_index), "--tags", "piano,organ", "--port", "8123"]) == 0
+    assert started["host"] == "127.0.0.1" and started["port"] == 8123 and len(loads) == 1
+    client = TestClient(started["app"])
+    assert client.get("/api/info").json()["default_tags"] == ["piano", "organ"]
+    assert client.get("/api/search", params={"q": "organ", "k": 2}).status_code == 200
+    assert len(loads) == 1
+    assert "7 tracks" in capsys.readouterr().out
