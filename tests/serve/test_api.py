@@ -92,8 +92,8 @@ def test_tags_default_and_edited(client, mulan_backend):
     edited = client.get("/api/tracks/2/tags", params={"tags": "noise, calm ,noise"}).json()["tags"]
     assert sorted(t["tag"] for t in edited) == ["calm", "noise"]  # stripped, duplicates once
     tag_latents = mulan_backend.embedder.tag_latents(["noise", "calm"])
-    expected = (tag_latents @ mulan_backend.index.latents[2]).tolist()
-    assert {t["tag"]: t["score"] for t in edited} == pytest.approx(dict(zip(["noise", "calm"], expected, strict=True)), abs=1e-5)
+    expected = dict(zip(["noise", "calm"], (tag_latents @ mulan_backend.index.latents[2]).tolist(), strict=True))
+    assert {t["tag"]: t["score"] for t in edited} == pytest.approx(expected, abs=1e-5)
     assert "tags" in error(client.get("/api/tracks/2/tags", params={"tags": " , "}), 400)
     assert "at most" in error(client.get("/api/tracks/2/tags", params={"tags": ",".join(map(str, range(65)))}), 400)
 
