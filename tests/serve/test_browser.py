@@ -3,31 +3,20 @@ query shows the library's ranking, a result plays, more-like-this, tags, search 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
 
 @pytest.fixture(scope="module")
 def browser():
-    pytest.importorskip("selenium", reason="the browser test needs selenium (pip install 'muqkit[dev]')")
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("headless Chromium is not installed: apt-get install chromium chromium-driver "
-                    "(scripts/setup.sh installs them when run as root)")  # fmt: skip
-    from selenium import webdriver
+    from muqkit.serve.testing import NoBrowser, chromium_driver
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--mute-audio",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900", "--no-first-run"):
-        options.add_argument(flag)  # fmt: skip
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(20)
+    try:
+        driver = chromium_driver()
+    except NoBrowser as exc:
+        pytest.skip(str(exc))
     yield driver
     driver.quit()
 

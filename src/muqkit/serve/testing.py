@@ -78,3 +78,36 @@ def running_server(app: Any, *, host: str = "127.0.0.1", timeout: float = 20.0) 
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+class NoBrowser(RuntimeError):
+    """Headless Chromium or its driver is not installed."""
+
+
+def chromium_driver(*, width: int = 1280, height: int = 900) -> Any:
+    """A Selenium driver of headless Chromium (Debian's ``chromium`` and ``chromium-driver``), audio muted
+    and autoplay allowed. Quit it when done.
+
+    Raises:
+        NoBrowser: selenium, ``chromium`` or ``chromedriver`` is missing (the message says how to install it).
+    """
+    import shutil
+
+    try:
+        from selenium import webdriver
+    except ModuleNotFoundError as exc:
+        raise NoBrowser("selenium is not installed: pip install 'muqkit[dev]'") from exc
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        raise NoBrowser("headless Chromium is not installed: apt-get install chromium chromium-driver "
+                        "(scripts/setup.sh installs them when run as root)")  # fmt: skip
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--mute-audio",
+                 "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}",
+                 "--no-first-run", "--hide-scrollbars"):
+        options.add_argument(flag)  # fmt: skip
+    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    chrome.set_page_load_timeout(30)
+    return chrome
