@@ -47,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         write_collection(Path(folder) / "music", variants=6)
         index = build_index(loaded.model, [Path(folder) / "music"], model_name=args.model)  # type: ignore[arg-type]
-        driver = chromium_driver(width=1200, height=720)
+        driver = chromium_driver(width=1200, height=860)
         try:
             with running_server(create_app(IndexBackend(index, embedder))) as url:
                 driver.get(url)
@@ -57,7 +57,8 @@ def main() -> None:
                 wait_for(lambda: args.query in driver.find_element(By.ID, "results-title").text)
                 driver.find_elements(By.CSS_SELECTOR, ".result button.play")[0].click()
                 driver.find_element(By.ID, "tab-map").click()
-                wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points") == str(len(index.paths)))
+                points = str(len(index.paths))
+                wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points") == points)
                 time.sleep(0.5)
                 raw = Path(folder) / "raw.png"
                 driver.save_screenshot(str(raw))
@@ -65,7 +66,7 @@ def main() -> None:
             driver.quit()
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        Image.open(raw).convert("RGB").quantize(colors=64).save(out, optimize=True)
+        Image.open(raw).convert("RGB").quantize(colors=128).save(out, optimize=True)
     print(f"{out}: {out.stat().st_size // 1024} KiB")
 
 

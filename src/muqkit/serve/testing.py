@@ -89,7 +89,8 @@ def chromium_driver(*, width: int = 1280, height: int = 900) -> Any:
     and autoplay allowed. Quit it when done.
 
     Raises:
-        NoBrowser: selenium, ``chromium`` or ``chromedriver`` is missing (the message says how to install it).
+        NoBrowser: selenium, ``chromium`` or ``chromedriver`` is missing (the message says how to install it),
+            or Chromium cannot start on this machine (the message gives the driver's reason).
     """
     import shutil
 
@@ -108,6 +109,11 @@ def chromium_driver(*, width: int = 1280, height: int = 900) -> Any:
                  "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}",
                  "--no-first-run", "--hide-scrollbars"):
         options.add_argument(flag)  # fmt: skip
-    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    except WebDriverException as exc:  # e.g. a snap stand-in for chromium inside a container
+        raise NoBrowser(f"headless Chromium ({binary}) cannot start here: {exc.msg}") from exc
     chrome.set_page_load_timeout(30)
     return chrome
