@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from muqkit.cli.main import main
 
@@ -46,3 +47,17 @@ def test_serve_loads_the_model_once_and_binds_loopback(mulan_index, mulan_embedd
     assert client.get("/api/search", params={"q": "organ", "k": 2}).status_code == 200
     assert len(loads) == 1
     assert "7 tracks" in capsys.readouterr().out
+
+
+def test_mulan_index_with_a_muq_checkpoint_gives_muq_latents(collection, parity_dir, tmp_path, capsys):
+    from muqkit.audio.io import load_audio
+    from muqkit.mulan.index import AudioIndex
+    from muqkit.serve.embedder import MuQAudioLatents, load_embedder
+    from muqkit.ssl.muq import MuQ
+
+    model_dir = parity_dir / "muq_small" / "model"
+    assert main(["mulan", "index", str(collection), "--model", str(model_dir), "--out", str(tmp_path / "idx")]) == 0
+    index = AudioIndex.load(tmp_path / "idx")
+    assert index.latents.shape == (7, 128) and load_embedder(index.model).kind == "muq"
+    expected = MuQAudioLatents(MuQ.from_pretrained(model_dir)).extract_audio_latents([load_audio(index.paths[0])])
+    assert torch.allclose(index.latents[0], expected[0], atol=1e-5)
