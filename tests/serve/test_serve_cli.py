@@ -61,3 +61,26 @@ def test_mulan_index_with_a_muq_checkpoint_gives_muq_latents(collection, parity_
     assert index.latents.shape == (7, 128) and load_embedder(index.model).kind == "muq"
     expected = MuQAudioLatents(MuQ.from_pretrained(model_dir)).extract_audio_latents([load_audio(index.paths[0])])
     assert torch.allclose(index.latents[0], expected[0], atol=1e-5)
+
+
+def test_non_loopback_host_warns(mulan_index, mulan_embedder, monkeypatch, capsys):
+    import uvicorn
+
+    import muqkit.serve.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "load_embedder", lambda name, **kw: mulan_embedder)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    assert main(["serve", "--index", str(mulan_index), "--host", "0.0.0.0"]) == 0
+    assert "reachable from other machines" in capsys.readouterr().out
+    assert main(["serve", "--index", str(mulan_index), "--host", "::1"]) == 0
+    assert "reachable" not in capsys.readouterr().out
+
+
+def test_serve_config_is_validated():
+    from muqkit.serve.app import ServeConfig
+
+    with pytest.raises(ValueError, match="ServeConfig.max_upload_mb must be positive"):
+        ServeConfig(max_upload_mb=0)
+    with pytest.raises(ValueError, match="default_tags"):
+        ServeConfig(default_tags=())
+    assert ServeConfig(max_upload_mb=1.5).max_upload_bytes == 1572864

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"muqkit serve needs {exc.name}: pip install 'muqkit[serve]'") from None
     from muqkit.mulan.index import AudioIndex
     from muqkit.serve.app import DEFAULT_TAGS, ServeConfig, create_app
     from muqkit.serve.backend import IndexBackend
@@ -48,11 +53,6 @@ def run_serve(args: argparse.Namespace) -> int:
             raise ValueError(f"--tags {args.tags!r}: no tag names")
     config = ServeConfig(max_k=args.max_k, max_upload_mb=args.max_upload_mb,
                          max_upload_seconds=args.max_upload_seconds, default_tags=tags)  # fmt: skip
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(f"muqkit serve needs {exc.name}: pip install 'muqkit[serve]'") from None
     index = AudioIndex.load(args.index)
     embedder = load_embedder(args.model or index.model, device=args.device, dtype=args.dtype)
     backend = IndexBackend(index, embedder, projection=args.projection)

@@ -230,7 +230,8 @@ async function init() {
   $("map-colour").addEventListener("change", drawMap);
   $("map").addEventListener("click", mapClick);
   $("player").addEventListener("error", () => message(`cannot play ${$("now-playing").textContent}`, true));
-  render("All tracks", state.tracks.slice(0, 50).map((t, i) => ({ rank: i + 1, score: null, track: t })));
+  const shown = state.tracks.length > 50 ? `Tracks (the first 50 of ${state.tracks.length})` : "Tracks";
+  render(shown, state.tracks.slice(0, 50).map((t, i) => ({ rank: i + 1, score: null, track: t })));
   document.body.dataset.ready = "1";
 }
 
