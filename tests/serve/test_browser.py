@@ -108,5 +108,13 @@ def test_page_searches_plays_tags_and_maps(browser, mulan_backend, collection, t
                  == str(target), "the clicked point to load")  # fmt: skip
         wait_for(lambda: playing(driver), "the clicked point to play")
         driver.save_screenshot(str(tmp_path / "map.png"))
+
+        # the map coloured by each track's best tag of the edited list
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "map-colour")).select_by_value("tag")
+        best = set(mulan_backend.best_tags(["piano", "drums", "noise", "strings"]))
+        legend = lambda: set(driver.find_element(By.ID, "legend").text.split())  # noqa: E731
+        wait_for(lambda: legend() == best, f"a legend of the best tags {sorted(best)}")
     for name in ("results.png", "map.png"):
         assert (tmp_path / name).stat().st_size > 10_000
