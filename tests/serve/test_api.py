@@ -217,3 +217,13 @@ def test_concurrent_requests_agree(client):
     for t in threads:
         t.join()
     assert all(results[i] == expected[q] for i, q in enumerate(queries))
+
+
+def test_an_internal_error_answers_json(mulan_backend, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from muqkit.serve.app import create_app
+
+    client = TestClient(create_app(mulan_backend), raise_server_exceptions=False)
+    monkeypatch.setattr(mulan_backend, "more_like_this", lambda *a, **kw: 1 / 0)
+    assert "ZeroDivisionError" in error(client.get("/api/tracks/0/similar"), 500)

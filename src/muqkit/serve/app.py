@@ -9,6 +9,7 @@ parameter or audio, 404 unknown track or route, 409 no text tower, 413 upload to
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ DEFAULT_TAGS: tuple[str, ...] = (
     "piano", "guitar", "strings", "brass", "drums", "voice", "electronic", "orchestra",
     "calm", "energetic", "happy", "sad", "jazz", "classical", "rock", "folk", "ambient", "dance",
 )  # fmt: skip
+log = logging.getLogger(__name__)
 UPLOAD_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 
 
@@ -97,6 +99,12 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc}); see the server's log"},
+                            status_code=500)  # fmt: skip
 
     def check_k(k: int) -> int:
         if not 1 <= k <= config.max_k:
