@@ -50,3 +50,11 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
     from muqkit.hub.defaults import default_muq_model
 
     assert default_muq_model() == str(tmp_path / "home" / "default-model")
+    from muqkit.data.loader import load_records
+    from muqkit.mulan.index import AudioIndex
+
+    index = AudioIndex.load(tmp_path / "demo" / "index")  # the demo's last step: `muqkit serve --index` works
+    pieces = load_records([next((tmp_path / "demo" / "corpus").rglob("scores.jsonl"))], splits=None)
+    assert sorted(index.paths) == sorted(str(p.absolute()) for _, p in pieces)
+    assert index.latents.shape == (len(pieces), model.config.encoder_dim)
+    assert index.model == str((tmp_path / "demo" / "model").absolute())

@@ -83,7 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.set_defaults(func=run_train)
 
-    index = sub.add_parser("index", help="embed audio files or folders once, for `muqkit search`")
+    index = sub.add_parser(
+        "index", help="embed audio files or folders once, for `muqkit search` and `muqkit serve` "
+        "(a MuQ checkpoint as --model gives MuQ latents: music search only)"
+    )
     index.add_argument("paths", nargs="+", metavar="PATH")
     index.add_argument("--out", required=True, metavar="DIR", help="index folder")
     _model_args(index)
@@ -247,11 +250,12 @@ def _texts(texts: list[str], option: str) -> list[str]:
 def run_index(args: argparse.Namespace) -> int:
     from muqkit.mulan.index import ITEMS_NAME, LATENTS_NAME, META_NAME, build_index_reporting
     from muqkit.runfolder import prepare_run_folder
+    from muqkit.serve.embedder import load_embedder
 
     out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=(LATENTS_NAME, ITEMS_NAME, META_NAME))
-    model = _load(args.model, args.device, args.dtype)
-    index, failures = build_index_reporting(
-        model, args.paths, model_name=_model_name(args.model), batch_size=args.batch_size
+    model = load_embedder(args.model, device=args.device, dtype=args.dtype).model  # MuQ-MuLan, or MuQ latents
+    index, failures = build_index_reporting(  # MuQAudioLatents reads like a MuQ-MuLan's audio side
+        model, args.paths, model_name=_model_name(args.model), batch_size=args.batch_size  # type: ignore[arg-type]
     )
     index.save(out)
     print(f"indexed {len(index.paths)} files into {out}")

@@ -62,7 +62,7 @@ class DemoPlan:
 # What the demo writes in its folder (``overwrite`` deletes these, nothing else).
 DEMO_ENTRIES = ("plan.json", "corpus", "pretrain-audio.txt", "tokenizer-audio.txt", "mel_rvq", "iter1",
                 "random_projection", "bestrq", "curve",
-                "iter2", "cache", "model", "report")  # fmt: skip
+                "iter2", "cache", "model", "report", "index")  # fmt: skip
 
 QUICK = DemoPlan(
     corpus="quick", rvq_steps=10, pretrain_steps=6, refine_rvq_steps=5, crop_seconds=2.0, batch_size=4,
@@ -358,4 +358,11 @@ def run_demo(
     installed = install_default_model(out / "model")
     print(f"embedding model: {out / 'model'}, installed as muqkit's offline default ({installed}): "
           f"muqkit embed AUDIO --out EMB")
+    # 7. the search app's index: MuQ latents of every piece of the corpus (music search and the map)
+    if not (out / "index" / "latents.safetensors").is_file():
+        from muqkit.serve.embedder import build_muq_index
+
+        pieces = [p for _, p in load_records(manifests[:1], splits=None)]
+        build_muq_index(final, pieces, model_name=str((out / "model").absolute()))[0].save(out / "index")
+    print(f"search app: muqkit serve --index {out / 'index'}")
     return out / "model"

@@ -1,0 +1,75 @@
+"""``muqkit serve --index IDX``: the search app in the browser (see :mod:`muqkit.serve`)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+
+from muqkit.cli.errors import device, positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``serve``."""
+    p = subparsers.add_parser(
+        "serve",
+        help="a local web app over an index: search by text or by example, listen, tags, map",
+        description="Serves a page and a JSON API (/api/) over an index built by `muqkit mulan index` (or the "
+        "demo's index of MuQ latents: music search and the map, no text). Binds 127.0.0.1 unless --host says "
+        "otherwise; no asset comes from the network.",
+    )
+    p.add_argument("--index", required=True, metavar="DIR", help="index folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--model", default=None, help="model (default: the one that built the index)")
+    p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--projection", choices=("pca", "umap"), default="pca",
+                   help="the map's projection (umap needs umap-learn)")  # fmt: skip
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest audio for search by example")
+    p.add_argument("--max-upload-seconds", type=float, default=60.0, help="longest audio for search by example")
+    p.add_argument("--max-k", type=positive_int, default=100, help="most results per search")
+    p.add_argument("--tags", default=None, help="the page's default tag list: comma-separated, or @FILE")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"muqkit serve needs {exc.name}: pip install 'muqkit[serve]'") from None
+    from muqkit.mulan.index import AudioIndex
+    from muqkit.serve.app import DEFAULT_TAGS, ServeConfig, create_app
+    from muqkit.serve.backend import IndexBackend
+    from muqkit.serve.embedder import load_embedder
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: give a port between 0 and 65535")
+    tags = DEFAULT_TAGS
+    if args.tags is not None:
+        text = open(args.tags[1:], encoding="utf-8").read() if args.tags.startswith("@") else args.tags
+        tags = tuple(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
+        if not tags:
+            raise ValueError(f"--tags {args.tags!r}: no tag names")
+    config = ServeConfig(max_k=args.max_k, max_upload_mb=args.max_upload_mb,
+                         max_upload_seconds=args.max_upload_seconds, default_tags=tags)  # fmt: skip
+    index = AudioIndex.load(args.index)
+    embedder = load_embedder(args.model or index.model, device=args.device, dtype=args.dtype)
+    backend = IndexBackend(index, embedder, projection=args.projection)
+    backend.map_coordinates()  # computed once now, not on the first page load
+    app = create_app(backend, config)
+    if not _is_loopback(args.host):
+        print(f"muqkit serve: warning: --host {args.host} makes the app reachable from other machines")
+    print(f"muqkit serve: {len(index.paths)} tracks, model {embedder.name} "
+          f"({'text and music search' if embedder.can_embed_text else 'music search only: MuQ latents'})")  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)  # prints the URL
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

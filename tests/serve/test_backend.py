@@ -1,0 +1,97 @@
+"""The backend and its parts: the map's projection, byte ranges, model kinds, MuQ latents, the protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_index_backend_is_a_search_backend(mulan_backend, muq_backend):
+    from muqkit.serve.backend import SearchBackend
+
+    assert isinstance(mulan_backend, SearchBackend) and isinstance(muq_backend, SearchBackend)
+    assert mulan_backend.can_search_text and not muq_backend.can_search_text
+
+
+def test_search_vector_ranks_by_dot_product_and_excludes(mulan_backend):
+    latents = mulan_backend.index.latents
+    query = latents[1] + 0.5 * latents[5]
+    hits = mulan_backend.search_vector(query, k=4, exclude=(1,))
+    order = [i for i in torch.argsort(latents @ query, descending=True).tolist() if i != 1][:4]
+    assert [h.track.id for h in hits] == order and [h.rank for h in hits] == [1, 2, 3, 4]
+    assert [h.score for h in hits] == pytest.approx((latents[order] @ query).tolist(), abs=1e-5)
+
+
+def test_unknown_track(mulan_backend):
+    from muqkit.serve.backend import UnknownTrack
+
+    with pytest.raises(UnknownTrack, match="no track 99"):
+        mulan_backend.more_like_this(99, k=3)
+
+
+def test_model_must_match_the_index(mulan_backend, muq_backend):
+    from muqkit.serve.backend import IndexBackend
+
+    with pytest.raises(ValueError, match="serve the index with the model that built it"):
+        IndexBackend(mulan_backend.index, muq_backend.embedder)
+
+
+def test_pca_map_spreads_the_leading_direction():
+    from muqkit.serve.backend import project_2d
+
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(50, 8, generator=g) * torch.tensor([10.0, 3.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    xy = project_2d(points)
+    assert xy.shape == (50, 2) and xy.min() == 0.0 and xy.max() == 1.0
+    # the first axis follows the largest-variance coordinate, the second the next one
+    assert abs(np.corrcoef(xy[:, 0], points[:, 0].numpy())[0, 1]) > 0.99
+    assert abs(np.corrcoef(xy[:, 1], points[:, 1].numpy())[0, 1]) > 0.95
+    assert project_2d(torch.ones(1, 4)).tolist() == [[0.5, 0.5]]
+    with pytest.raises(ValueError, match="projection must be one of"):
+        project_2d(points, "tsne")
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [(None, 100, None), ("bytes=0-9", 100, (0, 9)), ("bytes=90-", 100, (90, 99)), ("bytes=-10", 100, (90, 99)),
+     ("bytes=50-500", 100, (50, 99)), ("bytes=0-1,5-6", 100, None), ("items=0-1", 100, None)],
+)  # fmt: skip
+def test_parse_range(header, size, expected):
+    from muqkit.serve.media import parse_range
+
+    assert parse_range(header, size) == expected
+
+
+def test_parse_range_outside():
+    from muqkit.serve.media import RangeNotSatisfiable, parse_range
+
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range("bytes=100-", 100)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range("bytes=9-3", 100)
+
+
+def test_model_kind(parity_dir, tmp_path):
+    from muqkit.hub.weights import CheckpointError
+    from muqkit.serve.embedder import model_kind
+
+    assert model_kind(parity_dir / "mulan_small" / "mulan") == "mulan"
+    assert model_kind(parity_dir / "muq_small" / "model") == "muq"
+    with pytest.raises(CheckpointError, match="missing config.json"):
+        model_kind(tmp_path)
+
+
+def test_muq_latents_are_the_normalised_mean_frame(muq_backend):
+    from muqkit.serve.embedder import MuQAudioLatents
+
+    adapter = muq_backend.embedder.model
+    wav = torch.randn(24000 * 3, generator=torch.Generator().manual_seed(1)) * 0.1
+    with torch.no_grad():
+        frames = adapter.muq(wav[None]).last_hidden_state[0]
+    expected = torch.nn.functional.normalize(frames.mean(0), dim=-1)
+    assert torch.allclose(adapter.extract_audio_latents([wav])[0], expected, atol=1e-5)
+    # long audio is cut into chunks whose frames are averaged together
+    chunked = MuQAudioLatents(adapter.muq, chunk_seconds=1.0).extract_audio_latents([wav])[0]
+    assert torch.nn.functional.cosine_similarity(chunked, expected, dim=0) > 0.9
+    assert chunked.norm().item() == pytest.approx(1.0, abs=1e-5)
