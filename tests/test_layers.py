@@ -87,3 +87,31 @@ def test_the_delegator_exception_is_narrow():
     ok = "class M:\n    def save_pretrained(self, folder):\n        from muqkit.hub.loaders import save_muq\n"
     assert [(m, f) for m, _, f in _imports(ast.parse(ok))] == [("muqkit.hub.loaders", "save_pretrained")]
     assert _violations(SRC / "ssl" / "probe.py", ok) == []
+
+
+# Training sits below the experiments: ``train/`` composes models and data, never evaluation, the recipes
+# (demo, claims) or the CLI; and nothing in the library but the CLI reaches up into the recipes.
+TRAIN_FORBIDDEN = ("muqkit.eval", "muqkit.recipes", "muqkit.cli")
+LIBRARY_PACKAGES = ("audio", "encoder", "tokenizer", "ssl", "mulan", "data", "train", "eval", "embed", "hub")
+
+
+def _imports_of(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in sorted((SRC / package).rglob("*.py")):
+        for module, line, function in _imports(ast.parse(path.read_text(), filename=str(path))):
+            if any(_is(module, p) for p in forbidden):
+                where = f"in {function}()" if function else "at module level"
+                bad.append(f"{path.relative_to(SRC.parent)}:{line} imports {module} {where}")
+    return bad
+
+
+def test_train_imports_no_eval_recipes_or_cli():
+    assert len(list((SRC / "train").rglob("*.py"))) >= 4, "train/ was not found"
+    problems = _imports_of("train", TRAIN_FORBIDDEN)
+    assert not problems, "train/ reaches up:\n" + "\n".join(problems)
+
+
+def test_only_the_cli_imports_the_recipes():
+    assert (SRC / "recipes" / "demo.py").is_file() and (SRC / "recipes" / "claims.py").is_file()
+    problems = [v for package in LIBRARY_PACKAGES for v in _imports_of(package, ("muqkit.recipes",))]
+    assert not problems, "the library imports an experiment:\n" + "\n".join(problems)
