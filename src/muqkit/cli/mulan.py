@@ -259,11 +259,11 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from muqkit.data.loader import absolute_records
     from muqkit.mulan.evaluate import evaluate_items
     from muqkit.mulan.index import embed_files
-    from muqkit.train.mulan import load_records
 
-    records = [r for r in load_records(args.manifest, args.split) if args.source in (None, r.source)]
+    records = [r for r in absolute_records(args.manifest, split=args.split) if args.source in (None, r.source)]
     if args.exclude_groups:
         from muqkit.data.manifest import read_manifest
 
@@ -301,7 +301,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_similarity(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import embed_audio_files, find_audio
+    from muqkit.data.files import find_audio
+    from muqkit.mulan.index import embed_audio_files
 
     texts = _texts(args.text, "--text")
     files = find_audio(args.audio)
@@ -319,7 +320,8 @@ def run_similarity(args: argparse.Namespace) -> int:
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import embed_audio_files, find_audio
+    from muqkit.data.files import find_audio
+    from muqkit.mulan.index import embed_audio_files
     from muqkit.mulan.zeroshot import DEFAULT_PROMPTS, ZeroShotClassifier, check_prompt
 
     if args.tags.startswith("@"):

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser("train", help="train a Mel-RVQ / latent RVQ, or fit a random-projection / k-means baseline")
-    p.add_argument("data", help="manifest (one path or JSON object per line) or folder of audio / feature files")
+    p.add_argument("data", help="folder of audio / feature files, plain list of paths, or manifest")
     p.add_argument("output", help="run folder (the tokenizer is saved to OUTPUT/tokenizer)")
     p.add_argument("--kind", choices=KINDS, default="mel_rvq")
     p.add_argument("--val", help="held-out manifest or folder, validated during training")
@@ -151,17 +151,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from muqkit.data.files import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, iterate_chunks, list_files
     from muqkit.runfolder import prepare_run_folder
     from muqkit.tokenizer.base import load_tokenizer
     from muqkit.tokenizer.diagnostics import make_report, plot_report
-    from muqkit.train.tokenizer import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, iterate_chunks, read_manifest
 
     prepare_run_folder(args.out, overwrite=args.overwrite, owned=("report.json", "stages.png", "agreement.png"))
     tokenizer = load_tokenizer(args.tokenizer)
     others = {f"vs {name}": load_tokenizer(name) for name in args.compare}
     single = load_tokenizer(args.single_vq) if args.single_vq else None
     audio = hasattr(tokenizer, "features")
-    files = read_manifest(args.data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
+    files = list_files(args.data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
     chunks = iterate_chunks(
         files, kind="audio" if audio else "features", sample_rate=int(getattr(tokenizer.config, "sample_rate", 0)),
         chunk_seconds=30.0, max_seconds=args.max_seconds,
@@ -196,8 +196,8 @@ def run_encode(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
 
+    from muqkit.data.files import AUDIO_EXTENSIONS, list_files, read_audio
     from muqkit.tokenizer.base import load_tokenizer
-    from muqkit.train.tokenizer import AUDIO_EXTENSIONS, read_audio, read_manifest
 
     out = Path(args.out)
     if out.is_dir():
@@ -208,7 +208,7 @@ def run_encode(args: argparse.Namespace) -> int:
     files: list[Path] = []
     for entry in args.audio:
         path = Path(entry)
-        files.extend([path] if path.suffix.lower() in AUDIO_EXTENSIONS else read_manifest(path))
+        files.extend([path] if path.suffix.lower() in AUDIO_EXTENSIONS else list_files(path))
     codes = {}
     for path in files:
         audio = torch.from_numpy(read_audio(path, tokenizer.sample_rate)).unsqueeze(0)

@@ -68,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(official format), OUT/checkpoints/last.ckpt and OUT/logs. Multi-GPU: run under torchrun or "
         "SLURM srun with --devices N (and --set num_nodes=M).",
     )
-    p.add_argument("manifests", nargs="+", help="JSONL manifests (muqkit data build-corpus writes them)")
+    p.add_argument(
+        "manifests", nargs="+", metavar="DATA",
+        help="manifests (muqkit data build-corpus writes them), folders of audio or plain lists of paths",
+    )
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--tokenizer", help="target tokenizer folder (Mel-RVQ, random projection, k-means, latent RVQ)")
     p.add_argument("--labels", help="pre-extracted label folder (muqkit refine --step labels)")
@@ -89,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "whose output exists; a single step can run alone.",
     )
     p.add_argument("model", help="the trained MuQ (folder or Hub id)")
-    p.add_argument("manifests", nargs="+", help="JSONL manifests")
+    p.add_argument("manifests", nargs="+", metavar="DATA", help="manifests, folders of audio or plain lists of paths")
     p.add_argument("--out", required=True, help="iteration folder: latents/, rvq/, labels/, pretrain/")
     p.add_argument("--step", choices=REFINE_STEPS, default="all")
     p.add_argument("--layer", type=int, help="hidden state to tokenize (default: 3/4 of the depth, 9 of 12)")

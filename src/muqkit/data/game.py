@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from muqkit.data.files import scan_folder
 from muqkit.data.render import SystemRequirementError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES: tuple[str, ...] = (".ogg", ".oga", ".flac", ".wav", ".mp3", ".opus")
 _TAG_FIELDS: tuple[str, ...] = ("title", "artist", "album", "genre")
 
 
@@ -105,7 +105,7 @@ def list_tracks(unpacked: dict[str, Path]) -> list[GameTrack]:
         root = unpacked[package]
         desc_file = root / ".description"
         description = desc_file.read_text().strip() if desc_file.is_file() else ""
-        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+        for path in scan_folder(root):
             tags: dict[str, str] = {}
             try:
                 with sf.SoundFile(path) as f:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from muqkit.atomic import clean_temporaries
-from muqkit.audio.io import AUDIO_EXTENSIONS, AudioError, audio_info, stream_audio
+from muqkit.audio.io import AudioError, audio_info, stream_audio
+from muqkit.data.files import scan_folder
 from muqkit.embed.chunks import (
     Chunk,
     LayerSpec,
@@ -122,7 +123,7 @@ class EmbedSummary:
 def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     """Expand files and folders into the audio files to embed.
 
-    A folder is searched recursively for files with an audio extension (``AUDIO_EXTENSIONS``; hidden
+    A folder is searched recursively for files with an audio extension (:func:`muqkit.data.files.scan_folder`; hidden
     files and folders are skipped), in sorted order; their outputs mirror the tree below the folder.
     A file is taken whatever its extension and its output is named after it. A path that does not
     exist is kept, so that it is reported as failed rather than silently dropped.
@@ -134,12 +135,7 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     for given in paths:
         root = Path(given)
         if root.is_dir():
-            for path in sorted(root.rglob("*")):
-                rel = path.relative_to(root)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file():
-                    found.append(InputFile(path, PurePosixPath(rel.as_posix())))
+            found += [InputFile(path, PurePosixPath(path.relative_to(root).as_posix())) for path in scan_folder(root)]
         else:
             found.append(InputFile(root, PurePosixPath(root.name)))
     seen: dict[PurePosixPath, Path] = {}

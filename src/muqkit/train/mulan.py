@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from muqkit.data.manifest import AudioRecord, read_manifest
+from muqkit.data.loader import absolute_records
+from muqkit.data.manifest import AudioRecord
 from muqkit.mulan.captions import caption_from_metadata
 from muqkit.mulan.loss import ContrastiveLoss
 from muqkit.mulan.model import MuQMuLan
@@ -289,26 +290,6 @@ def build_model(config: MuLanTrainConfig) -> MuQMuLan:
     return MuQMuLan.from_config(mconf, load_backbone_weights=load)
 
 
-def audio_root(manifest: str | os.PathLike[str], records: Sequence[AudioRecord]) -> Path:
-    """The folder a manifest's relative audio paths start from: the manifest's folder, or the corpus folder
-    above ``manifests/`` (whichever holds the first item)."""
-    path = Path(manifest)
-    for candidate in (path.parent, path.parent.parent):
-        if not records or records[0].resolve(candidate).exists():
-            return candidate
-    raise FileNotFoundError(f"{manifest}: cannot find {records[0].path} beside the manifest or its parent")
-
-
-def load_records(manifests: Sequence[str | os.PathLike[str]], split: str | None = None) -> list[AudioRecord]:
-    """Records of ``split`` (all when ``None``) from several manifests, with absolute audio paths."""
-    out: list[AudioRecord] = []
-    for manifest in manifests:
-        records = read_manifest(manifest)
-        root = audio_root(manifest, records)
-        out += [replace(r, path=str(r.resolve(root).absolute())) for r in records if split in (None, r.split)]
-    return out
-
-
 def train_mulan(config: MuLanTrainConfig) -> Path:
     """Train and save the model to ``out/model``; returns that folder."""
     import lightning as L
@@ -324,11 +305,11 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
     L.seed_everything(config.seed, workers=True)
     model = build_model(config)
     clip_samples = int(round(model.sample_rate * (config.clip_secs or model.clip_secs)))
-    train_records = load_records(config.manifests, config.train_split)
+    train_records = absolute_records(config.manifests, split=config.train_split)
     root = Path(".")
     if len(train_records) < config.batch_size:
         raise ValueError(f"{len(train_records)} training items, fewer than one batch of {config.batch_size}")
-    valid_records = load_records(config.manifests, config.valid_split)
+    valid_records = absolute_records(config.manifests, split=config.valid_split)
     collate = CaptionCollator(model.text.tokenizer, model.text.max_length)
     train_loader = DataLoader(
         CaptionedAudioDataset(

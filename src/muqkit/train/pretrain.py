@@ -55,7 +55,7 @@ class PretrainTrainingConfig:
         latent_model: previous-iteration MuQ folder whose ``latent_layer`` the latent RVQ tokenizes.
         latent_layer: hidden-state index for ``latent_model``.
         labels: folder of labels pre-extracted by :func:`muqkit.train.refine.extract_labels`
-            (instead of ``tokenizer``).
+            (instead of ``tokenizer``; read with :func:`muqkit.data.labels.read_labels`).
         mask_seconds, mask_prob, noise_std: span masking.
         recon_weight: mel-reconstruction weight (0: off).
         crop_seconds: random crop length (large: 30 s).
@@ -241,8 +241,8 @@ def corpus_mel_statistics(
         ``stat``) and the seconds of audio read.
     """
     from muqkit.audio.mel import MelFrontend
+    from muqkit.data.files import iterate_chunks
     from muqkit.tokenizer.base import RunningMoments
-    from muqkit.train.tokenizer import iterate_chunks
 
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
     frontend = MelFrontend(sample_rate, **mel)  # no mean / std: dB values
@@ -358,28 +358,11 @@ def _lightning_module(
 ) -> Any:
     from muqkit.train.lightning import LightningTask, OptimizerConfig
 
-    class PretrainLightning(LightningTask):
-        """LightningTask that also checkpoints the global random state (dropout) for exact resume."""
-
-        def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-            super().on_save_checkpoint(checkpoint)
-            state: dict[str, Any] = {"torch": torch.get_rng_state()}
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                state["cuda"] = torch.cuda.get_rng_state_all()
-            checkpoint["muqkit_rng"] = state
-
-        def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-            state = checkpoint.get("muqkit_rng")
-            if state is not None:
-                torch.set_rng_state(state["torch"])
-                if "cuda" in state and torch.cuda.is_available():
-                    torch.cuda.set_rng_state_all(state["cuda"])
-
     optimizer = OptimizerConfig(
         name="adamw", lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps,
     )  # fmt: skip
-    return PretrainLightning(task, optimizer=optimizer, metadata=metadata, describe_batch=describe_batch)
+    return LightningTask(task, optimizer=optimizer, metadata=metadata, describe_batch=describe_batch)
 
 
 def snapshot_dir(run_dir: str | os.PathLike[str], step: int) -> Path:
@@ -511,7 +494,7 @@ def train_pretrain(
     labels = None
     label_shape = None
     if config.labels is not None:
-        from muqkit.train.refine import read_labels
+        from muqkit.data.labels import read_labels
 
         labels, meta = read_labels(config.labels)
         label_shape = (int(meta["num_codebooks"]), int(meta["codebook_size"]))

@@ -26,14 +26,18 @@ import torch
 
 from muqkit.atomic import atomic_path
 from muqkit.audio.io import read_crop
+from muqkit.data.labels import (
+    LABELS_INDEX,
+    label_dtype,
+    shard_name,
+    write_label_index,
+    write_label_shard,
+)
 from muqkit.data.loader import load_records
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets
 
 log = logging.getLogger(__name__)
-
-LABELS_INDEX = "labels.json"
-
 
 def default_layer(depth: int) -> int:
     """The refinement layer for an encoder of ``depth`` layers (9 for 12, 6 for 8, 2 for 2)."""
@@ -138,9 +142,10 @@ def train_latent_rvq(
     progress: bool = True,
 ) -> Path:
     """Train a latent RVQ (same losses as Mel-RVQ) on a feature manifest; returns the tokenizer folder."""
-    from muqkit.train.tokenizer import TokenizerTrainingConfig, read_features, read_manifest, train_tokenizer
+    from muqkit.data.files import list_files, read_features
+    from muqkit.train.tokenizer import TokenizerTrainingConfig, train_tokenizer
 
-    files = read_manifest(latents, extensions=(".npy",))
+    files = list_files(latents, extensions=(".npy",))
     dim = int(read_features(files[0]).shape[1])
     config = TokenizerTrainingConfig(
         kind="latent_rvq", crop_frames=crop_frames, batch_size=batch_size, max_steps=steps, lr=lr, seed=seed,
@@ -183,17 +188,15 @@ def extract_labels(
     Returns:
         ``out_dir``.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = sorted(load_records(manifests, splits=splits), key=lambda p: p[0].id)
     num_codebooks, codebook_size = int(targets.num_codebooks), int(targets.codebook_size)
-    dtype = torch.int16 if codebook_size <= 32767 else torch.int32
+    dtype = label_dtype(codebook_size)
     window = _window_samples(window_seconds)
     shards = []
     for k in range(0, len(records), shard_items):
-        name = f"labels-{k // shard_items:05d}.safetensors"
+        name = shard_name(k // shard_items)
         shards.append(name)
         if (out / name).is_file():
             continue
@@ -204,30 +207,14 @@ def extract_labels(
                 continue
             codes = _encode_file(targets.encode, audio, window)  # (N, frames)
             tensors[record.id] = codes.to(dtype).contiguous()
-        with atomic_path(out / name) as tmp:
-            save_file(tensors, str(tmp))
+        write_label_shard(out / name, tensors)
         log.info("labels: %s (%d records)", name, len(tensors))
     meta = {
         "num_codebooks": num_codebooks, "codebook_size": codebook_size,
         "frame_rate": float(getattr(targets, "frame_rate", 25.0)), "shards": shards, "records": len(records),
     }  # fmt: skip
-    (out / LABELS_INDEX).write_text(json.dumps(meta, indent=2) + "\n")
+    write_label_index(out, meta)
     return out
-
-
-def read_labels(folder: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every record's codes ``{id: (num_codebooks, frames) long}`` and the index of a label folder."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    index = folder / LABELS_INDEX
-    if not index.is_file():
-        raise FileNotFoundError(f"{folder}: no {LABELS_INDEX}; run extract_labels first")
-    meta = json.loads(index.read_text())
-    labels: dict[str, torch.Tensor] = {}
-    for shard in meta["shards"]:
-        labels.update({k: v.long() for k, v in load_file(str(folder / shard)).items()})
-    return labels, meta
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,7 +302,6 @@ __all__ = [
     "default_layer",
     "extract_labels",
     "extract_latents",
-    "read_labels",
     "refine",
     "train_latent_rvq",
 ]

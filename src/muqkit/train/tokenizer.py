@@ -4,25 +4,36 @@ Steps: a streaming pass over the data computes the normalisation statistics (and
 sample of frames for the optional k-means initialisation of the codebooks); then Lightning trains
 on random crops (5 s of audio, or ``crop_frames`` feature frames) with Adam; the result is saved as
 a tokenizer folder (``config.json`` + ``model.safetensors``) loadable with ``from_pretrained``.
+
+The data comes from :mod:`muqkit.data` (a folder, a plain list of paths or a manifest); crop ``i`` is
+drawn from a generator seeded by ``(seed, i)`` and the sampler restarts at the checkpoint's step, so a
+resumed run sees exactly the crops of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from muqkit.data.files import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, is_record_manifest, iterate_chunks, list_files
+from muqkit.data.loader import (
+    FrameCropDataset,
+    RandomCropDataset,
+    ResumableSampler,
+    collate_crops,
+    collate_frames,
+    load_records,
+)
+from muqkit.hub.weights import safe_torch_load
 from muqkit.tokenizer.base import RunningMoments
 from muqkit.tokenizer.latent import LatentRVQ, LatentRVQConfig
 from muqkit.tokenizer.mel_rvq import MelRVQ, MelRVQConfig
@@ -30,220 +41,11 @@ from muqkit.tokenizer.training import RVQTrainingTask
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-FEATURE_EXTENSIONS = (".npy", ".safetensors", ".pt")
 # What a tokenizer training run writes in its folder (``overwrite`` deletes these, nothing else).
 RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "tokenizer")
-_PATH_KEYS = ("path", "audio_filepath", "audio_path", "audio", "file", "features", "feature_path")
-
-
-# ----------------------------------------------------------------------------- manifests
-def read_manifest(
-    source: str | os.PathLike[str],
-    *,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
-    splits: Sequence[str] | None = ("train", "pool"),
-) -> list[Path]:
-    """Files listed by a manifest, or found under a folder.
-
-    A corpus manifest (JSONL of :class:`~muqkit.data.manifest.AudioRecord`, as the offline corpus
-    builder writes at the corpus root) is read with :func:`muqkit.data.loader.load_records`: paths
-    are resolved from the corpus root and only records of ``splits`` are kept (``None``: all).
-    Any other manifest is a text file with one entry per line: a path, or a JSON object with one of
-    the keys ``path``, ``audio_filepath``, ``audio_path``, ``audio``, ``file``, ``features``;
-    relative paths are taken from the manifest's folder; blank lines and ``#`` comments are skipped.
-    """
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in extensions)
-        if not files:
-            raise ValueError(f"{source}: no files with extensions {list(extensions)}")
-        return files
-    if _is_record_manifest(source):
-        from muqkit.data.loader import load_records
-
-        return [path for _, path in load_records([source], splits=splits)]
-    files = []
-    with open(source, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("{"):
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{source}:{number}: not a JSON object ({exc.msg})") from None
-                key = next((k for k in _PATH_KEYS if k in entry), None)
-                if key is None:
-                    raise ValueError(f"{source}:{number}: no path key among {_PATH_KEYS}")
-                line = str(entry[key])
-            path = Path(line)
-            files.append(path if path.is_absolute() else source.parent / path)
-    if not files:
-        raise ValueError(f"{source}: empty manifest")
-    return files
-
-
-def _is_record_manifest(source: Path) -> bool:
-    """Whether the first entry of a manifest is a full :class:`~muqkit.data.manifest.AudioRecord`."""
-    from muqkit.data.manifest import AudioRecord
-
-    with open(source, encoding="utf-8") as fh:
-        first = next((line.strip() for line in fh if line.strip() and not line.startswith("#")), "")
-    if not first.startswith("{"):
-        return False
-    try:
-        AudioRecord.from_dict(json.loads(first))
-    except (json.JSONDecodeError, TypeError, ValueError):
-        return False
-    return True
-
-
-def read_audio(path: Path, sample_rate: int, *, start: float = 0.0, duration: float | None = None) -> np.ndarray:
-    """Mono float32 audio at ``sample_rate``: the whole file (:func:`muqkit.audio.io.load_audio`), or
-    ``duration`` seconds from ``start`` (:func:`muqkit.audio.io.read_crop`)."""
-    if start == 0.0 and duration is None:
-        from muqkit.audio.io import load_audio
-
-        return load_audio(path, sample_rate=sample_rate, min_duration=0.0).numpy()
-    from muqkit.audio.io import read_crop
-
-    first = int(round(start * sample_rate))
-    count = 1 << 40 if duration is None else int(math.ceil(duration * sample_rate))
-    return read_crop(path, sample_rate, first, count).numpy()
-
-
-def audio_duration(path: Path) -> float:
-    from muqkit.audio.io import audio_info
-
-    return audio_info(path).duration
-
-
-def read_features(path: Path) -> np.ndarray:
-    """A (frames, dim) feature array from ``.npy`` (memory-mapped), ``.safetensors`` or ``.pt``."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        array = np.load(path, mmap_mode="r")
-    elif suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        tensors = load_file(str(path))
-        array = tensors["features"] if "features" in tensors else next(iter(tensors.values()))
-    elif suffix == ".pt":
-        from muqkit.hub.weights import safe_torch_load
-
-        array = safe_torch_load(path).numpy()
-    else:
-        raise ValueError(f"{path}: unsupported feature file (use {FEATURE_EXTENSIONS})")
-    if array.ndim != 2:
-        raise ValueError(f"{path}: features must be (frames, dim), got shape {array.shape}")
-    return array
-
-
-# ----------------------------------------------------------------------------- datasets
-class AudioCropDataset(Dataset):
-    """Random crops of audio files, drawn with torch's RNG (seeded by Lightning).
-
-    Files are chosen in proportion to their duration. Files shorter than a crop give the whole
-    file, padded in the batch.
-
-    Args:
-        files: audio files.
-        crop_seconds: crop length.
-        sample_rate: output rate.
-        crops_per_epoch: dataset length.
-        preload: decode every file into memory once (fast crops; 345 MB per hour at 24 kHz).
-    """
-
-    def __init__(
-        self,
-        files: Sequence[Path],
-        *,
-        crop_seconds: float,
-        sample_rate: int,
-        crops_per_epoch: int,
-        preload: bool = False,
-    ) -> None:
-        self.files = list(files)
-        self.crop_seconds = crop_seconds
-        self.sample_rate = sample_rate
-        self.crops_per_epoch = crops_per_epoch
-        self.durations = torch.tensor([audio_duration(f) for f in self.files], dtype=torch.float64)
-        self.cache = [torch.from_numpy(read_audio(f, sample_rate)) for f in self.files] if preload else None
-
-    def __len__(self) -> int:
-        return self.crops_per_epoch
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        file = int(torch.multinomial(self.durations, 1))
-        span = max(0.0, float(self.durations[file]) - self.crop_seconds)
-        start = float(torch.rand(())) * span
-        if self.cache is not None:
-            first = int(start * self.sample_rate)
-            return self.cache[file][first : first + int(self.crop_seconds * self.sample_rate)]
-        audio = read_audio(self.files[file], self.sample_rate, start=start, duration=self.crop_seconds)
-        return torch.from_numpy(audio[: int(self.crop_seconds * self.sample_rate)])
-
-
-class FeatureCropDataset(Dataset):
-    """Random crops of ``crop_frames`` frames of (frames, dim) feature files or in-memory arrays."""
-
-    def __init__(self, files: Sequence[Path | torch.Tensor], *, crop_frames: int, crops_per_epoch: int) -> None:
-        self.arrays = [f.numpy() if isinstance(f, torch.Tensor) else read_features(f) for f in files]
-        self.crop_frames = crop_frames
-        self.crops_per_epoch = crops_per_epoch
-        self.weights = torch.tensor([a.shape[0] for a in self.arrays], dtype=torch.float64)
-
-    def __len__(self) -> int:
-        return self.crops_per_epoch
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        item = int(torch.multinomial(self.weights, 1))
-        array = self.arrays[item]
-        start = int(torch.randint(max(1, array.shape[0] - self.crop_frames + 1), ()))
-        return torch.from_numpy(np.array(array[start : start + self.crop_frames], dtype=np.float32))
-
-
-def collate_padded(items: Sequence[torch.Tensor], *, key: str = "inputs") -> dict[str, torch.Tensor]:
-    """Pad (length, *) tensors along their first dimension: ``{key, "lengths"}``."""
-    lengths = torch.tensor([x.shape[0] for x in items], dtype=torch.long)
-    inputs = items[0].new_zeros((len(items), int(lengths.max()), *items[0].shape[1:]))
-    for i, x in enumerate(items):
-        inputs[i, : x.shape[0]] = x
-    return {key: inputs, "lengths": lengths}
 
 
 # ----------------------------------------------------------------------------- statistics
-def iterate_chunks(
-    files: Sequence[Path],
-    *,
-    kind: str,
-    sample_rate: int,
-    chunk_seconds: float = 60.0,
-    chunk_frames: int = 4096,
-    max_seconds: float | None = None,
-) -> Iterator[torch.Tensor]:
-    """Stream the data as (length, *) chunks: audio of ``chunk_seconds`` or ``chunk_frames`` feature rows."""
-    seen = 0.0
-    for path in files:
-        if kind == "audio":
-            audio = torch.from_numpy(read_audio(path, sample_rate))
-            step = int(chunk_seconds * sample_rate)
-            for start in range(0, audio.shape[0], step):
-                chunk = audio[start : start + step]
-                if chunk.shape[0] >= 2048:
-                    yield chunk
-            seen += audio.shape[0] / sample_rate
-        else:
-            array = read_features(path)
-            for start in range(0, array.shape[0], chunk_frames):
-                yield torch.from_numpy(np.array(array[start : start + chunk_frames], dtype=np.float32))
-            seen += array.shape[0]
-        if max_seconds is not None and kind == "audio" and seen >= max_seconds:
-            return
-
-
 @dataclass(frozen=True)
 class StatisticsResult:
     """Streaming statistics of a corpus: normalisation and a random sample of raw frames."""
@@ -372,16 +174,6 @@ def build_model(config: TokenizerTrainingConfig) -> MelRVQ | LatentRVQ:
     return LatentRVQ(LatentRVQConfig(**config.model))
 
 
-def _loader(dataset: Dataset, config: TokenizerTrainingConfig, *, key: str = "inputs") -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        collate_fn=partial(collate_padded, key=key),
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
-    )
-
-
 def train_tokenizer(
     train: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -395,7 +187,7 @@ def train_tokenizer(
     """Train a Mel-RVQ or latent RVQ and save it to ``output_dir/tokenizer``.
 
     Args:
-        train: manifest or folder of audio files (mel_rvq) or feature files (latent_rvq).
+        train: audio (mel_rvq) or feature files (latent_rvq): a folder, a plain list of paths or a manifest.
         output_dir: run folder: ``run_config.json``, ``checkpoints/``, ``logs/``, ``tokenizer/``.
         config: training settings.
         validation: optional held-out manifest, validated every ``val_every`` steps.
@@ -429,7 +221,8 @@ def train_tokenizer(
     model = build_model(config)
     audio = config.kind == "mel_rvq"
     extensions = AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS
-    files = read_manifest(train, extensions=extensions)
+    records = load_records([train]) if audio else None
+    files = [path for _, path in records] if records is not None else list_files(train, extensions=extensions)
     sample_rate = int(getattr(model.config, "sample_rate", 0))
 
     cache = config.cache_frames and audio
@@ -456,30 +249,38 @@ def train_tokenizer(
 
     # audio: the model is a MelRVQ (kind mel_rvq)
     frames_per_crop = int(config.crop_seconds * cast(MelRVQ, model).frame_rate) if audio else config.crop_frames
+    start_step = int(safe_torch_load(last)["global_step"]) if resume else 0
 
-    def dataset(paths: Sequence[Path], count: int) -> Dataset:
-        if audio:
-            return AudioCropDataset(
-                paths,
-                crop_seconds=config.crop_seconds,
-                sample_rate=sample_rate,
-                crops_per_epoch=count,
+    def loader(source: Any, *, seed: int, num_batches: int, start_batch: int = 0) -> DataLoader:
+        """Seeded crops of ``source`` (records, feature files or cached frames), drawn by step."""
+        if isinstance(source, list) and source and isinstance(source[0], tuple):
+            dataset: Dataset = RandomCropDataset(
+                source, crop_seconds=config.crop_seconds, sample_rate=sample_rate, seed=seed, frame_samples=1,
                 preload=config.preload,
-            )
-        return FeatureCropDataset(paths, crop_frames=config.crop_frames, crops_per_epoch=count)
+            )  # fmt: skip
+            collate: Any = collate_crops
+        else:
+            dataset, collate = FrameCropDataset(source, crop_frames=frames_per_crop, seed=seed), collate_frames
+        sampler = ResumableSampler(batch_size=config.batch_size, num_batches=num_batches, start_batch=start_batch)
+        return DataLoader(
+            dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+            num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        )  # fmt: skip
 
     if cache:
         assert stats is not None
-        train_set: Dataset = FeatureCropDataset(
-            list(stats.frames), crop_frames=frames_per_crop, crops_per_epoch=config.batch_size * config.max_steps
-        )
-        train_loader = _loader(train_set, config, key="frames")
+        train_source: Any = list(stats.frames)
     else:
-        train_loader = _loader(dataset(files, config.batch_size * config.max_steps), config)
+        train_source = records if records is not None else files
+    train_loader = loader(train_source, seed=config.seed, num_batches=config.max_steps, start_batch=start_step)
     val_loader = None
     if validation is not None:
-        held_out = read_manifest(validation, extensions=extensions, splits=("valid", "test"))
-        val_loader = _loader(dataset(held_out, 4 * config.batch_size), config)
+        if audio:
+            manifest = not Path(validation).is_dir() and is_record_manifest(validation)
+            held: Any = load_records([validation], splits=("valid", "test") if manifest else None)
+        else:
+            held = list_files(validation, extensions=extensions, splits=("valid", "test"))
+        val_loader = loader(held, seed=config.seed + 1, num_batches=4)
 
     task = RVQTrainingTask(model)
     module = LightningTask(task, optimizer=OptimizerConfig(lr=config.lr), metadata={"model": model.config_dict()})
@@ -500,6 +301,8 @@ def train_tokenizer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # the ResumableSampler shards by rank itself
+        max_epochs=-1,
     )
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resume else None))
@@ -550,7 +353,7 @@ def fit_baseline(
         tokenizer = KMeansTokenizer(KMeansConfig(**(model or {})))
     else:
         raise ValueError(f"fit_baseline: kind must be 'random_projection' or 'kmeans', got '{kind}'")
-    files = read_manifest(train)
+    files = list_files(train)
     chunks = iterate_chunks(files, kind="audio", sample_rate=tokenizer.sample_rate, max_seconds=max_seconds)
     stats = compute_statistics(tokenizer, chunks, sample_size=sample_size, seed=seed)
     if kind == "random_projection":
@@ -564,14 +367,10 @@ def fit_baseline(
 
 
 __all__ = [
-    "AudioCropDataset",
-    "FeatureCropDataset",
     "StatisticsResult",
     "TokenizerTrainingConfig",
     "TrainingResult",
-    "collate_padded",
     "compute_statistics",
     "fit_baseline",
-    "read_manifest",
     "train_tokenizer",
 ]
