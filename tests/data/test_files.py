@@ -26,7 +26,7 @@ def _corpus(root: Path) -> Path:
         sf.write(root / "audio" / name, np.full(int(seconds * SR), 0.1 * (i + 1), np.float32), SR)
         records.append(AudioRecord(name, f"audio/{name}", seconds, SR, int(seconds * SR), split, name, "t"))
     sf.write(root / "audio" / ".hidden" / "x.wav", np.zeros(100, np.float32), SR)
-    (root / "audio" / "notes.txt").write_text("not audio")
+    (root / "audio" / "notes.md").write_text("not audio")
     write_manifest(root / "m.jsonl", records)
     return root / "m.jsonl"
 
@@ -36,7 +36,7 @@ def test_one_extension_list_and_one_folder_scan(tmp_path):
     assert {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff"} <= AUDIO_EXTENSIONS
     audio = tmp_path / "audio"
     assert scan_folder(audio) == [audio / "a.wav", audio / "c.wav", audio / "sub" / "b.flac"]
-    assert find_audio([audio / "notes.txt", audio / "sub"]) == [audio / "notes.txt", audio / "sub" / "b.flac"]
+    assert find_audio([audio / "notes.md", audio / "sub"]) == [audio / "notes.md", audio / "sub" / "b.flac"]
     with pytest.raises(FileNotFoundError, match="missing"):
         find_audio([tmp_path / "missing"])
     with pytest.raises(ValueError, match="no audio files"):
@@ -56,6 +56,15 @@ def test_folder_list_and_manifest_name_the_same_files(tmp_path):
     assert list_files(manifest, splits=None) == [audio / "a.wav", audio / "sub" / "b.flac", audio / "c.wav"]
     assert list_files(tmp_path / "list.txt") == list_files(manifest)
     assert list_files(audio) == scan_folder(audio)
+    # among audio files, a list or a manifest stands for the files it names (every split)
+    assert find_audio([tmp_path / "list.txt", audio / "c.wav"]) == [audio / "a.wav", audio / "sub" / "b.flac",
+                                                                   audio / "c.wav"]  # fmt: skip
+    assert find_audio([manifest]) == list_files(manifest, splits=None)
+    from muqkit.embed.api import find_inputs
+
+    inputs = find_inputs([manifest])
+    assert [(i.path, str(i.relative)) for i in inputs] == [(audio / "a.wav", "a.wav"), (audio / "sub" / "b.flac",
+                                                           "b.flac"), (audio / "c.wav", "c.wav")]  # fmt: skip
     (tmp_path / "bad.txt").write_text("a.wav\n{\"name\": 1}\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: not an AudioRecord, and no path key"):
         read_path_list(tmp_path / "bad.txt")

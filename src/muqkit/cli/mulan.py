@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from muqkit.cli.errors import device, positive_int
+from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int
 
 DEFAULT_MODEL = "OpenMuQ/MuQ-MuLan-large"
 
@@ -128,14 +128,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     evaluate.set_defaults(func=run_evaluate)
 
     similarity = subparsers.add_parser("similarity", help="audio-text similarities with MuQ-MuLan")
-    similarity.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or folders")
+    similarity.add_argument("audio", nargs="+", metavar="AUDIO", help=AUDIO_INPUTS_HELP)
     similarity.add_argument("--text", action="append", required=True, help="a text (repeatable)")
     _model_args(similarity)
     similarity.add_argument("--json", action="store_true", help="print JSON instead of a table")
     similarity.set_defaults(func=run_similarity)
 
     zeroshot = subparsers.add_parser("zeroshot", help="zero-shot tagging of audio from tag names")
-    zeroshot.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or folders")
+    zeroshot.add_argument("audio", nargs="+", metavar="AUDIO", help=AUDIO_INPUTS_HELP)
     zeroshot.add_argument(
         "--tags", required=True, help="comma-separated tag names, or @FILE with one tag per line"
     )

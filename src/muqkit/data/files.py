@@ -27,6 +27,8 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 )
 #: Extensions of (frames, dim) feature files (the inputs of a latent RVQ).
 FEATURE_EXTENSIONS: frozenset[str] = frozenset({".npy", ".safetensors", ".pt"})
+#: Extensions of the text files read as a plain list of paths or a manifest when given among audio files.
+LIST_EXTENSIONS: frozenset[str] = frozenset({".txt", ".lst", ".list", ".jsonl"})
 #: Keys a JSON line of a plain list may hold its path under.
 PATH_KEYS: tuple[str, ...] = ("path", "audio_filepath", "audio_path", "audio", "file", "features", "feature_path")
 
@@ -46,7 +48,8 @@ def scan_folder(folder: str | os.PathLike[str], extensions: Iterable[str] = AUDI
 def find_audio(
     paths: Sequence[str | os.PathLike[str]], *, extensions: Iterable[str] = AUDIO_EXTENSIONS
 ) -> list[Path]:
-    """Audio files among ``paths``: folders scanned with :func:`scan_folder`, files kept whatever their
+    """Audio files among ``paths``: folders scanned with :func:`scan_folder`, lists and manifests
+    (:data:`LIST_EXTENSIONS`) read with :func:`list_files` (every split), other files kept whatever their
     extension.
 
     Raises:
@@ -59,7 +62,7 @@ def find_audio(
         if p.is_dir():
             found += scan_folder(p, extensions)
         elif p.is_file():
-            found.append(p)
+            found += list_files(p, splits=None) if p.suffix.lower() in LIST_EXTENSIONS else [p]
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     if not found:
@@ -205,6 +208,7 @@ def iterate_chunks(
 __all__ = [
     "AUDIO_EXTENSIONS",
     "FEATURE_EXTENSIONS",
+    "LIST_EXTENSIONS",
     "PATH_KEYS",
     "find_audio",
     "is_record_manifest",
