@@ -47,7 +47,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="tiny", help="configs/pretrain/NAME.yaml or a YAML file (default: tiny)")
+    p.add_argument(
+        "--preset", default="tiny",
+        help="a preset shipped in muqkit/configs/pretrain (tiny, small, base, large) or a YAML file (default: tiny)",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable; JSON values)")
     p.add_argument("--steps", type=positive_int, help="optimiser steps")
     p.add_argument("--batch-size", type=positive_int, help="crops per device per micro-batch")

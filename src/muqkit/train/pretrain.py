@@ -35,7 +35,6 @@ from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "pretrain"
 # What a pretraining run writes in its folder (``overwrite`` deletes these, nothing else).
 RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "pretrain.json", "snapshots")
 
@@ -161,21 +160,34 @@ class PretrainTrainingConfig:
         return cls(**data)
 
 
+def _preset_files() -> dict[str, Any]:
+    """The YAML presets shipped in the package (``muqkit/configs/pretrain/NAME.yaml``), by name."""
+    from importlib.resources import files
+
+    folder = files("muqkit.configs") / "pretrain"
+    return {entry.name[: -len(".yaml")]: entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
 def preset_names() -> list[str]:
-    """Names of the YAML presets in ``configs/pretrain``."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """Names of the pretraining presets shipped in the package (``muqkit/configs/pretrain``)."""
+    return sorted(_preset_files())
 
 
 def load_preset(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Settings of a preset name (``configs/pretrain/NAME.yaml``) or a YAML file."""
+    """Settings of a preset name (``muqkit/configs/pretrain/NAME.yaml``, package data) or a YAML file."""
     import yaml
 
     path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {preset_names()}")
-    data = yaml.safe_load(path.read_text()) or {}
+    if path.suffix:
+        if not path.is_file():
+            raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {preset_names()}")
+        text = path.read_text()
+    else:
+        presets = _preset_files()
+        if str(name_or_path) not in presets:
+            raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {sorted(presets)}")
+        text = presets[str(name_or_path)].read_text()
+    data = yaml.safe_load(text) or {}
     data.pop("description", None)
     return data
 
