@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
+from muqkit.train.harness import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,15 @@ class PretrainTrainingConfig:
             )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
+
+    def run_config(self, out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> RunConfig:
+        """The shared run settings (:class:`muqkit.train.harness.RunConfig`) of a run of this config in ``out``."""
+        return RunConfig(
+            out=str(out), seed=self.seed, max_steps=self.max_steps, accelerator=self.accelerator,
+            devices=self.devices, num_nodes=self.num_nodes, strategy=self.strategy, precision=self.precision,
+            resume=resume, overwrite=overwrite, log_every=self.log_every, checkpoint_every=self.checkpoint_every,
+            progress=self.progress,
+        )  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainTrainingConfig:
@@ -362,19 +371,14 @@ class PretrainTask(nn.Module):
         return self._step(batch)
 
 
-def _lightning_module(
-    task: PretrainTask,
-    config: PretrainTrainingConfig,
-    metadata: dict[str, Any],
-    describe_batch: Any = None,
-) -> Any:
-    from muqkit.train.lightning import LightningTask, OptimizerConfig
+def _optimizer(config: PretrainTrainingConfig) -> Any:
+    """AdamW with linear warm-up and cosine (or constant) decay over ``max_steps``."""
+    from muqkit.train.lightning import OptimizerConfig
 
-    optimizer = OptimizerConfig(
+    return OptimizerConfig(
         name="adamw", lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps,
     )  # fmt: skip
-    return LightningTask(task, optimizer=optimizer, metadata=metadata, describe_batch=describe_batch)
 
 
 def snapshot_dir(run_dir: str | os.PathLike[str], step: int) -> Path:
@@ -465,30 +469,23 @@ def train_pretrain(
         muqkit.audio.io.AudioError: a training file cannot be read or has NaN or infinite samples.
         muqkit.train.lightning.NonFiniteLossError: a loss was NaN or infinite (names the step and the files).
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
     from muqkit.data.loader import RandomCropDataset, ResumableSampler, collate_crops, load_records
-    from muqkit.hub.weights import safe_torch_load
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.train.lightning import fit_checkpoint_kwargs, history_csv_logger
+    from muqkit.train.harness import fit, read_run_settings, resume_point, start_run, write_run_settings
 
     out = Path(output_dir)
-    run_config = out / "run_config.json"
-    last = out / "checkpoints" / "last.ckpt"
-    start_step = 0
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-        saved = json.loads(run_config.read_text())
+        last = resume_point(out)
+        saved = read_run_settings(out)
         config = PretrainTrainingConfig.from_dict({**saved["config"], "max_steps": config.max_steps})
         manifests = saved["manifests"]
-        start_step = int(safe_torch_load(last)["global_step"])
+    run = config.run_config(out, resume=resume, overwrite=overwrite)
+    start_point = start_run(run, owned=RUN_ENTRIES)
+    start_step = start_point.start_step
+    if resume:
         log.info("resuming from %s at step %d", last, start_step)
-    prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=RUN_ENTRIES)
     manifests = [str(Path(m).resolve()) for m in manifests]
-    L.seed_everything(config.seed, workers=True, verbose=False)
 
     targets = build_targets(config)
     shard_dirs = [m for m in manifests if (Path(m) / "shards.json").is_file()]
@@ -501,8 +498,7 @@ def train_pretrain(
     log.info("mel statistics: mean %.3f dB, std %.3f dB (%s)", stats.mean, stats.std, stats.source)
     # Stored with the run's settings: a resumed run normalises exactly as it started.
     config = replace(config, model={**config.model, "mel_mean": stats.mean, "mel_std": stats.std})
-    run_config.write_text(json.dumps({"config": asdict(config), "manifests": manifests,
-                                      "mel_statistics": asdict(stats)}, indent=2) + "\n")
+    write_run_settings(out, {"config": asdict(config), "manifests": manifests, "mel_statistics": asdict(stats)})
     labels = None
     label_shape = None
     if config.labels is not None:
@@ -571,73 +567,41 @@ def train_pretrain(
         files = dict.fromkeys(str(dataset.records[dataset.locate(i)[0]][1]) for i in indices)
         return ", ".join(files)
 
-    task = PretrainTask(pretrainer, seed=config.seed)
-    module = _lightning_module(task, config, metadata, describe_batch)
-    loggers: list[Any] = [history_csv_logger(out, name="logs", resume_step=start_step if resume else None)]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(out, name="logs", version=0, sub_dir="tensorboard"))
-    except ImportError:
-        pass
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, every_n_train_steps=config.checkpoint_every, save_top_k=1,
-        monitor=None,
-    )  # fmt: skip
-    strategy: Any = config.strategy
-    if strategy == "fsdp":
+    strategy: Any = None
+    if config.strategy == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
 
         from muqkit.encoder.conformer import ConformerLayer
 
         strategy = FSDPStrategy(auto_wrap_policy={ConformerLayer}, state_dict_type="full")
-    trainer = L.Trainer(
-        max_steps=min(config.max_steps, stop_after or config.max_steps),
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=strategy,
-        precision=config.precision,  # type: ignore[arg-type]
-        accumulate_grad_batches=config.accumulate,
-        gradient_clip_val=config.grad_clip or None,
-        logger=loggers,
-        callbacks=[checkpoints]
-        + ([_snapshot_callback(pretrainer, out, config.snapshot_every)] if config.snapshot_every else []),
-        log_every_n_steps=config.log_every,
-        val_check_interval=config.checkpoint_every * config.accumulate if val_loader is not None else None,
-        check_val_every_n_epoch=None,
-        limit_val_batches=config.val_batches if val_loader is not None else 0,
-        num_sanity_val_steps=0,
-        enable_progress_bar=config.progress,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        max_epochs=-1,
-    )
-    start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resume else None))
-    seconds = time.perf_counter() - start
+    fitted = fit(
+        PretrainTask(pretrainer, seed=config.seed), train_loader, val_loader, run, start_point,
+        optimizer=_optimizer(config), metadata=metadata, describe_batch=describe_batch,
+        callbacks=[_snapshot_callback(pretrainer, out, config.snapshot_every)] if config.snapshot_every else [],
+        accumulate=config.accumulate, grad_clip=config.grad_clip, val_batches=config.val_batches,
+        stop_after=stop_after, strategy=strategy,
+    )  # fmt: skip
+    seconds = fitted.seconds
     model_dir = out / "model"
-    if trainer.is_global_zero:
+    if fitted.is_global_zero:
         from muqkit.hub.loaders import save_pretrainer
 
         pretrainer.model.eval().float()
         save_pretrainer(pretrainer, model_dir)
         (out / "pretrain.json").write_text(json.dumps(
             {"tokenizer": config.tokenizer, "labels": config.labels, "latent_model": config.latent_model,
-             "latent_layer": config.latent_layer, "steps": trainer.global_step, "seconds": round(seconds, 2),
+             "latent_layer": config.latent_layer, "steps": fitted.steps, "seconds": round(seconds, 2),
              "mel_statistics": asdict(stats)},
             indent=2) + "\n")  # fmt: skip
-    steps_run = trainer.global_step - start_step
+    steps_run = fitted.steps - start_step
     crop_seconds = crop_samples / sample_rate
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return PretrainResult(
         model_dir=model_dir,
-        checkpoint=last,
-        steps=trainer.global_step,
+        checkpoint=run.last_checkpoint,
+        steps=fitted.steps,
         seconds=seconds,
         audio_seconds=steps_run * config.accumulate * config.batch_size * crop_seconds,
-        final_metrics=metrics,
+        final_metrics=fitted.metrics,
     )
 
 

@@ -12,7 +12,6 @@ resumed run sees exactly the crops of an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -33,11 +32,11 @@ from muqkit.data.loader import (
     collate_frames,
     load_records,
 )
-from muqkit.hub.weights import safe_torch_load
 from muqkit.tokenizer.base import RunningMoments
 from muqkit.tokenizer.latent import LatentRVQ, LatentRVQConfig
 from muqkit.tokenizer.mel_rvq import MelRVQ, MelRVQConfig
 from muqkit.tokenizer.training import RVQTrainingTask
+from muqkit.train.harness import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +153,16 @@ class TokenizerTrainingConfig:
         if not self.crop_seconds > 0 or not self.lr > 0:
             raise ValueError("TokenizerTrainingConfig: crop_seconds and lr must be positive")
 
+    def run_config(
+        self, out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False, progress: bool = True
+    ) -> RunConfig:
+        """The shared run settings (:class:`muqkit.train.harness.RunConfig`) of a run of this config in ``out``."""
+        return RunConfig(
+            out=str(out), seed=self.seed, max_steps=self.max_steps, accelerator=self.accelerator,
+            devices=self.devices, precision=self.precision, resume=resume, overwrite=overwrite,
+            log_every=self.log_every, checkpoint_every=self.checkpoint_every, progress=progress,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class TrainingResult:
@@ -198,25 +207,16 @@ def train_tokenizer(
     Returns:
         TrainingResult.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.train.lightning import LightningTask, OptimizerConfig, fit_checkpoint_kwargs
+    from muqkit.train.harness import read_run_settings, resume_point, start_run, write_run_settings
 
     out = Path(output_dir)
-    run_config = out / "run_config.json"
-    last = out / "checkpoints" / "last.ckpt"
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-        saved = json.loads(run_config.read_text())
-        config = TokenizerTrainingConfig(**{**saved, "max_steps": config.max_steps})
+        last = resume_point(out)
+        config = TokenizerTrainingConfig(**{**read_run_settings(out), "max_steps": config.max_steps})
         log.info("resuming from %s", last)
-    prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=RUN_ENTRIES, option="OUTPUT")
-    run_config.write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    run = config.run_config(out, resume=resume, overwrite=overwrite, progress=progress)
+    start_point = start_run(run, owned=RUN_ENTRIES, option="OUTPUT")
+    write_run_settings(out, asdict(config), sort_keys=True)
 
     model = build_model(config)
     audio = config.kind == "mel_rvq"
@@ -249,7 +249,7 @@ def train_tokenizer(
 
     # audio: the model is a MelRVQ (kind mel_rvq)
     frames_per_crop = int(config.crop_seconds * cast(MelRVQ, model).frame_rate) if audio else config.crop_frames
-    start_step = int(safe_torch_load(last)["global_step"]) if resume else 0
+    start_step = start_point.start_step
 
     def loader(source: Any, *, seed: int, num_batches: int, start_batch: int = 0) -> DataLoader:
         """Seeded crops of ``source`` (records, feature files or cached frames), drawn by step."""
@@ -282,42 +282,24 @@ def train_tokenizer(
             held = list_files(validation, extensions=extensions, splits=("valid", "test"))
         val_loader = loader(held, seed=config.seed + 1, num_batches=4)
 
-    task = RVQTrainingTask(model)
-    module = LightningTask(task, optimizer=OptimizerConfig(lr=config.lr), metadata={"model": model.config_dict()})
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, every_n_train_steps=config.checkpoint_every, save_top_k=1
-    )
-    trainer = L.Trainer(
-        max_steps=config.max_steps,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        precision=config.precision,  # type: ignore[arg-type]  # a Lightning precision name, validated by Lightning
-        logger=CSVLogger(out, name="logs"),
-        callbacks=[checkpoints],
-        log_every_n_steps=config.log_every,
-        val_check_interval=min(config.val_every, config.max_steps) if val_loader is not None else None,
-        check_val_every_n_epoch=None if val_loader is not None else 1,
-        limit_val_batches=4 if val_loader is not None else 0,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # the ResumableSampler shards by rank itself
-        max_epochs=-1,
-    )
-    start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resume else None))
-    seconds = time.perf_counter() - start
+    from muqkit.train.harness import fit
+    from muqkit.train.lightning import OptimizerConfig
+
+    result = fit(
+        RVQTrainingTask(model), train_loader, val_loader, run, start_point,
+        optimizer=OptimizerConfig(lr=config.lr), metadata={"model": model.config_dict()},
+        val_every=min(config.val_every, config.max_steps), val_batches=4,
+    )  # fmt: skip
     model.eval()
     tokenizer_dir = out / "tokenizer"
     model.save_pretrained(tokenizer_dir)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return TrainingResult(
         tokenizer_dir=tokenizer_dir,
         checkpoint_dir=out / "checkpoints",
-        steps=trainer.global_step,
-        seconds=seconds,
+        steps=result.steps,
+        seconds=result.seconds,
         statistics_seconds=stats_seconds,
-        final_metrics=metrics,
+        final_metrics=result.metrics,
     )
 
 
