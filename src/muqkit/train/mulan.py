@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,11 +32,14 @@ from muqkit.mulan.loss import ContrastiveLoss
 from muqkit.mulan.model import MuQMuLan
 from muqkit.mulan.text import TextBatch
 
+if TYPE_CHECKING:
+    from muqkit.train.harness import RunConfig
+
 log = logging.getLogger(__name__)
 
 FREEZE_CHOICES = ("audio_backbone", "text_backbone", "audio", "text")
 # What a training run writes in its folder (``overwrite`` deletes these, nothing else).
-RUN_ENTRIES = ("checkpoints", "model", "model-best", "lightning_logs")
+RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "model-best", "lightning_logs")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,6 +266,19 @@ class MuLanTrainConfig:
         if self.steps < 1 or self.val_every < 1:
             raise ValueError("MuLanTrainConfig.steps and val_every must be >= 1")
 
+    def run_config(self) -> RunConfig:
+        """The shared run settings (:class:`muqkit.train.harness.RunConfig`): the run resumes when ``resume``
+        and ``out`` holds a checkpoint (and ``overwrite`` is off)."""
+        from muqkit.train.harness import RunConfig
+
+        last = Path(self.out) / "checkpoints" / "last.ckpt"
+        resuming = self.resume and not self.overwrite and last.is_file()
+        return RunConfig(
+            out=self.out, seed=self.seed, max_steps=self.steps, accelerator=self.accelerator, devices=self.devices,
+            strategy="ddp" if self.devices > 1 else "auto", precision=self.precision, resume=resuming,
+            overwrite=self.overwrite, log_every=min(10, self.steps), checkpoint_every=self.val_every,
+        )  # fmt: skip
+
 
 def build_model(config: MuLanTrainConfig) -> MuQMuLan:
     """The model a run starts from."""
@@ -292,17 +308,13 @@ def build_model(config: MuLanTrainConfig) -> MuQMuLan:
 
 def train_mulan(config: MuLanTrainConfig) -> Path:
     """Train and save the model to ``out/model``; returns that folder."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from muqkit.train.harness import fit, start_run, write_run_settings
+    from muqkit.train.lightning import OptimizerConfig
 
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.train.lightning import LightningTask, OptimizerConfig, fit_checkpoint_kwargs
-
-    out = Path(config.out)
-    last = out / "checkpoints" / "last.ckpt"
-    resuming = config.resume and not config.overwrite and last.is_file()
-    prepare_run_folder(out, resume=resuming, overwrite=config.overwrite, owned=RUN_ENTRIES)
-    L.seed_everything(config.seed, workers=True)
+    run = config.run_config()
+    start = start_run(run, owned=RUN_ENTRIES)
+    out = start.out
+    write_run_settings(out, {"config": asdict(config)})
     model = build_model(config)
     clip_samples = int(round(model.sample_rate * (config.clip_secs or model.clip_secs)))
     train_records = absolute_records(config.manifests, split=config.train_split)
@@ -346,41 +358,20 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         decay="cosine" if config.steps > config.warmup_steps else "constant",
         total_steps=config.steps,
     )
-    module = LightningTask(
-        task,
-        optimizer=optimizer,
+    fitted = fit(
+        task, train_loader, val_loader, run, start, optimizer=optimizer,
         metadata={"mulan_config": model.config.to_dict(), "train_config": asdict(config)},
-    )
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, every_n_train_steps=config.val_every
-    )
-    best_checkpoint = None
-    if val_loader is not None:  # the step with the lowest validation loss, exported as model-best/
-        best_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
-                                          mode="min", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
-    trainer = L.Trainer(
-        max_steps=config.steps,
-        precision=config.precision,  # type: ignore[arg-type]  # a Lightning precision name, validated by Lightning
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy="ddp" if config.devices > 1 else "auto",
-        default_root_dir=str(out),
-        callbacks=[c for c in (checkpoints, best_checkpoint) if c is not None],
-        val_check_interval=min(config.val_every, len(train_loader)) if val_loader is not None else None,
-        check_val_every_n_epoch=None if val_loader is not None else 1,
-        limit_val_batches=1.0 if val_loader is not None else 0,
-        log_every_n_steps=min(10, config.steps),
-        enable_model_summary=False,
-    )
-    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resuming else None))
+        val_every=min(config.val_every, len(train_loader)), keep_best=True,
+        distributed_sampler=True,  # a shuffling loader: Lightning shards it across ranks
+    )  # fmt: skip
     final = out / "model"
-    if trainer.is_global_zero:
+    if fitted.is_global_zero:
         model.eval()
         model.save_pretrained(final)
         log.info("saved the model to %s", final)
-        best = best_checkpoint.best_model_path if best_checkpoint else ""
+        best = fitted.best_checkpoint
         if best:
-            export_checkpoint(module, model, best, out / "model-best")
+            export_checkpoint(fitted.module, model, best, out / "model-best")
             log.info("saved the best model on validation (%s) to %s", Path(best).name, out / "model-best")
     return final
 
