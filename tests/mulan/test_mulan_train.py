@@ -94,7 +94,7 @@ def test_lightning_run_saves_a_model(tmp_path):
             manifests=(str(tmp_path / "manifest.jsonl"),),
             out=str(tmp_path / "run"),
             preset="test",
-            steps=3,
+            max_steps=3,
             batch_size=4,
             val_every=2,
             warmup_steps=1,

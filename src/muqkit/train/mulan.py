@@ -1,6 +1,6 @@
 """Training MuQ-MuLan on (audio, caption) pairs.
 
-* Data: corpus manifests (:mod:`muqkit.data.manifest`); each item gives a random clip of ``clip_secs`` and a
+* Data: corpus manifests (:mod:`muqkit.data.manifest`); each item gives a random clip of ``clip_seconds`` and a
   caption, taken from a ``caption`` label or drawn from varied templates over its metadata
   (:func:`muqkit.mulan.captions.caption_from_metadata`), a new one each time the item is seen.
 * Task: :class:`MuLanTask`, a plain module whose ``training_step(batch)`` returns the decoupled
@@ -216,9 +216,9 @@ class MuLanTrainConfig:
         init: start from a MuQ-MuLan checkpoint (official or muqkit format) instead of a preset.
         freeze: parts kept fixed (see :class:`MuLanTask`).
         train_split, valid_split: manifest splits used.
-        clip_secs: training clip length (default: the model's).
+        clip_seconds: training clip length (default: the model's).
         batch_size: pairs per device and step.
-        steps: optimiser steps.
+        max_steps: optimiser steps.
         lr: peak learning rate (Adam), with ``warmup_steps`` linear warm-up and cosine decay.
         decoupled: decoupled contrastive loss (the official setting).
         precision: Lightning precision (``32``, ``bf16-mixed``, ``16-mixed``).
@@ -242,9 +242,9 @@ class MuLanTrainConfig:
     freeze: tuple[str, ...] = ("text_backbone",)
     train_split: str = "train"
     valid_split: str = "valid"
-    clip_secs: float | None = None
+    clip_seconds: float | None = None
     batch_size: int = 16
-    steps: int = 1000
+    max_steps: int = 1000
     lr: float = 3e-4
     warmup_steps: int = 50
     decoupled: bool = True
@@ -263,8 +263,8 @@ class MuLanTrainConfig:
             raise ValueError("MuLanTrainConfig.manifests: give at least one manifest")
         if self.batch_size < 2:
             raise ValueError("MuLanTrainConfig.batch_size must be >= 2 (contrastive negatives)")
-        if self.steps < 1 or self.val_every < 1:
-            raise ValueError("MuLanTrainConfig.steps and val_every must be >= 1")
+        if self.max_steps < 1 or self.val_every < 1:
+            raise ValueError("MuLanTrainConfig.max_steps and val_every must be >= 1")
 
     def run_config(self) -> RunConfig:
         """The shared run settings (:class:`muqkit.train.harness.RunConfig`): the run resumes when ``resume``
@@ -274,9 +274,9 @@ class MuLanTrainConfig:
         last = Path(self.out) / "checkpoints" / "last.ckpt"
         resuming = self.resume and not self.overwrite and last.is_file()
         return RunConfig(
-            out=self.out, seed=self.seed, max_steps=self.steps, accelerator=self.accelerator, devices=self.devices,
+            out=self.out, seed=self.seed, max_steps=self.max_steps, accelerator=self.accelerator, devices=self.devices,
             strategy="ddp" if self.devices > 1 else "auto", precision=self.precision, resume=resuming,
-            overwrite=self.overwrite, log_every=min(10, self.steps), checkpoint_every=self.val_every,
+            overwrite=self.overwrite, log_every=min(10, self.max_steps), checkpoint_every=self.val_every,
         )  # fmt: skip
 
 
@@ -316,7 +316,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
     out = start.out
     write_run_settings(out, {"config": asdict(config)})
     model = build_model(config)
-    clip_samples = int(round(model.sample_rate * (config.clip_secs or model.clip_secs)))
+    clip_samples = int(round(model.sample_rate * (config.clip_seconds or model.clip_secs)))
     train_records = absolute_records(config.manifests, split=config.train_split)
     root = Path(".")
     if len(train_records) < config.batch_size:
@@ -355,8 +355,8 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         lr=config.lr,
         weight_decay=0.01,
         warmup_steps=config.warmup_steps,
-        decay="cosine" if config.steps > config.warmup_steps else "constant",
-        total_steps=config.steps,
+        decay="cosine" if config.max_steps > config.warmup_steps else "constant",
+        total_steps=config.max_steps,
     )
     fitted = fit(
         task, train_loader, val_loader, run, start, optimizer=optimizer,

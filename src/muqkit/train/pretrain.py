@@ -201,6 +201,42 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def preset_settings(
+    preset: str | os.PathLike[str],
+    *,
+    set_items: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The settings of a run: a preset (:func:`load_preset`), then ``KEY=VALUE`` items (JSON values, plain
+    strings otherwise), then ``overrides`` (``None`` values ignored).
+
+    When ``overrides`` sets ``max_steps`` at or below the preset's warm-up and no item sets
+    ``warmup_steps``, the warm-up becomes ``max_steps // 10`` (with a warning naming the choice).
+
+    Raises:
+        ValueError: an item is not ``KEY=VALUE``.
+    """
+    settings = load_preset(preset)
+    explicit = set()
+    for item in set_items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+        explicit.add(key)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings.update(given)
+    steps, warmup = int(settings.get("max_steps") or 0), int(settings.get("warmup_steps") or 0)
+    if "max_steps" in given and "warmup_steps" not in explicit and warmup >= steps:
+        settings["warmup_steps"] = steps // 10
+        log.warning("--max-steps %d is not above the preset's warm-up (%d steps): warm-up set to %d steps "
+                    "(--set warmup_steps=N to choose)", steps, warmup, steps // 10)  # fmt: skip
+    return settings
+
+
 # --------------------------------------------------------------------------------------------------
 # Targets and the task
 # --------------------------------------------------------------------------------------------------
@@ -613,6 +649,7 @@ __all__ = [
     "build_targets",
     "load_preset",
     "preset_names",
+    "preset_settings",
     "snapshot_dir",
     "train_pretrain",
 ]

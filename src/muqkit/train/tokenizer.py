@@ -348,11 +348,33 @@ def fit_baseline(
     return out
 
 
+def fit_baseline_run(
+    train: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    kind: str,
+    model: dict[str, Any] | None = None,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """:func:`fit_baseline` into ``output_dir/tokenizer``, with the run-folder rule (a folder holding a
+    tokenizer is refused unless ``overwrite``). Returns the tokenizer folder."""
+    from muqkit.runfolder import prepare_run_folder
+
+    fields = {k: v for k, v in (model or {}).items() if k != "stale_tolerance"}  # no gradient training
+    prepare_run_folder(output_dir, overwrite=overwrite, owned=("tokenizer",), option="OUTPUT")
+    return fit_baseline(
+        train, Path(output_dir) / "tokenizer", kind=kind, model=fields, seed=seed, max_seconds=max_seconds
+    )
+
+
 __all__ = [
     "StatisticsResult",
     "TokenizerTrainingConfig",
     "TrainingResult",
     "compute_statistics",
     "fit_baseline",
+    "fit_baseline_run",
     "train_tokenizer",
 ]
