@@ -106,39 +106,17 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_refine(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from muqkit.train.refine import RefineConfig, refine, refine_step
 
-    from muqkit.ssl.muq import MuQ
-    from muqkit.ssl.pretrain import LatentTargets
-    from muqkit.tokenizer.base import load_tokenizer
-    from muqkit.train import refine as R
-
-    out = Path(args.out)
     settings = _settings(args)
+    config = RefineConfig(
+        layer=args.layer, latent_seconds=args.latent_seconds, num_codebooks=args.num_codebooks,
+        codebook_size=args.codebook_size, codebook_dim=args.codebook_dim, rvq_steps=args.rvq_steps,
+        shard_items=args.shard_items, pretrain=settings,
+    )  # fmt: skip
+    progress = settings.get("progress", True)
     if args.step == "all":
-        config = R.RefineConfig(
-            layer=args.layer, latent_seconds=args.latent_seconds, num_codebooks=args.num_codebooks,
-            codebook_size=args.codebook_size, codebook_dim=args.codebook_dim, rvq_steps=args.rvq_steps,
-            shard_items=args.shard_items, pretrain=settings,
-        )  # fmt: skip
-        result = R.refine(args.model, args.manifests, out, config, progress=settings.get("progress", True))
-        print(f"next model: {result.model_dir}")
-        return 0
-    model = MuQ.from_pretrained(args.model)
-    layer = R.default_layer(model.config.encoder_depth) if args.layer is None else args.layer
-    if args.step == "latents":
-        print(R.extract_latents(model, args.manifests, out / "latents", layer=layer, max_seconds=args.latent_seconds))
-    elif args.step == "rvq":
-        print(R.train_latent_rvq(
-            out / "latents" / "latents.txt", out / "rvq", num_codebooks=args.num_codebooks,
-            codebook_size=args.codebook_size, codebook_dim=args.codebook_dim, steps=args.rvq_steps,
-        ))  # fmt: skip
-    elif args.step == "labels":
-        targets = LatentTargets(model, layer, load_tokenizer(out / "rvq" / "tokenizer"))
-        print(R.extract_labels(targets, args.manifests, out / "labels", shard_items=args.shard_items))
+        print(f"next model: {refine(args.model, args.manifests, args.out, config, progress=progress).model_dir}")
     else:
-        from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
-
-        next_config = PretrainTrainingConfig.from_dict({**settings, "labels": str(out / "labels"), "tokenizer": None})
-        print(train_pretrain(args.manifests, out / "pretrain", next_config, overwrite=True).model_dir)
+        print(refine_step(args.step, args.model, args.manifests, args.out, config, progress=progress))
     return 0

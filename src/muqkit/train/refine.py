@@ -255,6 +255,70 @@ class RefineResult:
     model_dir: Path
 
 
+REFINE_STEPS = ("latents", "rvq", "labels", "train")
+
+
+def refine_step(
+    step: str,
+    model: str | os.PathLike[str] | MuQ,
+    manifests: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    config: RefineConfig,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Run one step of :func:`refine` alone (redone even when its output exists); returns what it wrote.
+
+    Args:
+        step: ``"latents"``, ``"rvq"``, ``"labels"`` or ``"train"`` (each reads the previous steps' outputs
+            under ``out_dir``).
+    """
+    if step not in REFINE_STEPS:
+        raise ValueError(f"refine step must be one of {', '.join(REFINE_STEPS)}, got {step!r}")
+    out = Path(out_dir)
+    previous = model if isinstance(model, MuQ) else MuQ.from_pretrained(model)
+    layer = default_layer(previous.config.encoder_depth) if config.layer is None else config.layer
+    if step == "latents":
+        return extract_latents(previous, manifests, out / "latents", layer=layer, max_seconds=config.latent_seconds)
+    if step == "rvq":
+        return _latent_rvq(out, config, progress)
+    if step == "labels":
+        return _labels(previous, layer, manifests, out, config)
+    return _next_model(previous, manifests, out, config, progress)
+
+
+def _latent_rvq(out: Path, config: RefineConfig, progress: bool) -> Path:
+    return train_latent_rvq(
+        out / "latents" / "latents.txt", out / "rvq", num_codebooks=config.num_codebooks,
+        codebook_size=config.codebook_size, codebook_dim=config.codebook_dim, steps=config.rvq_steps,
+        batch_size=config.rvq_batch_size, lr=config.rvq_lr, seed=int(config.pretrain.get("seed", 0)),
+        progress=progress,
+    )  # fmt: skip
+
+
+def _labels(previous: MuQ, layer: int, manifests: Sequence[str | os.PathLike[str]], out: Path,
+            config: RefineConfig) -> Path:  # fmt: skip
+    from muqkit.tokenizer.base import load_tokenizer
+
+    targets = LatentTargets(previous, layer, load_tokenizer(out / "rvq" / "tokenizer"))
+    return extract_labels(targets, manifests, out / "labels", shard_items=config.shard_items)
+
+
+def _next_model(
+    previous: MuQ, manifests: Sequence[str | os.PathLike[str]], out: Path, config: RefineConfig, progress: bool
+) -> Path:
+    from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
+
+    settings = {**config.pretrain, "labels": str(out / "labels"), "tokenizer": None}
+    settings.setdefault("progress", progress)
+    if settings.get("mel_stats", "auto") == "auto" and "mel_mean" not in settings.get("model", {}):
+        # The previous iteration normalised with this corpus's statistics: the next one keeps them.
+        c = previous.config
+        settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
+    pretrain = PretrainTrainingConfig.from_dict(settings)
+    return train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True).model_dir  # redone whole
+
+
 def refine(
     model: str | os.PathLike[str],
     manifests: Sequence[str | os.PathLike[str]],
@@ -264,35 +328,19 @@ def refine(
     progress: bool = True,
 ) -> RefineResult:
     """Run the four steps; steps whose output exists are skipped (so an interrupted run resumes)."""
-    from muqkit.tokenizer.base import load_tokenizer
-    from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
-
     out = Path(out_dir)
     previous = MuQ.from_pretrained(model)
     layer = default_layer(previous.config.encoder_depth) if config.layer is None else config.layer
     latents = extract_latents(previous, manifests, out / "latents", layer=layer, max_seconds=config.latent_seconds)
     tokenizer_dir = out / "rvq" / "tokenizer"
     if not (tokenizer_dir / "config.json").is_file():
-        seed = int(config.pretrain.get("seed", 0))
-        tokenizer_dir = train_latent_rvq(
-            latents, out / "rvq", num_codebooks=config.num_codebooks, codebook_size=config.codebook_size,
-            codebook_dim=config.codebook_dim, steps=config.rvq_steps, batch_size=config.rvq_batch_size,
-            lr=config.rvq_lr, seed=seed, progress=progress,
-        )  # fmt: skip
+        tokenizer_dir = _latent_rvq(out, config, progress)
     labels_dir = out / "labels"
     if not (labels_dir / LABELS_INDEX).is_file():
-        targets = LatentTargets(previous, layer, load_tokenizer(tokenizer_dir))
-        extract_labels(targets, manifests, labels_dir, shard_items=config.shard_items)
-    settings = {**config.pretrain, "labels": str(labels_dir), "tokenizer": None}
-    settings.setdefault("progress", progress)
-    if settings.get("mel_stats", "auto") == "auto" and "mel_mean" not in settings.get("model", {}):
-        # The previous iteration normalised with this corpus's statistics: the next one keeps them.
-        c = previous.config
-        settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
-    pretrain = PretrainTrainingConfig.from_dict(settings)
+        _labels(previous, layer, manifests, out, config)
     model_dir = out / "pretrain" / "model"
     if not (out / "pretrain" / "pretrain.json").is_file():  # written last: a finished step is kept
-        model_dir = train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True).model_dir  # redone whole
+        model_dir = _next_model(previous, manifests, out, config, progress)
     return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=model_dir)
 
 
@@ -303,5 +351,6 @@ __all__ = [
     "extract_labels",
     "extract_latents",
     "refine",
+    "refine_step",
     "train_latent_rvq",
 ]
