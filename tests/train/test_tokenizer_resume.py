@@ -54,3 +54,27 @@ def test_a_folder_and_a_plain_list_train_like_the_manifest(tone_manifest, tmp_pa
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     from_folder = train_tokenizer(tone_manifest.parent / "audio", tmp_path / "folder", _config(2), progress=False)
     assert from_folder.steps == 2  # the folder also holds the valid clip: other crops, same machinery
+
+
+def test_the_architecture_is_a_typed_config():
+    from muqkit.tokenizer.latent import LatentRVQConfig
+    from muqkit.tokenizer.mel_rvq import MelRVQConfig
+    from muqkit.train.tokenizer import TokenizerTrainingConfig, build_model
+
+    config = TokenizerTrainingConfig(model={"num_codebooks": 3, "codebook_size": 16, "n_mels": 64})
+    assert isinstance(config.model, MelRVQConfig)
+    assert (config.model.num_codebooks, config.model.mel.n_mels) == (3, 64)
+    assert TokenizerTrainingConfig(model=config.model).model == config.model
+    latent = TokenizerTrainingConfig(kind="latent_rvq", model={"input_dim": 32})
+    assert latent.model == LatentRVQConfig(input_dim=32)
+    assert build_model(latent).config == latent.model
+    with pytest.raises(ValueError, match="TokenizerTrainingConfig.model: unknown config keys \\['layers'\\]"):
+        TokenizerTrainingConfig(kind="latent_rvq", model={"layers": 2})
+    with pytest.raises(ValueError, match="must be a LatentRVQConfig for kind 'latent_rvq'"):
+        TokenizerTrainingConfig(kind="latent_rvq", model=config.model)
+    # the settings a run saves (JSON) rebuild the same config
+    import dataclasses
+    import json
+
+    saved = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert TokenizerTrainingConfig(**saved) == config

@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from muqkit.configs import build
 from muqkit.data.files import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, is_record_manifest, iterate_chunks, list_files
 from muqkit.data.loader import (
     FrameCropDataset,
@@ -100,7 +101,7 @@ def compute_statistics(
 # ----------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class TokenizerTrainingConfig:
-    """Settings of :func:`train_tokenizer` (training knobs; the architecture is the model's config).
+    """Settings of :func:`train_tokenizer`: training knobs and the typed architecture ``model``.
 
     Attributes:
         kind: ``"mel_rvq"`` (audio manifest) or ``"latent_rvq"`` (feature-file manifest).
@@ -121,6 +122,9 @@ class TokenizerTrainingConfig:
         log_every: steps between logged values.
         checkpoint_every: steps between checkpoints (``checkpoints/last.ckpt`` always kept).
         val_every: steps between validations (when a validation manifest is given).
+        model: the architecture: a :class:`~muqkit.tokenizer.mel_rvq.MelRVQConfig` (``mel_rvq``) or a
+            :class:`~muqkit.tokenizer.latent.LatentRVQConfig` (``latent_rvq``); a dict of its fields is
+            converted (unknown fields are an error naming them); ``None``: the defaults.
     """
 
     kind: str = "mel_rvq"
@@ -142,16 +146,31 @@ class TokenizerTrainingConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     val_every: int = 500
-    model: dict[str, Any] = field(default_factory=dict)
+    model: MelRVQConfig | LatentRVQConfig | Mapping[str, Any] | None = None  # typed after __post_init__
 
     def __post_init__(self) -> None:
         if self.kind not in ("mel_rvq", "latent_rvq"):
             raise ValueError(f"TokenizerTrainingConfig.kind must be 'mel_rvq' or 'latent_rvq', got '{self.kind}'")
+        object.__setattr__(self, "model", self._architecture(self.model))
         for name in ("batch_size", "max_steps", "crop_frames", "log_every", "checkpoint_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TokenizerTrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.crop_seconds > 0 or not self.lr > 0:
             raise ValueError("TokenizerTrainingConfig: crop_seconds and lr must be positive")
+
+    def _architecture(self, model: Any) -> MelRVQConfig | LatentRVQConfig:
+        arch: Any = MelRVQConfig if self.kind == "mel_rvq" else LatentRVQConfig
+        if model is None:
+            return arch()
+        if isinstance(model, Mapping):
+            where = "TokenizerTrainingConfig.model"
+            return arch.from_dict(model) if hasattr(arch, "from_dict") else build(arch, model, where)
+        if not isinstance(model, arch):
+            raise ValueError(
+                f"TokenizerTrainingConfig.model must be a {arch.__name__} for kind {self.kind!r}, "
+                f"got {type(model).__name__}"
+            )
+        return model
 
     def run_config(
         self, out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False, progress: bool = True
@@ -177,10 +196,11 @@ class TrainingResult:
 
 
 def build_model(config: TokenizerTrainingConfig) -> MelRVQ | LatentRVQ:
-    """Untrained tokenizer of ``config.kind`` with architecture fields ``config.model``."""
-    if config.kind == "mel_rvq":
-        return MelRVQ(MelRVQConfig(**config.model))
-    return LatentRVQ(LatentRVQConfig(**config.model))
+    """Untrained tokenizer of ``config.kind`` with the architecture ``config.model``."""
+    if isinstance(config.model, MelRVQConfig):
+        return MelRVQ(config.model)
+    assert isinstance(config.model, LatentRVQConfig)
+    return LatentRVQ(config.model)
 
 
 def train_tokenizer(
