@@ -115,3 +115,22 @@ def test_only_the_cli_imports_the_recipes():
     assert (SRC / "recipes" / "demo.py").is_file() and (SRC / "recipes" / "claims.py").is_file()
     problems = [v for package in LIBRARY_PACKAGES for v in _imports_of(package, ("muqkit.recipes",))]
     assert not problems, "the library imports an experiment:\n" + "\n".join(problems)
+
+
+def _module_imports(packages: tuple[str, ...]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for package in packages:
+        for path in sorted((SRC / package).rglob("*.py")):
+            name = "muqkit." + ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+            found[name] = {m for m, _, _ in _imports(ast.parse(path.read_text())) if _is(m, "muqkit")}
+    return found
+
+
+def test_no_two_modules_of_data_or_train_import_each_other():
+    """The former ``train.pretrain <-> train.refine`` (labels) and ``data.files <-> data.loader`` kind of cycle."""
+    imports = _module_imports(("data", "train"))
+    assert "muqkit.train.pretrain" in imports and "muqkit.data.labels" in imports
+    pairs = sorted({tuple(sorted((a, b))) for a, targets in imports.items() for b in targets
+                    if b != a and a in imports.get(b, set())})  # fmt: skip
+    assert not pairs, f"modules importing each other: {pairs}"
+    assert "muqkit.train.refine" not in imports["muqkit.train.pretrain"]

@@ -133,9 +133,12 @@ def list_files(
             raise ValueError(f"{source}: no files with extensions {sorted(extensions)}")
         return files
     if is_record_manifest(source):
-        from muqkit.data.loader import load_records
+        from muqkit.data.manifest import manifest_records
 
-        return [path for _, path in load_records([source], splits=splits)]
+        files = [path for _, path in manifest_records(source, splits=splits)]
+        if not files:
+            raise ValueError(f"{source}: no records with splits {splits}")
+        return files
     return read_path_list(source)
 
 

@@ -22,21 +22,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from muqkit.audio.io import read_crop
-from muqkit.data.manifest import AudioRecord, iter_manifest, read_manifest
+from muqkit.data.manifest import AudioRecord, manifest_records, manifest_root
 
 log = logging.getLogger(__name__)
-
-
-def manifest_root(manifest: str | os.PathLike[str]) -> Path:
-    """The folder a manifest's relative paths start from: its own folder, or the corpus folder above a
-    ``manifests/`` folder (the layout :func:`muqkit.data.corpus.build_corpus` writes)."""
-    folder = Path(manifest).resolve().parent
-    first = next(iter_manifest(manifest), None)
-    if first is None or Path(first.path).is_absolute() or (folder / first.path).exists():
-        return folder
-    if (folder.parent / first.path).exists():
-        return folder.parent
-    return folder
 
 
 def file_records(source: str | os.PathLike[str], *, split: str = "pool") -> list[tuple[AudioRecord, Path]]:
@@ -85,8 +73,7 @@ def load_records(
         if Path(source).is_dir() or not is_record_manifest(source):
             pairs = file_records(source)
         else:
-            root = manifest_root(source)
-            pairs = [(record, record.resolve(root)) for record in read_manifest(source)]
+            pairs = manifest_records(source)
         out += [(r, p) for r, p in pairs if (splits is None or r.split in splits) and r.duration >= min_seconds]
     if not out and not allow_empty:
         raise ValueError(f"no records with splits {splits} in {[str(m) for m in sources]}")
