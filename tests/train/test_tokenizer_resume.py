@@ -25,7 +25,7 @@ def test_resumed_tokenizer_run_equals_an_uninterrupted_one(tone_manifest, tmp_pa
 
     torch.set_num_threads(1)
     straight = train_tokenizer(tone_manifest, tmp_path / "a", _config(4), progress=False)
-    train_tokenizer(tone_manifest, tmp_path / "b", _config(2), progress=False)
+    train_tokenizer(tone_manifest, tmp_path / "b", _config(1), progress=False)  # 1 + 3 steps
     resumed = train_tokenizer(tone_manifest, tmp_path / "b", _config(4), resume=True, progress=False)
     assert straight.steps == resumed.steps == 4
     a = load_tokenizer(straight.tokenizer_dir).state_dict()

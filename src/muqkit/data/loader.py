@@ -233,7 +233,10 @@ class ResumableSampler(Sampler[int]):
         return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
     def __len__(self) -> int:
-        return max(0, self.num_batches - self.start_batch) * self.batch_size
+        # The whole run's length, whatever the start: a resumed Lightning run restores its batch index
+        # within the epoch (``start_batch``) and ends the epoch at this length. A shorter length made it
+        # end the epoch early and draw the first resumed batches again.
+        return self.num_batches * self.batch_size
 
     def __iter__(self) -> Iterator[int]:
         rank, world = self._rank_world()

@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from muqkit.data.loader import absolute_records
+from muqkit.data.loader import ResumableSampler, absolute_records
 from muqkit.data.manifest import AudioRecord
 from muqkit.mulan.captions import caption_from_metadata
 from muqkit.mulan.loss import ContrastiveLoss
@@ -57,14 +58,22 @@ class CaptionedClip:
 class CaptionedAudioDataset(Dataset[CaptionedClip]):
     """Clips of manifest items with captions.
 
+    For training (``random_crop``), item ``i`` is the ``i``-th draw of a run: draws go through the items
+    epoch by epoch, each epoch in an order seeded by ``(seed, epoch)``, and the clip's start and caption
+    template come from a generator seeded by ``(seed, i)``. The data of a run is then a function of the
+    draw counter alone, which a :class:`~muqkit.data.loader.ResumableSampler` restarts at the
+    checkpoint's step (exact resume, any number of workers and ranks).
+
     Args:
         records: the items (one manifest's split).
         root: folder the records' relative paths start from.
         clip_samples: samples per clip; shorter items are zero-padded (``length`` says how much is real).
         sample_rate: decoding rate.
-        random_crop: draw the clip's start and the caption template at random (training); otherwise the
-            clip starts at 0 and the caption is the first template (validation, evaluation).
-        seed: seed of the random draws (combined with the item index and a per-epoch counter).
+        random_crop: draw the clip's start and the caption template at random (training); otherwise item
+            ``i`` is record ``i``, its clip starts at 0 and its caption is the first template (validation).
+        seed: seed of the random draws.
+        epoch_items: draws per epoch (training; default all records). Set to a multiple of the global
+            batch so that no batch straddles two epochs (and holds an item twice).
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class CaptionedAudioDataset(Dataset[CaptionedClip]):
         sample_rate: int = 24000,
         random_crop: bool = True,
         seed: int = 0,
+        epoch_items: int | None = None,
     ) -> None:
         if not records:
             raise ValueError("CaptionedAudioDataset needs at least one record")
@@ -85,18 +95,27 @@ class CaptionedAudioDataset(Dataset[CaptionedClip]):
         self.sample_rate = sample_rate
         self.random_crop = random_crop
         self.seed = seed
-        self._draws = 0
+        self.epoch_items = len(self.records) if epoch_items is None else epoch_items
+        if not 1 <= self.epoch_items <= len(self.records):
+            raise ValueError(f"epoch_items must be in [1, {len(self.records)}], got {self.epoch_items}")
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.records) if not self.random_crop else 1 << 62  # training: indexed by the draw counter
+
+    def locate(self, index: int) -> tuple[int, random.Random | None]:
+        """(record, generator of the clip start and caption) of draw ``index``."""
+        if not self.random_crop:
+            return index, None
+        epoch, position = divmod(index, self.epoch_items)
+        order = np.random.default_rng((self.seed, epoch)).permutation(len(self.records))
+        return int(order[position]), random.Random(f"{self.seed}:{index}")
 
     def __getitem__(self, index: int) -> CaptionedClip:
         from muqkit.audio.io import load_audio
 
-        record = self.records[index]
+        item, rng = self.locate(index)
+        record = self.records[item]
         wav = load_audio(record.resolve(self.root), sample_rate=self.sample_rate)
-        self._draws += 1
-        rng = random.Random(hash((self.seed, index, self._draws))) if self.random_crop else None
         if wav.shape[0] > self.clip_samples:
             start = rng.randrange(wav.shape[0] - self.clip_samples + 1) if rng is not None else 0
             wav = wav[start : start + self.clip_samples]
@@ -323,17 +342,19 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         raise ValueError(f"{len(train_records)} training items, fewer than one batch of {config.batch_size}")
     valid_records = absolute_records(config.manifests, split=config.valid_split)
     collate = CaptionCollator(model.text.tokenizer, model.text.max_length)
+    global_batch = config.batch_size * config.devices
+    if len(train_records) < global_batch:
+        raise ValueError(f"{len(train_records)} training items, fewer than one global batch of {global_batch}")
+    train_set = CaptionedAudioDataset(
+        train_records, root, clip_samples=clip_samples, sample_rate=model.sample_rate, seed=config.seed,
+        epoch_items=len(train_records) // global_batch * global_batch,
+    )  # fmt: skip
+    sampler = ResumableSampler(batch_size=config.batch_size, num_batches=config.max_steps, start_batch=start.start_step)
     train_loader = DataLoader(
-        CaptionedAudioDataset(
-            train_records, root, clip_samples=clip_samples, sample_rate=model.sample_rate, seed=config.seed
-        ),
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collate,
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
-    )
+        train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+        num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),  # the loader draws its seeds here, not globally
+    )  # fmt: skip
     val_loader = None
     if len(valid_records) >= 2:
         val_loader = DataLoader(
@@ -348,6 +369,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
             shuffle=False,
             collate_fn=collate,
             num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed + 1),
         )
     task = MuLanTask(model, loss=ContrastiveLoss(decoupled=config.decoupled), freeze=config.freeze)
     optimizer = OptimizerConfig(
@@ -361,8 +383,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
     fitted = fit(
         task, train_loader, val_loader, run, start, optimizer=optimizer,
         metadata={"mulan_config": model.config.to_dict(), "train_config": asdict(config)},
-        val_every=min(config.val_every, len(train_loader)), keep_best=True,
-        distributed_sampler=True,  # a shuffling loader: Lightning shards it across ranks
+        val_every=min(config.val_every, config.max_steps), keep_best=True,
     )  # fmt: skip
     final = out / "model"
     if fitted.is_global_zero:

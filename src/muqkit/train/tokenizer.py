@@ -285,6 +285,7 @@ def train_tokenizer(
         return DataLoader(
             dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
             num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # keeps the global random state untouched
         )  # fmt: skip
 
     if cache:
