@@ -116,3 +116,16 @@ def test_crops_depend_on_their_index_only(tmp_path):
     # arrays are picked in proportion to their length (20 vs 10 rows)
     picks = np.array([frames.locate(i)[0] for i in range(3000)])
     assert abs(float((picks == 0).mean()) - 2 / 3) < 0.03
+
+
+def test_without_groups_of_leaves_out_the_groups_of_other_manifests(tmp_path):
+    from muqkit.data.manifest import without_groups_of
+
+    def rec(i: int, group: str, split: str) -> AudioRecord:
+        return AudioRecord(str(i), f"{i}.wav", 1.0, SR, SR, split, group, "t")
+
+    records = [rec(0, "a", "test"), rec(1, "b", "test"), rec(2, "c", "test")]
+    write_manifest(tmp_path / "pretrained.jsonl", [rec(10, "a", "train"), rec(11, "c", "valid")])
+    assert [r.id for r in without_groups_of(records, [tmp_path / "pretrained.jsonl"])] == ["1"]
+    kept = without_groups_of(records, [tmp_path / "pretrained.jsonl"], splits=("train",))
+    assert [r.id for r in kept] == ["1", "2"]

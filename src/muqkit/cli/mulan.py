@@ -267,15 +267,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     records = [r for r in absolute_records(args.manifest, split=args.split) if args.source in (None, r.source)]
     if args.exclude_groups:
-        from muqkit.data.manifest import read_manifest
+        from muqkit.data.manifest import without_groups_of
 
-        seen = {
-            r.group
-            for manifest in args.exclude_groups
-            for r in read_manifest(manifest)
-            if args.exclude_splits is None or r.split in args.exclude_splits
-        }
-        kept = [r for r in records if r.group not in seen]
+        kept = without_groups_of(records, args.exclude_groups, splits=args.exclude_splits)
         print(f"left out {len(records) - len(kept)} of {len(records)} items whose group is in "
               f"{', '.join(args.exclude_groups)}", file=sys.stderr)
         records = kept

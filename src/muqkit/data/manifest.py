@@ -171,6 +171,18 @@ def assign_splits(
     return out
 
 
+def without_groups_of(
+    records: Iterable[AudioRecord],
+    manifests: Sequence[str | os.PathLike[str]],
+    *,
+    splits: Sequence[str] | None = None,
+) -> list[AudioRecord]:
+    """``records`` less those whose group appears in ``manifests`` (records of ``splits`` only; ``None``:
+    every split), e.g. the audio a backbone was pretrained on, left out of an evaluation."""
+    seen = {r.group for m in manifests for r in iter_manifest(m) if splits is None or r.split in splits}
+    return [r for r in records if r.group not in seen]
+
+
 def check_no_leakage(records: Iterable[AudioRecord]) -> None:
     """Raise ``ValueError`` if one group appears in two splits."""
     seen: dict[str, str] = {}
