@@ -46,3 +46,15 @@ def test_a_task_run_has_the_shared_layout_and_random_state(tone_manifest, tmp_pa
 
     with pytest.raises(RunFolderError, match="already holds a run"):  # a second run into the same folder is refused
         train_tokenizer(tone_manifest, run, config, progress=False)
+
+
+def test_pretraining_architecture_is_typed_and_checked_at_once(tiny_tokenizer):
+    from muqkit.ssl.muq import MuQConfig
+    from muqkit.train.pretrain import PretrainTrainingConfig
+
+    config = PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model={"dropout": 0.2})
+    assert isinstance(config.architecture, MuQConfig) and config.architecture.conformer.dropout == 0.2
+    with pytest.raises(ValueError, match=r"ConformerConfig.dropout must be in \[0, 1\), got 2.0"):
+        PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model={"dropout": 2.0})
+    with pytest.raises(ValueError, match="unknown config keys \\['depth_x'\\]"):
+        PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model={"depth_x": 1})

@@ -29,7 +29,7 @@ from torch import nn
 
 from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
-from muqkit.ssl.muq import MuQ
+from muqkit.ssl.muq import MuQ, MuQConfig
 from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
 from muqkit.train.harness import RunConfig
 
@@ -149,6 +149,16 @@ class PretrainTrainingConfig:
             )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
+        try:
+            self.architecture  # noqa: B018  (built to validate preset and overrides)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"PretrainTrainingConfig.model / preset: {exc}") from None
+
+    @property
+    def architecture(self) -> MuQConfig:
+        """The typed architecture: the ``preset``'s :class:`~muqkit.ssl.muq.MuQConfig` with the ``model``
+        overrides (validated when the config is made, so a bad field is named at once)."""
+        return muq_preset(self.preset, **self.model)
 
     def run_config(self, out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> RunConfig:
         """The shared run settings (:class:`muqkit.train.harness.RunConfig`) of a run of this config in ``out``."""
@@ -345,7 +355,7 @@ def resolve_mel_statistics(
         raise ValueError(
             "mel_stats: a statistics pass needs audio files (a manifest); give model mel_mean / mel_std instead"
         )
-    c = muq_preset(config.preset, **config.model)
+    c = config.architecture
     mean, std, seconds = corpus_mel_statistics(
         paths, sample_rate=c.sample_rate, max_seconds=config.stats_max_seconds, seed=config.seed,
         n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
@@ -363,7 +373,7 @@ def build_pretrainer(
         num_codebooks, codebook_size = label_shape
     else:
         raise ValueError("need targets or the (num_codebooks, codebook_size) of the labels")
-    model = MuQ.from_preset(config.preset, seed=config.seed, **config.model)
+    model = MuQ.from_preset(config.preset, seed=config.seed, **config.model)  # = config.architecture
     objective = PretrainConfig(
         num_codebooks=num_codebooks,
         codebook_size=codebook_size,
@@ -527,7 +537,7 @@ def train_pretrain(
     shard_dirs = [m for m in manifests if (Path(m) / "shards.json").is_file()]
     records = None
     if not shard_dirs:
-        preset = muq_preset(config.preset, **config.model)
+        preset = config.architecture
         frame_seconds = preset.hop_length * preset.stack_factor / preset.sample_rate
         records = load_records(manifests, splits=config.splits, min_seconds=frame_seconds)
     stats = resolve_mel_statistics(config, targets, None if records is None else [path for _, path in records])
