@@ -134,3 +134,15 @@ def test_no_two_modules_of_data_or_train_import_each_other():
                     if b != a and a in imports.get(b, set())})  # fmt: skip
     assert not pairs, f"modules importing each other: {pairs}"
     assert "muqkit.train.refine" not in imports["muqkit.train.pretrain"]
+
+
+def test_inference_and_data_import_no_training_module():
+    """Embedding, evaluation, HEAR and the data layer read files through ``data/``, never through ``train/``."""
+    inference = [p for package in ("embed", "eval", "data") for p in sorted((SRC / package).rglob("*.py"))]
+    inference += [SRC / "hear.py", SRC / "cli" / "embed.py", SRC / "cli" / "probe.py"]
+    problems = []
+    for path in inference:
+        for module, line, _ in _imports(ast.parse(path.read_text())):
+            if _is(module, "muqkit.train") or _is(module, "lightning"):
+                problems.append(f"{path.relative_to(SRC.parent)}:{line} imports {module}")
+    assert len(inference) > 20 and not problems, "\n".join(problems)
