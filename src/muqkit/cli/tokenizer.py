@@ -203,11 +203,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    import torch
     from safetensors.torch import save_file
 
-    from muqkit.data.files import AUDIO_EXTENSIONS, list_files, read_audio
-    from muqkit.tokenizer.base import load_tokenizer
+    from muqkit.atomic import atomic_path
+    from muqkit.data.files import AUDIO_EXTENSIONS, list_files
+    from muqkit.tokenizer.base import encode_files, load_tokenizer
 
     out = Path(args.out)
     if out.is_dir():
@@ -216,16 +216,9 @@ def run_encode(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: exists; pass --overwrite to replace it")
     tokenizer: Any = load_tokenizer(args.tokenizer)  # an AudioTokenizer (encode, sample_rate)
     files: list[Path] = []
-    for entry in args.audio:
-        path = Path(entry)
-        files.extend([path] if path.suffix.lower() in AUDIO_EXTENSIONS else list_files(path))
-    codes = {}
-    for path in files:
-        audio = torch.from_numpy(read_audio(path, tokenizer.sample_rate)).unsqueeze(0)
-        codes[str(path)] = tokenizer.encode(audio)[0].contiguous()
-        log.info("%s: %s codes", path, tuple(codes[str(path)].shape))
-    from muqkit.atomic import atomic_path
-
+    for entry in map(Path, args.audio):
+        files.extend([entry] if entry.suffix.lower() in AUDIO_EXTENSIONS else list_files(entry))
+    codes = encode_files(tokenizer, files)
     with atomic_path(out) as tmp:
         metadata = {"frame_rate": str(tokenizer.frame_rate), "model_type": tokenizer.model_type}
         save_file(codes, str(tmp), metadata=metadata)
