@@ -155,7 +155,7 @@ def phase_pretrain(args: argparse.Namespace) -> dict[str, Any]:
 def phase_claims(args: argparse.Namespace, seconds_left: float) -> dict[str, Any]:
     import dataclasses
 
-    from muqkit.train.claims import CLAIMS_PLAN, run_claims
+    from muqkit.recipes.claims import CLAIMS_PLAN, run_claims
 
     corpus = Path(args.data)
     if not (corpus / "scores.jsonl").is_file():

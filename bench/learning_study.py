@@ -135,7 +135,7 @@ def main() -> None:
     from muqkit.eval.curves import learning_curve
     from muqkit.eval.probes import ProbeConfig
     from muqkit.eval.suite import SuiteConfig
-    from muqkit.train.demo import audio_sample
+    from muqkit.recipes.demo import audio_sample
     from muqkit.train.pretrain import PretrainTrainingConfig, load_preset, train_pretrain
 
     corpus, out = Path(args.corpus), Path(args.out)

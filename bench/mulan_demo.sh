@@ -37,7 +37,7 @@ if [ -z "${EVAL_ONLY:-}" ]; then
 start=$(date +%s)
 $RUN $MUQKIT mulan train "${MANIFESTS[@]}" --out "$OUT/run" --preset tiny ${MODEL_CONFIG:+--model-config "$MODEL_CONFIG"} ${MUQ:+--muq "$MUQ"} \
     ${AUDIO_LAYER:+--audio-layer "$AUDIO_LAYER"} ${LAG_POOLING:+--lag-pooling "$LAG_POOLING"} --freeze "${FREEZE:-text_backbone}" \
-    --steps "$STEPS" --batch-size "${BATCH:-16}" --clip-secs "${CLIP_SECS:-4}" --lr "${LR:-1e-3}" --warmup-steps 20 --val-every 100 \
+    --max-steps "$STEPS" --batch-size "${BATCH:-16}" --clip-seconds "${CLIP_SECS:-4}" --lr "${LR:-1e-3}" --warmup-steps 20 --val-every 100 \
     --accelerator cpu --seed "${SEED:-0}" --no-resume > "$OUT/train.log" 2>&1
 echo "train: $(( $(date +%s) - start )) s" | tee "$OUT/timings.txt"
 fi

@@ -20,10 +20,10 @@ find "$work/x" -name '*.ogg' | sort > "$work/all.txt"
 head -n 20 "$work/all.txt" > "$work/train.txt"
 tail -n +21 "$work/all.txt" > "$work/heldout.txt"
 for seed in 0 1; do
-  $MUQKIT tokenizer train "$work/train.txt" "$work/runs/seed$seed" --steps "$steps" --cache-frames \
+  $MUQKIT tokenizer train "$work/train.txt" "$work/runs/seed$seed" --max-steps "$steps" --cache-frames \
     --seed "$seed" --no-progress
 done
-$MUQKIT tokenizer train "$work/train.txt" "$work/runs/single" --steps "$steps" --cache-frames \
+$MUQKIT tokenizer train "$work/train.txt" "$work/runs/single" --max-steps "$steps" --cache-frames \
   --num-codebooks 1 --codebook-size 8192 --no-progress
 $MUQKIT tokenizer report "$work/runs/seed0/tokenizer" "$work/heldout.txt" --out "$work/report" \
   --compare "$work/runs/seed1/tokenizer" --single-vq "$work/runs/single/tokenizer"

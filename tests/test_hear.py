@@ -117,6 +117,14 @@ def test_generated_files_through_the_hear_api(tmp_path: Path, model: hear.HearMu
         embeddings, timestamps = hear.get_timestamp_embeddings(batch, model)
     assert embeddings.shape == (3, 25, 64) and torch.isfinite(embeddings).all()
     assert timestamps.shape == (3, 25)
+    # one 40 ms frame per timestamp, from 0 ms, the same for every sound of the batch
+    torch.testing.assert_close(timestamps, (torch.arange(25) * 40.0).expand(3, 25).to(timestamps.dtype))
+    # each row is the sound's own embedding: batching with the others changes nothing
+    with torch.no_grad():
+        for i in range(3):
+            alone, _ = hear.get_timestamp_embeddings(batch[i : i + 1], model)
+            torch.testing.assert_close(embeddings[i], alone[0], atol=1e-4, rtol=1e-4)
+    assert float((embeddings[0] - embeddings[2]).abs().mean()) > 1e-3  # silence and a chord are told apart
 
 
 def test_input_must_be_two_dimensional(model: hear.HearMuQ) -> None:

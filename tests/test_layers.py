@@ -87,3 +87,62 @@ def test_the_delegator_exception_is_narrow():
     ok = "class M:\n    def save_pretrained(self, folder):\n        from muqkit.hub.loaders import save_muq\n"
     assert [(m, f) for m, _, f in _imports(ast.parse(ok))] == [("muqkit.hub.loaders", "save_pretrained")]
     assert _violations(SRC / "ssl" / "probe.py", ok) == []
+
+
+# Training sits below the experiments: ``train/`` composes models and data, never evaluation, the recipes
+# (demo, claims) or the CLI; and nothing in the library but the CLI reaches up into the recipes.
+TRAIN_FORBIDDEN = ("muqkit.eval", "muqkit.recipes", "muqkit.cli")
+LIBRARY_PACKAGES = ("audio", "encoder", "tokenizer", "ssl", "mulan", "data", "train", "eval", "embed", "hub")
+
+
+def _imports_of(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in sorted((SRC / package).rglob("*.py")):
+        for module, line, function in _imports(ast.parse(path.read_text(), filename=str(path))):
+            if any(_is(module, p) for p in forbidden):
+                where = f"in {function}()" if function else "at module level"
+                bad.append(f"{path.relative_to(SRC.parent)}:{line} imports {module} {where}")
+    return bad
+
+
+def test_train_imports_no_eval_recipes_or_cli():
+    assert len(list((SRC / "train").rglob("*.py"))) >= 4, "train/ was not found"
+    problems = _imports_of("train", TRAIN_FORBIDDEN)
+    assert not problems, "train/ reaches up:\n" + "\n".join(problems)
+
+
+def test_only_the_cli_imports_the_recipes():
+    assert (SRC / "recipes" / "demo.py").is_file() and (SRC / "recipes" / "claims.py").is_file()
+    problems = [v for package in LIBRARY_PACKAGES for v in _imports_of(package, ("muqkit.recipes",))]
+    assert not problems, "the library imports an experiment:\n" + "\n".join(problems)
+
+
+def _module_imports(packages: tuple[str, ...]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for package in packages:
+        for path in sorted((SRC / package).rglob("*.py")):
+            name = "muqkit." + ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+            found[name] = {m for m, _, _ in _imports(ast.parse(path.read_text())) if _is(m, "muqkit")}
+    return found
+
+
+def test_no_two_modules_of_data_or_train_import_each_other():
+    """The former ``train.pretrain <-> train.refine`` (labels) and ``data.files <-> data.loader`` kind of cycle."""
+    imports = _module_imports(("data", "train"))
+    assert "muqkit.train.pretrain" in imports and "muqkit.data.labels" in imports
+    pairs = sorted({tuple(sorted((a, b))) for a, targets in imports.items() for b in targets
+                    if b != a and a in imports.get(b, set())})  # fmt: skip
+    assert not pairs, f"modules importing each other: {pairs}"
+    assert "muqkit.train.refine" not in imports["muqkit.train.pretrain"]
+
+
+def test_inference_and_data_import_no_training_module():
+    """Embedding, evaluation, HEAR and the data layer read files through ``data/``, never through ``train/``."""
+    inference = [p for package in ("embed", "eval", "data") for p in sorted((SRC / package).rglob("*.py"))]
+    inference += [SRC / "hear.py", SRC / "cli" / "embed.py", SRC / "cli" / "probe.py"]
+    problems = []
+    for path in inference:
+        for module, line, _ in _imports(ast.parse(path.read_text())):
+            if _is(module, "muqkit.train") or _is(module, "lightning"):
+                problems.append(f"{path.relative_to(SRC.parent)}:{line} imports {module}")
+    assert len(inference) > 20 and not problems, "\n".join(problems)

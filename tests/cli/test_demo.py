@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from muqkit.train.demo import QUICK, plan_for
+from muqkit.recipes.demo import QUICK, plan_for
 
 
 def test_verdict_is_computed_from_the_table():
     from muqkit.eval.suite import ResultRow
-    from muqkit.train.demo import RANDOM_START, verdict
+    from muqkit.recipes.demo import RANDOM_START, verdict
 
     def row(model, task, mean):
         return ResultRow(model, task, "linear", "best:0", "accuracy", mean, 0.0, mean, {})

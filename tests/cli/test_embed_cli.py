@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from muqkit.cli.main import main
 from muqkit.embed import read_embedding
@@ -69,6 +70,13 @@ def test_pooled_npy_output(music: Path, tmp_path: Path, checkpoint: Path) -> Non
     assert code == 0
     emb = read_embedding(out / "a.wav.embedding")
     assert list(emb.layers) == [1] and emb.layers[1].shape == (64,)
+    # mean pooling is the mean of the frames the unpooled output holds
+    frames_out = tmp_path / "frames"
+    assert main(["embed", str(music / "a.wav"), "--out", str(frames_out), "--model", str(checkpoint), "--no-progress",
+                 "--format", "npy", "--layers", "1"]) == 0  # fmt: skip
+    frames = read_embedding(frames_out / "a.wav.embedding").layers[1]
+    assert frames.dim() == 2 and frames.shape[-1] == 64
+    torch.testing.assert_close(emb.layers[1].float(), frames.float().mean(0), atol=1e-5, rtol=1e-5)
 
 
 def test_bad_options_exit_with_2(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from muqkit.data.corpus import DANCE_BPM, SIZES, _score_item, beat_quarters
+from muqkit.data.corpus import DANCE_BPM, SIZES, beat_quarters
+from muqkit.data.corpus_plan import score_item
 from muqkit.data.scores import ParsedScore, ScoreRef
 from muqkit.mulan.captions import caption_from_metadata
 
@@ -33,7 +34,7 @@ def test_dance_tunes_render_at_their_dance_tempo():
         low, high = DANCE_BPM[dance]
         bpms = set()
         for tune in range(40):
-            labels = _score_item(_score(dance, metre, tune), 0, SIZES["small"], 0, FONTS).labels
+            labels = score_item(_score(dance, metre, tune), 0, SIZES["small"], 0, FONTS).labels
             assert low <= labels["tempo_bpm"] <= high
             assert labels["tempo_qpm"] == pytest.approx(labels["tempo_bpm"] * beat_quarters(metre, dance))
             bpms.add(labels["tempo_bpm"])
@@ -44,8 +45,8 @@ def test_dance_tempo_leaves_the_other_draws_alone():
     # The same score as a dance and as a plain tune: soundfont, programs and transposition are equal, and
     # the plain tune keeps the uniform 60-150 qpm range.
     for tune in range(20):
-        plain = _score_item(_score("", "2/2", tune), 1, SIZES["small"], 0, FONTS)
-        dance = _score_item(dataclasses.replace(_score("reel", "2/2", tune)), 1, SIZES["small"], 0, FONTS)
+        plain = score_item(_score("", "2/2", tune), 1, SIZES["small"], 0, FONTS)
+        dance = score_item(dataclasses.replace(_score("reel", "2/2", tune)), 1, SIZES["small"], 0, FONTS)
         assert 60 <= plain.labels["tempo_qpm"] <= 150 and plain.labels["tempo_bpm"] * 2 == plain.labels["tempo_qpm"]
         for key in ("soundfont", "programs", "transpose", "key"):
             assert plain.labels[key] == dance.labels[key]

@@ -88,6 +88,11 @@ def test_encode_chunks_keeps_order_and_batches(tiny_muq: MuQ, record_calls) -> N
     assert [(o.key, o.index, o.last) for o in outs] == [(c.key, c.index, c.last) for c in chunks]
     assert calls.shapes == [(4, 4800), (2, 4800)]
     assert [o.hidden.shape[1] for o in outs] == [5, 2] * 3  # frames = ceil(ceil((n // 240) / 2) / 2)
+    # batched (and padded) chunks give what each chunk gives alone
+    with torch.inference_mode():
+        alone = list(encode_chunks(tiny_muq, iter(chunks), layers=(2,), batch_size=1))
+    for o, a in zip(outs, alone, strict=True):
+        torch.testing.assert_close(o.hidden, a.hidden, atol=1e-4, rtol=1e-4)
 
 
 def test_timestamps_are_frame_centres(tiny_muq: MuQ) -> None:

@@ -64,10 +64,8 @@ def test_freeze_options_are_checked(tiny_mulan):
         MuLanTask(tiny_mulan, freeze=("audio_bakbone",))
 
 
-def test_lightning_run_saves_a_model(tmp_path):
+def _caption_manifest(tmp_path):
     from muqkit.data.manifest import AudioRecord, write_manifest
-    from muqkit.mulan import MuQMuLan
-    from muqkit.train.mulan import MuLanTrainConfig, train_mulan
 
     wavs, captions = _pairs(12, 1)
     records = []
@@ -89,12 +87,20 @@ def test_lightning_run_saves_a_model(tmp_path):
             )
         )
     write_manifest(tmp_path / "manifest.jsonl", records)
+    return tmp_path / "manifest.jsonl"
+
+
+def test_lightning_run_saves_a_model(tmp_path):
+    from muqkit.mulan import MuQMuLan
+    from muqkit.train.mulan import MuLanTrainConfig, train_mulan
+
+    _caption_manifest(tmp_path)
     out = train_mulan(
         MuLanTrainConfig(
             manifests=(str(tmp_path / "manifest.jsonl"),),
             out=str(tmp_path / "run"),
             preset="test",
-            steps=3,
+            max_steps=3,
             batch_size=4,
             val_every=2,
             warmup_steps=1,
@@ -112,3 +118,38 @@ def test_lightning_run_saves_a_model(tmp_path):
     name = "text_to_latents.weight"
     assert torch.equal(best.state_dict()[name], best_ckpt["state_dict"][f"task.model.{name}"])
     assert not torch.equal(best.state_dict()[name], model.state_dict()[name])
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """Draws are seeded by the step counter and the random state is checkpointed: 2 + 2 steps == 4 steps."""
+    from muqkit.mulan import MuQMuLan
+    from muqkit.train.mulan import MuLanTrainConfig, train_mulan
+
+    torch.set_num_threads(1)
+    manifest = str(_caption_manifest(tmp_path))
+
+    def config(out, max_steps):  # constant learning rate after a 4-step warm-up: the schedule ignores max_steps
+        return MuLanTrainConfig(manifests=(manifest,), out=str(tmp_path / out), preset="test", max_steps=max_steps,
+                                batch_size=4, val_every=100, warmup_steps=4, accelerator="cpu")  # fmt: skip
+
+    straight = MuQMuLan.from_pretrained(train_mulan(config("a", 4))).state_dict()
+    train_mulan(config("b", 2))
+    resumed = MuQMuLan.from_pretrained(train_mulan(config("b", 4))).state_dict()
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_training_draws_cover_each_epoch_once():
+    from muqkit.data.manifest import AudioRecord
+    from muqkit.train.mulan import CaptionedAudioDataset
+
+    records = [AudioRecord(str(i), f"{i}.wav", 1.0, 24000, 24000, "train", str(i), "t") for i in range(10)]
+    data = CaptionedAudioDataset(records, ".", clip_samples=100, seed=3, epoch_items=8)
+    epochs = [[data.locate(e * 8 + j)[0] for j in range(8)] for e in range(3)]
+    assert all(len(set(items)) == 8 for items in epochs)  # no item twice within an epoch
+    assert epochs[0] != epochs[1]  # each epoch has its own order
+    again = CaptionedAudioDataset(records, ".", clip_samples=100, seed=3, epoch_items=8)
+    assert [again.locate(i)[0] for i in range(24)] == [i for e in epochs for i in e]  # a function of the index
+    first, second = data.locate(5)[1], again.locate(5)[1]
+    assert first is not None and second is not None and first.random() == second.random()

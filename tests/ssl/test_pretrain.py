@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -132,6 +134,9 @@ def test_pre_extracted_codes_need_no_tokenizer():
     codes = torch.randint(0, 16, (2, 3, 50))
     out = pre(_audio(2, 2.0), codes=codes, generator=torch.Generator().manual_seed(0))
     assert out.codebook_losses.shape == (3,)
+    # the loss is the mean of the codebooks' cross-entropies; untrained heads guess near uniformly over 16 codes
+    torch.testing.assert_close(out.loss, out.codebook_losses.mean())
+    assert torch.all((out.codebook_losses - math.log(16)).abs() < 1.5), out.codebook_losses
     with pytest.raises(ValueError, match="codes="):
         pre(_audio(2, 2.0))
     with pytest.raises(ValueError, match="codebooks"):

@@ -175,8 +175,8 @@ def test_tokenizer_training_reads_corpus_manifests_from_the_corpus_root(tmp_path
     """A corpus manifest (AudioRecord JSONL at the root, paths relative to it) works directly."""
     import soundfile as sf
 
+    from muqkit.data.files import list_files, read_audio
     from muqkit.data.manifest import AudioRecord, write_manifest
-    from muqkit.train.tokenizer import read_audio, read_manifest
 
     (tmp_path / "audio").mkdir()
     records = []
@@ -189,10 +189,10 @@ def test_tokenizer_training_reads_corpus_manifests_from_the_corpus_root(tmp_path
             )
         )
     write_manifest(tmp_path / "scores.jsonl", records)
-    files = read_manifest(tmp_path / "scores.jsonl")
+    files = list_files(tmp_path / "scores.jsonl")
     assert files == [tmp_path / "audio" / "x0.wav", tmp_path / "audio" / "x1.wav"]
-    assert read_manifest(tmp_path / "scores.jsonl", splits=("valid", "test")) == [tmp_path / "audio" / "x2.wav"]
+    assert list_files(tmp_path / "scores.jsonl", splits=("valid", "test")) == [tmp_path / "audio" / "x2.wav"]
     assert read_audio(files[1], 24000).shape == (24000,)
     assert read_audio(files[1], 24000, start=0.5, duration=0.25).shape == (6000,)
     (tmp_path / "plain.txt").write_text('audio/x0.wav\n{"path": "audio/x2.wav"}\n')
-    assert read_manifest(tmp_path / "plain.txt") == [tmp_path / "audio" / "x0.wav", tmp_path / "audio" / "x2.wav"]
+    assert list_files(tmp_path / "plain.txt") == [tmp_path / "audio" / "x0.wav", tmp_path / "audio" / "x2.wav"]

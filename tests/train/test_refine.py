@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from muqkit.data.labels import read_labels
 from muqkit.hub.loaders import official_extras
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets
 from muqkit.tokenizer import LatentRVQ, LatentRVQConfig
-from muqkit.train.refine import RefineConfig, default_layer, extract_labels, read_labels, refine
+from muqkit.train.refine import RefineConfig, default_layer, extract_labels, refine
 
 pytest.importorskip("lightning")
 

@@ -24,10 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Extensions picked up when a folder is scanned for audio (all decoded by libsndfile >= 1.1).
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".w64", ".caf", ".au"}
-)
 # The shortest input MuQ embeds: one output frame at 25 Hz (40 ms).
 MIN_DURATION_SECONDS = 0.04
 _READ_SECONDS = 10.0  # decoder block when streaming, in seconds of the file's own rate

@@ -1,4 +1,4 @@
-"""``muqkit demo --out DIR``: the whole pipeline offline on CPU (see :mod:`muqkit.train.demo`)."""
+"""``muqkit demo --out DIR``: the whole pipeline offline on CPU (see :mod:`muqkit.recipes.demo`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from muqkit.train.demo import run_demo
+    from muqkit.recipes.demo import run_demo
 
     run_demo(args.out, budget_minutes=args.budget_minutes, quick=args.quick, seed=args.seed, jobs=args.jobs,
              plots=not args.no_plots, resume=args.resume, overwrite=args.overwrite)  # fmt: skip
@@ -59,7 +59,7 @@ def _run_claims(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from muqkit.train.claims import CLAIMS_PLAN, run_claims
+    from muqkit.recipes.claims import CLAIMS_PLAN, run_claims
 
     changes = {"preset": args.preset, "pretrain_steps": args.pretrain_steps, "rvq_steps": args.rvq_steps,
                "refine_rvq_steps": args.rvq_steps, "tasks": tuple(args.tasks) if args.tasks else None}  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from muqkit.cli.errors import device, positive_float, positive_int
+from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "up-to-date outputs. Exits with status 1 if any input failed."
         ),
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help=AUDIO_INPUTS_HELP)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--model",

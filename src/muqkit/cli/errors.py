@@ -25,6 +25,8 @@ EXIT_OK = 0
 EXIT_FAILED_INPUTS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# What a command that reads audio files accepts (see :mod:`muqkit.data.files`).
+AUDIO_INPUTS_HELP = "audio files, folders, or lists of paths / manifests (.txt, .jsonl)"
 
 
 def debug_enabled(args: argparse.Namespace | None = None) -> bool:

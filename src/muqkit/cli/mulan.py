@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from muqkit.cli.errors import device, positive_int
+from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int
+from muqkit.cli.options import field_option, hidden_alias
 
 DEFAULT_MODEL = "OpenMuQ/MuQ-MuLan-large"
 
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     mulan.set_defaults(func=lambda args: (mulan.print_help(), 2)[1])
 
     train = sub.add_parser("train", help="train on (audio, caption) pairs from corpus manifests")
+    M = "muqkit.train.mulan:MuLanTrainConfig."
     train.add_argument(
         "--manifest",
         action="append",
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="corpus manifest (repeatable); captions from a 'caption' label or metadata templates",
     )
     train.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints/, model/)")
-    train.add_argument("--preset", default="tiny", choices=("tiny", "large", "test"), help="model preset")
+    field_option(train, "--preset", M + "preset", "tiny", choices=("tiny", "large", "test"), help="model preset")
     train.add_argument(
         "--model-config", default=None, metavar="JSON", help="MuQMuLanConfig JSON (overrides --preset)"
     )
@@ -61,24 +63,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="comma-separated parts to freeze: audio_backbone,text_backbone,audio,text or 'none' "
         "(default: text_backbone)",
     )
-    train.add_argument("--steps", type=positive_int, default=1000)
-    train.add_argument("--batch-size", type=positive_int, default=16)
-    train.add_argument("--lr", type=float, default=3e-4)
-    train.add_argument("--warmup-steps", type=int, default=50)
-    train.add_argument(
-        "--clip-secs", type=float, default=None, help="training clip length (default: the model's)"
+    field_option(train, "--max-steps", M + "max_steps", 1000, type=positive_int, help="optimiser steps")
+    hidden_alias(train, "--steps", "max_steps", type=positive_int)
+    field_option(train, "--batch-size", M + "batch_size", 16, type=positive_int)
+    field_option(train, "--lr", M + "lr", 3e-4, type=float)
+    field_option(train, "--warmup-steps", M + "warmup_steps", 50, type=int)
+    field_option(
+        train, "--clip-seconds", M + "clip_seconds", None, type=float, help="training clip length (None: the model's)"
     )
+    hidden_alias(train, "--clip-secs", "clip_seconds", type=float)
     train.add_argument(
         "--no-decoupled", action="store_true", help="classic InfoNCE instead of the decoupled loss"
     )
-    train.add_argument("--precision", default="32", help="32, bf16-mixed or 16-mixed")
-    train.add_argument("--accelerator", default="auto")
-    train.add_argument(
-        "--devices", type=int, default=1, help="devices (DDP with gathered negatives when > 1)"
-    )
-    train.add_argument("--num-workers", type=int, default=0)
-    train.add_argument("--val-every", type=int, default=200, help="validation / checkpoint interval in steps")
-    train.add_argument("--seed", type=int, default=0)
+    field_option(train, "--precision", M + "precision", "32", help="32, bf16-mixed or 16-mixed")
+    field_option(train, "--accelerator", M + "accelerator", "auto")
+    field_option(train, "--devices", M + "devices", 1, type=int, help="devices (DDP with gathered negatives when > 1)")
+    field_option(train, "--num-workers", M + "num_workers", 0, type=int)
+    field_option(train, "--val-every", M + "val_every", 200, type=int, help="validation / checkpoint interval in steps")
+    field_option(train, "--seed", M + "seed", 0, type=int)
     train.add_argument("--no-resume", action="store_true", help="ignore out/checkpoints/last.ckpt")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.set_defaults(func=run_train)
@@ -131,14 +133,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     evaluate.set_defaults(func=run_evaluate)
 
     similarity = subparsers.add_parser("similarity", help="audio-text similarities with MuQ-MuLan")
-    similarity.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or folders")
+    similarity.add_argument("audio", nargs="+", metavar="AUDIO", help=AUDIO_INPUTS_HELP)
     similarity.add_argument("--text", action="append", required=True, help="a text (repeatable)")
     _model_args(similarity)
     similarity.add_argument("--json", action="store_true", help="print JSON instead of a table")
     similarity.set_defaults(func=run_similarity)
 
     zeroshot = subparsers.add_parser("zeroshot", help="zero-shot tagging of audio from tag names")
-    zeroshot.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files or folders")
+    zeroshot.add_argument("audio", nargs="+", metavar="AUDIO", help=AUDIO_INPUTS_HELP)
     zeroshot.add_argument(
         "--tags", required=True, help="comma-separated tag names, or @FILE with one tag per line"
     )
@@ -207,9 +209,9 @@ def run_train(args: argparse.Namespace) -> int:
         text_backbone=args.text_backbone,
         init=args.init,
         freeze=freeze,
-        clip_secs=args.clip_secs,
+        clip_seconds=args.clip_seconds,
         batch_size=args.batch_size,
-        steps=args.steps,
+        max_steps=args.max_steps,
         lr=args.lr,
         warmup_steps=args.warmup_steps,
         decoupled=not args.no_decoupled,
@@ -263,21 +265,15 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from muqkit.data.loader import absolute_records
     from muqkit.mulan.evaluate import evaluate_items
     from muqkit.mulan.index import embed_files
-    from muqkit.train.mulan import load_records
 
-    records = [r for r in load_records(args.manifest, args.split) if args.source in (None, r.source)]
+    records = [r for r in absolute_records(args.manifest, split=args.split) if args.source in (None, r.source)]
     if args.exclude_groups:
-        from muqkit.data.manifest import read_manifest
+        from muqkit.data.manifest import without_groups_of
 
-        seen = {
-            r.group
-            for manifest in args.exclude_groups
-            for r in read_manifest(manifest)
-            if args.exclude_splits is None or r.split in args.exclude_splits
-        }
-        kept = [r for r in records if r.group not in seen]
+        kept = without_groups_of(records, args.exclude_groups, splits=args.exclude_splits)
         print(f"left out {len(records) - len(kept)} of {len(records)} items whose group is in "
               f"{', '.join(args.exclude_groups)}", file=sys.stderr)
         records = kept
@@ -305,7 +301,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_similarity(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import embed_audio_files, find_audio
+    from muqkit.data.files import find_audio
+    from muqkit.mulan.index import embed_audio_files
 
     texts = _texts(args.text, "--text")
     files = find_audio(args.audio)
@@ -323,7 +320,8 @@ def run_similarity(args: argparse.Namespace) -> int:
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import embed_audio_files, find_audio
+    from muqkit.data.files import find_audio
+    from muqkit.mulan.index import embed_audio_files
     from muqkit.mulan.zeroshot import DEFAULT_PROMPTS, ZeroShotClassifier, check_prompt
 
     if args.tags.startswith("@"):

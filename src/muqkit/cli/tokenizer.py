@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from muqkit.cli.errors import positive_float, positive_int
+from muqkit.cli.options import device_count, field_option, hidden_alias
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser("train", help="train a Mel-RVQ / latent RVQ, or fit a random-projection / k-means baseline")
-    p.add_argument("data", help="manifest (one path or JSON object per line) or folder of audio / feature files")
-    p.add_argument("output", help="run folder (the tokenizer is saved to OUTPUT/tokenizer)")
+    p.add_argument("data", help="folder of audio / feature files, plain list of paths, or manifest")
+    p.add_argument("output", nargs="?", help="run folder (the tokenizer is saved to OUTPUT/tokenizer); or --out")
+    p.add_argument("--out", help="run folder (same as OUTPUT)")
     p.add_argument("--kind", choices=KINDS, default="mel_rvq")
     p.add_argument("--val", help="held-out manifest or folder, validated during training")
-    p.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--crop-seconds", type=positive_float, default=5.0)
-    p.add_argument("--crop-frames", type=int, default=125, help="feature crop length (latent_rvq)")
-    p.add_argument("--lr", type=float, default=1e-4)
+    T = "muqkit.train.tokenizer:TokenizerTrainingConfig."
+    field_option(p, "--max-steps", T + "max_steps", 2000, type=positive_int, help="optimiser steps")
+    hidden_alias(p, "--steps", "max_steps", type=positive_int)
+    field_option(p, "--batch-size", T + "batch_size", 32, type=positive_int)
+    field_option(p, "--crop-seconds", T + "crop_seconds", 5.0, type=positive_float)
+    field_option(p, "--crop-frames", T + "crop_frames", 125, type=positive_int, help="feature crop (latent_rvq)")
+    field_option(p, "--lr", T + "lr", 1e-4, type=positive_float)
     p.add_argument("--num-codebooks", type=int, help="RVQ stages / random projections")
     p.add_argument("--codebook-size", type=int)
     p.add_argument("--codebook-dim", type=int)
@@ -36,19 +40,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stale-tolerance", type=int, help="steps before an unused code is replaced (0: never)")
     p.add_argument("--feature", choices=("mfcc", "mel"), help="k-means features (kmeans)")
     p.add_argument("--no-kmeans-init", action="store_true", help="keep random codebooks at the start")
-    p.add_argument("--stats-max-seconds", type=float, help="audio read by the statistics pass (default: all)")
+    field_option(
+        p, "--stats-max-seconds", T + "stats_max_seconds", None, type=positive_float,
+        help="audio read by the statistics pass (None: all)",
+    )  # fmt: skip
     p.add_argument("--preload", action="store_true", help="decode all audio into memory once")
     p.add_argument(
         "--cache-frames",
         action="store_true",
         help="keep the stacked mel of the statistics pass in memory and train on crops of it (fast on CPU)",
     )
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--accelerator", default="auto")
-    p.add_argument("--devices", default="1")
-    p.add_argument("--precision", default="32-true")
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    field_option(p, "--num-workers", T + "num_workers", 0, type=int, help="data-loader worker processes")
+    hidden_alias(p, "--workers", "num_workers", type=int)
+    field_option(p, "--seed", T + "seed", 0, type=int)
+    field_option(p, "--accelerator", T + "accelerator", "auto")
+    field_option(p, "--devices", T + "devices", 1, type=device_count)
+    field_option(p, "--precision", T + "precision", "32-true")
+    field_option(p, "--checkpoint-every", T + "checkpoint_every", 500, type=positive_int)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in OUTPUT")
     p.add_argument("--no-progress", action="store_true")
@@ -91,48 +99,50 @@ def _model_fields(args: argparse.Namespace) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _output(args: argparse.Namespace) -> str:
+    if args.output and args.out and args.output != args.out:
+        raise ValueError(f"give the run folder once: OUTPUT {args.output!r} or --out {args.out!r}")
+    output = args.output or args.out
+    if not output:
+        raise ValueError("give the run folder: OUTPUT or --out")
+    return output
+
+
 def run_train(args: argparse.Namespace) -> int:
     model = _model_fields(args)
+    output = _output(args)
     if args.kind in ("random_projection", "kmeans"):
-        from muqkit.runfolder import prepare_run_folder
-        from muqkit.train.tokenizer import fit_baseline
+        from muqkit.train.tokenizer import fit_baseline_run
 
-        model.pop("stale_tolerance", None)
-        prepare_run_folder(args.output, overwrite=args.overwrite, owned=("tokenizer",), option="OUTPUT")
-        out = fit_baseline(
-            args.data,
-            Path(args.output) / "tokenizer",
-            kind=args.kind,
-            model=model,
-            seed=args.seed,
-            max_seconds=args.stats_max_seconds,
-        )
+        out = fit_baseline_run(
+            args.data, output, kind=args.kind, model=model, seed=args.seed, max_seconds=args.stats_max_seconds,
+            overwrite=args.overwrite,
+        )  # fmt: skip
         print(f"saved {args.kind} tokenizer to {out}")
         return 0
     from muqkit.train.tokenizer import TokenizerTrainingConfig, train_tokenizer
 
-    devices = int(args.devices) if args.devices.isdigit() else args.devices
     config = TokenizerTrainingConfig(
         kind=args.kind,
         crop_seconds=args.crop_seconds,
         crop_frames=args.crop_frames,
         batch_size=args.batch_size,
-        max_steps=args.steps,
+        max_steps=args.max_steps,
         lr=args.lr,
         kmeans_init=not args.no_kmeans_init,
         stats_max_seconds=args.stats_max_seconds,
         preload=args.preload,
         cache_frames=args.cache_frames,
-        num_workers=args.workers,
+        num_workers=args.num_workers,
         seed=args.seed,
         accelerator=args.accelerator,
-        devices=devices,
+        devices=args.devices,
         precision=args.precision,
         checkpoint_every=args.checkpoint_every,
         model=model,
     )
     result = train_tokenizer(
-        args.data, args.output, config, validation=args.val, resume=args.resume, overwrite=args.overwrite,
+        args.data, output, config, validation=args.val, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress,
     )  # fmt: skip
     print(
@@ -151,17 +161,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from muqkit.data.files import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, iterate_chunks, list_files
     from muqkit.runfolder import prepare_run_folder
     from muqkit.tokenizer.base import load_tokenizer
     from muqkit.tokenizer.diagnostics import make_report, plot_report
-    from muqkit.train.tokenizer import AUDIO_EXTENSIONS, FEATURE_EXTENSIONS, iterate_chunks, read_manifest
 
     prepare_run_folder(args.out, overwrite=args.overwrite, owned=("report.json", "stages.png", "agreement.png"))
     tokenizer = load_tokenizer(args.tokenizer)
     others = {f"vs {name}": load_tokenizer(name) for name in args.compare}
     single = load_tokenizer(args.single_vq) if args.single_vq else None
     audio = hasattr(tokenizer, "features")
-    files = read_manifest(args.data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
+    files = list_files(args.data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
     chunks = iterate_chunks(
         files, kind="audio" if audio else "features", sample_rate=int(getattr(tokenizer.config, "sample_rate", 0)),
         chunk_seconds=30.0, max_seconds=args.max_seconds,
@@ -193,11 +203,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    import torch
     from safetensors.torch import save_file
 
-    from muqkit.tokenizer.base import load_tokenizer
-    from muqkit.train.tokenizer import AUDIO_EXTENSIONS, read_audio, read_manifest
+    from muqkit.atomic import atomic_path
+    from muqkit.data.files import AUDIO_EXTENSIONS, list_files
+    from muqkit.tokenizer.base import encode_files, load_tokenizer
 
     out = Path(args.out)
     if out.is_dir():
@@ -206,16 +216,9 @@ def run_encode(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: exists; pass --overwrite to replace it")
     tokenizer: Any = load_tokenizer(args.tokenizer)  # an AudioTokenizer (encode, sample_rate)
     files: list[Path] = []
-    for entry in args.audio:
-        path = Path(entry)
-        files.extend([path] if path.suffix.lower() in AUDIO_EXTENSIONS else read_manifest(path))
-    codes = {}
-    for path in files:
-        audio = torch.from_numpy(read_audio(path, tokenizer.sample_rate)).unsqueeze(0)
-        codes[str(path)] = tokenizer.encode(audio)[0].contiguous()
-        log.info("%s: %s codes", path, tuple(codes[str(path)].shape))
-    from muqkit.atomic import atomic_path
-
+    for entry in map(Path, args.audio):
+        files.extend([entry] if entry.suffix.lower() in AUDIO_EXTENSIONS else list_files(entry))
+    codes = encode_files(tokenizer, files)
     with atomic_path(out) as tmp:
         metadata = {"frame_rate": str(tokenizer.frame_rate), "model_type": tokenizer.model_type}
         save_file(codes, str(tmp), metadata=metadata)

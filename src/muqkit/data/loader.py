@@ -1,4 +1,4 @@
-"""Random-crop pretraining data over JSONL manifests, with a resumable, rank-aware sampler.
+"""Random-crop training data over manifests, folders or lists of files, with a resumable, rank-aware sampler.
 
 Crops are *stateless*: crop ``i`` (file, start) is drawn from a generator seeded by ``(seed, i)``,
 so the data a run sees is a function of the sample counter alone. The sampler hands rank ``r`` of
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,39 +22,71 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from muqkit.audio.io import read_crop
-from muqkit.data.manifest import AudioRecord, iter_manifest, read_manifest
+from muqkit.data.manifest import AudioRecord, manifest_records, manifest_root
 
 log = logging.getLogger(__name__)
 
 
-def manifest_root(manifest: str | os.PathLike[str]) -> Path:
-    """The folder a manifest's relative paths start from: its own folder, or the corpus folder above a
-    ``manifests/`` folder (the layout :func:`muqkit.data.corpus.build_corpus` writes)."""
-    folder = Path(manifest).resolve().parent
-    first = next(iter_manifest(manifest), None)
-    if first is None or Path(first.path).is_absolute() or (folder / first.path).exists():
-        return folder
-    if (folder.parent / first.path).exists():
-        return folder.parent
-    return folder
+def file_records(source: str | os.PathLike[str], *, split: str = "pool") -> list[tuple[AudioRecord, Path]]:
+    """Records of the audio files of a folder or a plain list of paths (read from their headers).
+
+    Each file is its own group; ids are paths relative to the folder (or as the list gives them).
+    """
+    from muqkit.audio.io import audio_info
+    from muqkit.data.files import read_path_list, scan_folder
+
+    root = Path(source)
+    files = scan_folder(root) if root.is_dir() else read_path_list(root)
+    if not files:
+        raise ValueError(f"{source}: no audio files")
+    out = []
+    for path in files:
+        info = audio_info(path)
+        item = path.relative_to(root).as_posix() if root.is_dir() else str(path)
+        record = AudioRecord(
+            id=item, path=str(path.absolute()), duration=info.duration, sample_rate=info.sample_rate,
+            num_samples=info.frames, split=split, group=item, source="files",
+        )  # fmt: skip
+        out.append((record, path))
+    return out
 
 
 def load_records(
-    manifests: Sequence[str | os.PathLike[str]],
+    sources: Sequence[str | os.PathLike[str]],
     *,
     splits: Sequence[str] | None = ("train", "pool"),
     min_seconds: float = 0.0,
+    allow_empty: bool = False,
 ) -> list[tuple[AudioRecord, Path]]:
-    """Records (and their audio paths) of several manifests, keeping ``splits`` (``None``: all)."""
+    """Records (and their audio paths) of several sources, keeping ``splits`` (``None``: all).
+
+    A source is a manifest of :class:`AudioRecord` lines, a folder of audio files or a plain list of
+    paths (see :mod:`muqkit.data.files`); the files of a folder or a list are in the ``"pool"`` split.
+
+    Raises:
+        ValueError: no record is left (unless ``allow_empty``).
+    """
+    from muqkit.data.files import is_record_manifest
+
     out = []
-    for manifest in manifests:
-        root = manifest_root(manifest)
-        for record in read_manifest(manifest):
-            if (splits is None or record.split in splits) and record.duration >= min_seconds:
-                out.append((record, record.resolve(root)))
-    if not out:
-        raise ValueError(f"no records with splits {splits} in {[str(m) for m in manifests]}")
+    for source in sources:
+        if Path(source).is_dir() or not is_record_manifest(source):
+            pairs = file_records(source)
+        else:
+            pairs = manifest_records(source)
+        out += [(r, p) for r, p in pairs if (splits is None or r.split in splits) and r.duration >= min_seconds]
+    if not out and not allow_empty:
+        raise ValueError(f"no records with splits {splits} in {[str(m) for m in sources]}")
     return out
+
+
+def absolute_records(
+    sources: Sequence[str | os.PathLike[str]], *, split: str | None = None
+) -> list[AudioRecord]:
+    """Records of ``split`` (all when ``None``) of :func:`load_records`'s sources, each with its absolute
+    audio path in ``path`` (possibly none)."""
+    pairs = load_records(sources, splits=None if split is None else (split,), allow_empty=True)
+    return [replace(record, path=str(path.absolute())) for record, path in pairs]
 
 
 class RandomCropDataset(Dataset):
@@ -124,6 +157,57 @@ class RandomCropDataset(Dataset):
         return item
 
 
+class FrameCropDataset(Dataset):
+    """Crops of ``crop_frames`` rows of (frames, dim) arrays (feature files or tensors in memory), chosen in
+    proportion to their length.
+
+    Like :class:`RandomCropDataset`, crop ``i`` depends on ``(seed, i)`` only, so with a
+    :class:`ResumableSampler` the data of a run is a function of the step counter (exact resume).
+
+    Args:
+        arrays: (frames, dim) feature files (see :func:`muqkit.data.files.read_features`) or tensors.
+        crop_frames: crop length in rows; shorter arrays give the whole array (padded in the batch).
+        seed: crop ``i`` depends on ``(seed, i)`` only.
+    """
+
+    def __init__(self, arrays: Sequence[Path | torch.Tensor], *, crop_frames: int, seed: int = 0) -> None:
+        from muqkit.data.files import read_features
+
+        if crop_frames < 1:
+            raise ValueError(f"crop_frames must be >= 1, got {crop_frames}")
+        if not arrays:
+            raise ValueError("FrameCropDataset: no arrays")
+        self.arrays = [a.numpy() if isinstance(a, torch.Tensor) else read_features(a) for a in arrays]
+        self.crop_frames = crop_frames
+        self.seed = seed
+        lengths = np.array([a.shape[0] for a in self.arrays], dtype=np.float64)
+        self.cumulative = np.cumsum(lengths / lengths.sum())
+
+    def __len__(self) -> int:
+        return 1 << 62  # indexed by a global counter; the sampler decides how many are drawn
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(array, first row) of crop ``index``."""
+        rng = np.random.default_rng((self.seed, index))
+        item = min(int(np.searchsorted(self.cumulative, rng.random(), side="right")), len(self.arrays) - 1)
+        start = int(rng.integers(0, max(1, self.arrays[item].shape[0] - self.crop_frames + 1)))
+        return item, start
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item, start = self.locate(index)
+        rows = np.array(self.arrays[item][start : start + self.crop_frames], dtype=np.float32)
+        return {"frames": torch.from_numpy(rows), "index": torch.tensor(index)}
+
+
+def collate_frames(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad frame crops: ``frames`` (B, T, dim), ``lengths`` (B,), ``index`` (B,)."""
+    lengths = torch.tensor([x["frames"].shape[0] for x in items], dtype=torch.long)
+    frames = items[0]["frames"].new_zeros((len(items), int(lengths.max()), items[0]["frames"].shape[1]))
+    for i, x in enumerate(items):
+        frames[i, : x["frames"].shape[0]] = x["frames"]
+    return {"frames": frames, "lengths": lengths, "index": torch.stack([x["index"] for x in items])}
+
+
 class ResumableSampler(Sampler[int]):
     """Global crop indices for one rank: ``(step * world + rank) * batch_size + j``.
 
@@ -149,7 +233,10 @@ class ResumableSampler(Sampler[int]):
         return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
     def __len__(self) -> int:
-        return max(0, self.num_batches - self.start_batch) * self.batch_size
+        # The whole run's length, whatever the start: a resumed Lightning run restores its batch index
+        # within the epoch (``start_batch``) and ends the epoch at this length. A shorter length made it
+        # end the epoch early and draw the first resumed batches again.
+        return self.num_batches * self.batch_size
 
     def __iter__(self) -> Iterator[int]:
         rank, world = self._rank_world()
@@ -175,4 +262,15 @@ def collate_crops(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     return batch
 
 
-__all__ = ["manifest_root", "RandomCropDataset", "ResumableSampler", "collate_crops", "load_records", "read_crop"]
+__all__ = [
+    "FrameCropDataset",
+    "absolute_records",
+    "RandomCropDataset",
+    "ResumableSampler",
+    "collate_crops",
+    "collate_frames",
+    "file_records",
+    "load_records",
+    "manifest_root",
+    "read_crop",
+]

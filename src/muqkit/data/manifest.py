@@ -105,6 +105,27 @@ def read_manifest(path: str | os.PathLike[str]) -> list[AudioRecord]:
     return list(iter_manifest(path))
 
 
+def manifest_root(manifest: str | os.PathLike[str]) -> Path:
+    """The folder a manifest's relative paths start from: its own folder, or the corpus folder above a
+    ``manifests/`` folder (the layout :func:`muqkit.data.corpus.build_corpus` writes)."""
+    folder = Path(manifest).resolve().parent
+    first = next(iter_manifest(manifest), None)
+    if first is None or Path(first.path).is_absolute() or (folder / first.path).exists():
+        return folder
+    if (folder.parent / first.path).exists():
+        return folder.parent
+    return folder
+
+
+def manifest_records(
+    path: str | os.PathLike[str], *, splits: Sequence[str] | None = None
+) -> list[tuple[AudioRecord, Path]]:
+    """The records of one manifest with their audio paths (resolved from :func:`manifest_root`), keeping
+    ``splits`` (``None``: all)."""
+    root = manifest_root(path)
+    return [(r, r.resolve(root)) for r in read_manifest(path) if splits is None or r.split in splits]
+
+
 def manifest_hash(records: Iterable[AudioRecord]) -> str:
     """SHA-256 (hex, 16 chars) of the records' content, independent of where the corpus lives."""
     h = hashlib.sha256()
@@ -148,6 +169,18 @@ def assign_splits(
     for i, group in enumerate(unique):
         out[group] = "train" if i < n_train else "valid" if i < n_train + n_valid else "test"
     return out
+
+
+def without_groups_of(
+    records: Iterable[AudioRecord],
+    manifests: Sequence[str | os.PathLike[str]],
+    *,
+    splits: Sequence[str] | None = None,
+) -> list[AudioRecord]:
+    """``records`` less those whose group appears in ``manifests`` (records of ``splits`` only; ``None``:
+    every split), e.g. the audio a backbone was pretrained on, left out of an evaluation."""
+    seen = {r.group for m in manifests for r in iter_manifest(m) if splits is None or r.split in splits}
+    return [r for r in records if r.group not in seen]
 
 
 def check_no_leakage(records: Iterable[AudioRecord]) -> None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from muqkit.atomic import clean_temporaries
-from muqkit.audio.io import AUDIO_EXTENSIONS, AudioError, audio_info, stream_audio
+from muqkit.audio.io import AudioError, audio_info, stream_audio
+from muqkit.data.files import LIST_EXTENSIONS, list_files, scan_folder
 from muqkit.embed.chunks import (
     Chunk,
     LayerSpec,
@@ -122,10 +123,12 @@ class EmbedSummary:
 def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     """Expand files and folders into the audio files to embed.
 
-    A folder is searched recursively for files with an audio extension (``AUDIO_EXTENSIONS``; hidden
-    files and folders are skipped), in sorted order; their outputs mirror the tree below the folder.
-    A file is taken whatever its extension and its output is named after it. A path that does not
-    exist is kept, so that it is reported as failed rather than silently dropped.
+    A folder is searched recursively for files with an audio extension (hidden files and folders are
+    skipped, :func:`muqkit.data.files.scan_folder`), in sorted order; their outputs mirror the tree below
+    the folder. A text file (``.txt``, ``.lst``, ``.list``, ``.jsonl``) is a plain list of paths or a
+    manifest: each file it names is taken, its output named after it. Any other file is taken whatever its
+    extension and its output is named after it. A path that does not exist is kept, so that it is reported
+    as failed rather than silently dropped.
 
     Raises:
         ValueError: two inputs would write the same output.
@@ -134,12 +137,9 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     for given in paths:
         root = Path(given)
         if root.is_dir():
-            for path in sorted(root.rglob("*")):
-                rel = path.relative_to(root)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file():
-                    found.append(InputFile(path, PurePosixPath(rel.as_posix())))
+            found += [InputFile(path, PurePosixPath(path.relative_to(root).as_posix())) for path in scan_folder(root)]
+        elif root.suffix.lower() in LIST_EXTENSIONS and root.is_file():  # a plain list of paths or a manifest
+            found += [InputFile(path, PurePosixPath(path.name)) for path in list_files(root, splits=None)]
         else:
             found.append(InputFile(root, PurePosixPath(root.name)))
     seen: dict[PurePosixPath, Path] = {}

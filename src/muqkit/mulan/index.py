@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from muqkit.data.files import find_audio
+
 if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
 
@@ -24,7 +26,6 @@ log = logging.getLogger(__name__)
 LATENTS_NAME = "latents.safetensors"
 ITEMS_NAME = "items.jsonl"
 META_NAME = "index.json"
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 
 
 @dataclass(frozen=True)
@@ -123,27 +124,6 @@ class AudioIndex:
                 f"{current}: corrupt MuQ-MuLan index file ({type(exc).__name__}: {exc}); rebuild the index with "
                 "`muqkit mulan index`"
             ) from exc
-
-
-def find_audio(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Audio files among ``paths`` (folders searched recursively, sorted; folders named like audio are
-    not files and are left out).
-
-    Raises:
-        FileNotFoundError: a path does not exist.
-        ValueError: no audio file at all.
-    """
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    if not found:
-        raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {', '.join(map(str, paths))}")
-    return found
 
 
 @dataclass(frozen=True)

@@ -268,6 +268,23 @@ class StackedMel(nn.Module):
 _REGISTRY: dict[str, type[TokenizerModule]] = {}
 
 
+@torch.no_grad()
+def encode_files(tokenizer: Any, paths: list[Any]) -> dict[str, torch.Tensor]:
+    """Codes of whole audio files: ``{str(path): (num_codebooks, frames)}``, each file decoded to mono at the
+    tokenizer's rate (an :class:`AudioTokenizer`: ``encode`` and ``sample_rate``).
+
+    Raises:
+        muqkit.audio.io.AudioError: a file is missing or unreadable (names it).
+    """
+    from muqkit.audio.io import load_audio
+
+    codes = {}
+    for path in paths:
+        audio = load_audio(path, sample_rate=tokenizer.sample_rate, min_duration=0.0).unsqueeze(0)
+        codes[str(path)] = tokenizer.encode(audio)[0].contiguous()
+    return codes
+
+
 def register_tokenizer(cls: type[TokenizerModule]) -> type[TokenizerModule]:
     """Class decorator: make ``cls`` loadable by its ``model_type``."""
     _REGISTRY[cls.model_type] = cls

@@ -229,7 +229,7 @@ def make_report(
     Args:
         tokenizer: a trained MelRVQ / LatentRVQ.
         chunks: the held-out data as 1-D audio chunks at the tokenizer's sample rate (or (frames, dim)
-            feature chunks for a latent RVQ), as :func:`muqkit.train.tokenizer.iterate_chunks` reads them.
+            feature chunks for a latent RVQ), as :func:`muqkit.data.files.iterate_chunks` reads them.
         files: how many files the chunks come from (for the report).
         others: named tokenizers to compare with ``tokenizer`` (e.g. the same recipe, another seed).
         single_vq: a one-stage tokenizer with ``num_codebooks * codebook_size`` codes, for comparison.

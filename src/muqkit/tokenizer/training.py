@@ -66,14 +66,16 @@ class RVQTrainingTask(nn.Module):
         self.reconstruction_weight = reconstruction_weight
 
     def features(self, batch: Mapping[str, torch.Tensor]) -> Features:
-        """Normalised frames of a batch: from ``inputs`` (audio or features) or cached raw ``frames``."""
+        """Normalised frames of a batch: from ``inputs`` (audio or features), ``audio`` crops, or raw ``frames``
+        (cached by the statistics pass, or feature crops)."""
         if "frames" in batch:  # raw frames cached by the statistics pass: normalise only
             frames, lengths = batch["frames"], batch["lengths"]
             values = self.model.normalise(frames)
             if not bool((lengths == frames.shape[1]).all()):
                 values = values * lengths_to_mask(lengths, frames.shape[1]).unsqueeze(-1)
             return Features(values=values, lengths=lengths)
-        return self.model.featurize(batch["inputs"], batch.get("lengths"))
+        inputs = batch["inputs"] if "inputs" in batch else batch["audio"]
+        return self.model.featurize(inputs, batch.get("lengths"))
 
     def _step(self, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], QuantizerOutput]:
         return self.objective(self.features(batch))

@@ -119,6 +119,9 @@ class LightningTask(L.LightningModule):
         describe_batch: names a batch's inputs (e.g. its audio files) for the error raised when its loss is
             not finite.
 
+    Every checkpoint also holds the global random state (:func:`random_state`), restored on resume, so a
+    resumed run draws the same dropout as an uninterrupted one, whatever the task.
+
     Raises:
         NonFiniteLossError: from ``training_step``, when the loss is NaN or infinite (training stops
             before the optimiser step, so no weight becomes non-finite).
@@ -199,6 +202,27 @@ class LightningTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["muqkit"] = self.metadata
+        checkpoint["muqkit_rng"] = random_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("muqkit_rng")
+        if state is not None:
+            set_random_state(state)
+
+
+def random_state() -> dict[str, Any]:
+    """The global torch random state (CPU, and every CUDA device in use): what dropout draws from."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    """Restore a state saved by :func:`random_state` (every task's checkpoint holds one: exact resume)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def fit_checkpoint_kwargs(checkpoint: str | os.PathLike[str] | None) -> dict[str, Any]:

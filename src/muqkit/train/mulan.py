@@ -1,6 +1,6 @@
 """Training MuQ-MuLan on (audio, caption) pairs.
 
-* Data: corpus manifests (:mod:`muqkit.data.manifest`); each item gives a random clip of ``clip_secs`` and a
+* Data: corpus manifests (:mod:`muqkit.data.manifest`); each item gives a random clip of ``clip_seconds`` and a
   caption, taken from a ``caption`` label or drawn from varied templates over its metadata
   (:func:`muqkit.mulan.captions.caption_from_metadata`), a new one each time the item is seen.
 * Task: :class:`MuLanTask`, a plain module whose ``training_step(batch)`` returns the decoupled
@@ -19,23 +19,28 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from muqkit.data.manifest import AudioRecord, read_manifest
+from muqkit.data.loader import ResumableSampler, absolute_records
+from muqkit.data.manifest import AudioRecord
 from muqkit.mulan.captions import caption_from_metadata
 from muqkit.mulan.loss import ContrastiveLoss
 from muqkit.mulan.model import MuQMuLan
 from muqkit.mulan.text import TextBatch
 
+if TYPE_CHECKING:
+    from muqkit.train.harness import RunConfig
+
 log = logging.getLogger(__name__)
 
 FREEZE_CHOICES = ("audio_backbone", "text_backbone", "audio", "text")
 # What a training run writes in its folder (``overwrite`` deletes these, nothing else).
-RUN_ENTRIES = ("checkpoints", "model", "model-best", "lightning_logs")
+RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "model-best", "lightning_logs")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -53,14 +58,22 @@ class CaptionedClip:
 class CaptionedAudioDataset(Dataset[CaptionedClip]):
     """Clips of manifest items with captions.
 
+    For training (``random_crop``), item ``i`` is the ``i``-th draw of a run: draws go through the items
+    epoch by epoch, each epoch in an order seeded by ``(seed, epoch)``, and the clip's start and caption
+    template come from a generator seeded by ``(seed, i)``. The data of a run is then a function of the
+    draw counter alone, which a :class:`~muqkit.data.loader.ResumableSampler` restarts at the
+    checkpoint's step (exact resume, any number of workers and ranks).
+
     Args:
         records: the items (one manifest's split).
         root: folder the records' relative paths start from.
         clip_samples: samples per clip; shorter items are zero-padded (``length`` says how much is real).
         sample_rate: decoding rate.
-        random_crop: draw the clip's start and the caption template at random (training); otherwise the
-            clip starts at 0 and the caption is the first template (validation, evaluation).
-        seed: seed of the random draws (combined with the item index and a per-epoch counter).
+        random_crop: draw the clip's start and the caption template at random (training); otherwise item
+            ``i`` is record ``i``, its clip starts at 0 and its caption is the first template (validation).
+        seed: seed of the random draws.
+        epoch_items: draws per epoch (training; default all records). Set to a multiple of the global
+            batch so that no batch straddles two epochs (and holds an item twice).
     """
 
     def __init__(
@@ -72,6 +85,7 @@ class CaptionedAudioDataset(Dataset[CaptionedClip]):
         sample_rate: int = 24000,
         random_crop: bool = True,
         seed: int = 0,
+        epoch_items: int | None = None,
     ) -> None:
         if not records:
             raise ValueError("CaptionedAudioDataset needs at least one record")
@@ -81,18 +95,27 @@ class CaptionedAudioDataset(Dataset[CaptionedClip]):
         self.sample_rate = sample_rate
         self.random_crop = random_crop
         self.seed = seed
-        self._draws = 0
+        self.epoch_items = len(self.records) if epoch_items is None else epoch_items
+        if not 1 <= self.epoch_items <= len(self.records):
+            raise ValueError(f"epoch_items must be in [1, {len(self.records)}], got {self.epoch_items}")
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.records) if not self.random_crop else 1 << 62  # training: indexed by the draw counter
+
+    def locate(self, index: int) -> tuple[int, random.Random | None]:
+        """(record, generator of the clip start and caption) of draw ``index``."""
+        if not self.random_crop:
+            return index, None
+        epoch, position = divmod(index, self.epoch_items)
+        order = np.random.default_rng((self.seed, epoch)).permutation(len(self.records))
+        return int(order[position]), random.Random(f"{self.seed}:{index}")
 
     def __getitem__(self, index: int) -> CaptionedClip:
         from muqkit.audio.io import load_audio
 
-        record = self.records[index]
+        item, rng = self.locate(index)
+        record = self.records[item]
         wav = load_audio(record.resolve(self.root), sample_rate=self.sample_rate)
-        self._draws += 1
-        rng = random.Random(hash((self.seed, index, self._draws))) if self.random_crop else None
         if wav.shape[0] > self.clip_samples:
             start = rng.randrange(wav.shape[0] - self.clip_samples + 1) if rng is not None else 0
             wav = wav[start : start + self.clip_samples]
@@ -212,9 +235,9 @@ class MuLanTrainConfig:
         init: start from a MuQ-MuLan checkpoint (official or muqkit format) instead of a preset.
         freeze: parts kept fixed (see :class:`MuLanTask`).
         train_split, valid_split: manifest splits used.
-        clip_secs: training clip length (default: the model's).
+        clip_seconds: training clip length (default: the model's).
         batch_size: pairs per device and step.
-        steps: optimiser steps.
+        max_steps: optimiser steps.
         lr: peak learning rate (Adam), with ``warmup_steps`` linear warm-up and cosine decay.
         decoupled: decoupled contrastive loss (the official setting).
         precision: Lightning precision (``32``, ``bf16-mixed``, ``16-mixed``).
@@ -238,9 +261,9 @@ class MuLanTrainConfig:
     freeze: tuple[str, ...] = ("text_backbone",)
     train_split: str = "train"
     valid_split: str = "valid"
-    clip_secs: float | None = None
+    clip_seconds: float | None = None
     batch_size: int = 16
-    steps: int = 1000
+    max_steps: int = 1000
     lr: float = 3e-4
     warmup_steps: int = 50
     decoupled: bool = True
@@ -259,8 +282,21 @@ class MuLanTrainConfig:
             raise ValueError("MuLanTrainConfig.manifests: give at least one manifest")
         if self.batch_size < 2:
             raise ValueError("MuLanTrainConfig.batch_size must be >= 2 (contrastive negatives)")
-        if self.steps < 1 or self.val_every < 1:
-            raise ValueError("MuLanTrainConfig.steps and val_every must be >= 1")
+        if self.max_steps < 1 or self.val_every < 1:
+            raise ValueError("MuLanTrainConfig.max_steps and val_every must be >= 1")
+
+    def run_config(self) -> RunConfig:
+        """The shared run settings (:class:`muqkit.train.harness.RunConfig`): the run resumes when ``resume``
+        and ``out`` holds a checkpoint (and ``overwrite`` is off)."""
+        from muqkit.train.harness import RunConfig
+
+        last = Path(self.out) / "checkpoints" / "last.ckpt"
+        resuming = self.resume and not self.overwrite and last.is_file()
+        return RunConfig(
+            out=self.out, seed=self.seed, max_steps=self.max_steps, accelerator=self.accelerator, devices=self.devices,
+            strategy="ddp" if self.devices > 1 else "auto", precision=self.precision, resume=resuming,
+            overwrite=self.overwrite, log_every=min(10, self.max_steps), checkpoint_every=self.val_every,
+        )  # fmt: skip
 
 
 def build_model(config: MuLanTrainConfig) -> MuQMuLan:
@@ -289,58 +325,36 @@ def build_model(config: MuLanTrainConfig) -> MuQMuLan:
     return MuQMuLan.from_config(mconf, load_backbone_weights=load)
 
 
-def audio_root(manifest: str | os.PathLike[str], records: Sequence[AudioRecord]) -> Path:
-    """The folder a manifest's relative audio paths start from: the manifest's folder, or the corpus folder
-    above ``manifests/`` (whichever holds the first item)."""
-    path = Path(manifest)
-    for candidate in (path.parent, path.parent.parent):
-        if not records or records[0].resolve(candidate).exists():
-            return candidate
-    raise FileNotFoundError(f"{manifest}: cannot find {records[0].path} beside the manifest or its parent")
-
-
-def load_records(manifests: Sequence[str | os.PathLike[str]], split: str | None = None) -> list[AudioRecord]:
-    """Records of ``split`` (all when ``None``) from several manifests, with absolute audio paths."""
-    out: list[AudioRecord] = []
-    for manifest in manifests:
-        records = read_manifest(manifest)
-        root = audio_root(manifest, records)
-        out += [replace(r, path=str(r.resolve(root).absolute())) for r in records if split in (None, r.split)]
-    return out
-
-
 def train_mulan(config: MuLanTrainConfig) -> Path:
     """Train and save the model to ``out/model``; returns that folder."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from muqkit.train.harness import fit, start_run, write_run_settings
+    from muqkit.train.lightning import OptimizerConfig
 
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.train.lightning import LightningTask, OptimizerConfig, fit_checkpoint_kwargs
-
-    out = Path(config.out)
-    last = out / "checkpoints" / "last.ckpt"
-    resuming = config.resume and not config.overwrite and last.is_file()
-    prepare_run_folder(out, resume=resuming, overwrite=config.overwrite, owned=RUN_ENTRIES)
-    L.seed_everything(config.seed, workers=True)
+    run = config.run_config()
+    start = start_run(run, owned=RUN_ENTRIES)
+    out = start.out
+    write_run_settings(out, {"config": asdict(config)})
     model = build_model(config)
-    clip_samples = int(round(model.sample_rate * (config.clip_secs or model.clip_secs)))
-    train_records = load_records(config.manifests, config.train_split)
+    clip_samples = int(round(model.sample_rate * (config.clip_seconds or model.clip_secs)))
+    train_records = absolute_records(config.manifests, split=config.train_split)
     root = Path(".")
     if len(train_records) < config.batch_size:
         raise ValueError(f"{len(train_records)} training items, fewer than one batch of {config.batch_size}")
-    valid_records = load_records(config.manifests, config.valid_split)
+    valid_records = absolute_records(config.manifests, split=config.valid_split)
     collate = CaptionCollator(model.text.tokenizer, model.text.max_length)
+    global_batch = config.batch_size * config.devices
+    if len(train_records) < global_batch:
+        raise ValueError(f"{len(train_records)} training items, fewer than one global batch of {global_batch}")
+    train_set = CaptionedAudioDataset(
+        train_records, root, clip_samples=clip_samples, sample_rate=model.sample_rate, seed=config.seed,
+        epoch_items=len(train_records) // global_batch * global_batch,
+    )  # fmt: skip
+    sampler = ResumableSampler(batch_size=config.batch_size, num_batches=config.max_steps, start_batch=start.start_step)
     train_loader = DataLoader(
-        CaptionedAudioDataset(
-            train_records, root, clip_samples=clip_samples, sample_rate=model.sample_rate, seed=config.seed
-        ),
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collate,
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
-    )
+        train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+        num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),  # the loader draws its seeds here, not globally
+    )  # fmt: skip
     val_loader = None
     if len(valid_records) >= 2:
         val_loader = DataLoader(
@@ -355,6 +369,7 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
             shuffle=False,
             collate_fn=collate,
             num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed + 1),
         )
     task = MuLanTask(model, loss=ContrastiveLoss(decoupled=config.decoupled), freeze=config.freeze)
     optimizer = OptimizerConfig(
@@ -362,44 +377,22 @@ def train_mulan(config: MuLanTrainConfig) -> Path:
         lr=config.lr,
         weight_decay=0.01,
         warmup_steps=config.warmup_steps,
-        decay="cosine" if config.steps > config.warmup_steps else "constant",
-        total_steps=config.steps,
+        decay="cosine" if config.max_steps > config.warmup_steps else "constant",
+        total_steps=config.max_steps,
     )
-    module = LightningTask(
-        task,
-        optimizer=optimizer,
+    fitted = fit(
+        task, train_loader, val_loader, run, start, optimizer=optimizer,
         metadata={"mulan_config": model.config.to_dict(), "train_config": asdict(config)},
-    )
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, every_n_train_steps=config.val_every
-    )
-    best_checkpoint = None
-    if val_loader is not None:  # the step with the lowest validation loss, exported as model-best/
-        best_checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
-                                          mode="min", save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
-    trainer = L.Trainer(
-        max_steps=config.steps,
-        precision=config.precision,  # type: ignore[arg-type]  # a Lightning precision name, validated by Lightning
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy="ddp" if config.devices > 1 else "auto",
-        default_root_dir=str(out),
-        callbacks=[c for c in (checkpoints, best_checkpoint) if c is not None],
-        val_check_interval=min(config.val_every, len(train_loader)) if val_loader is not None else None,
-        check_val_every_n_epoch=None if val_loader is not None else 1,
-        limit_val_batches=1.0 if val_loader is not None else 0,
-        log_every_n_steps=min(10, config.steps),
-        enable_model_summary=False,
-    )
-    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resuming else None))
+        val_every=min(config.val_every, config.max_steps), keep_best=True,
+    )  # fmt: skip
     final = out / "model"
-    if trainer.is_global_zero:
+    if fitted.is_global_zero:
         model.eval()
         model.save_pretrained(final)
         log.info("saved the model to %s", final)
-        best = best_checkpoint.best_model_path if best_checkpoint else ""
+        best = fitted.best_checkpoint
         if best:
-            export_checkpoint(module, model, best, out / "model-best")
+            export_checkpoint(fitted.module, model, best, out / "model-best")
             log.info("saved the best model on validation (%s) to %s", Path(best).name, out / "model-best")
     return final
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -30,12 +29,12 @@ from torch import nn
 
 from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
-from muqkit.ssl.muq import MuQ
+from muqkit.ssl.muq import MuQ, MuQConfig
 from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
+from muqkit.train.harness import RunConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "pretrain"
 # What a pretraining run writes in its folder (``overwrite`` deletes these, nothing else).
 RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "pretrain.json", "snapshots")
 
@@ -55,7 +54,7 @@ class PretrainTrainingConfig:
         latent_model: previous-iteration MuQ folder whose ``latent_layer`` the latent RVQ tokenizes.
         latent_layer: hidden-state index for ``latent_model``.
         labels: folder of labels pre-extracted by :func:`muqkit.train.refine.extract_labels`
-            (instead of ``tokenizer``).
+            (instead of ``tokenizer``; read with :func:`muqkit.data.labels.read_labels`).
         mask_seconds, mask_prob, noise_std: span masking.
         recon_weight: mel-reconstruction weight (0: off).
         crop_seconds: random crop length (large: 30 s).
@@ -150,6 +149,25 @@ class PretrainTrainingConfig:
             )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
+        try:
+            self.architecture  # noqa: B018  (built to validate preset and overrides)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"PretrainTrainingConfig.model / preset: {exc}") from None
+
+    @property
+    def architecture(self) -> MuQConfig:
+        """The typed architecture: the ``preset``'s :class:`~muqkit.ssl.muq.MuQConfig` with the ``model``
+        overrides (validated when the config is made, so a bad field is named at once)."""
+        return muq_preset(self.preset, **self.model)
+
+    def run_config(self, out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> RunConfig:
+        """The shared run settings (:class:`muqkit.train.harness.RunConfig`) of a run of this config in ``out``."""
+        return RunConfig(
+            out=str(out), seed=self.seed, max_steps=self.max_steps, accelerator=self.accelerator,
+            devices=self.devices, num_nodes=self.num_nodes, strategy=self.strategy, precision=self.precision,
+            resume=resume, overwrite=overwrite, log_every=self.log_every, checkpoint_every=self.checkpoint_every,
+            progress=self.progress,
+        )  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainTrainingConfig:
@@ -161,23 +179,72 @@ class PretrainTrainingConfig:
         return cls(**data)
 
 
+def _preset_files() -> dict[str, Any]:
+    """The YAML presets shipped in the package (``muqkit/configs/pretrain/NAME.yaml``), by name."""
+    from importlib.resources import files
+
+    folder = files("muqkit.configs") / "pretrain"
+    return {entry.name[: -len(".yaml")]: entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
 def preset_names() -> list[str]:
-    """Names of the YAML presets in ``configs/pretrain``."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """Names of the pretraining presets shipped in the package (``muqkit/configs/pretrain``)."""
+    return sorted(_preset_files())
 
 
 def load_preset(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Settings of a preset name (``configs/pretrain/NAME.yaml``) or a YAML file."""
+    """Settings of a preset name (``muqkit/configs/pretrain/NAME.yaml``, package data) or a YAML file."""
     import yaml
 
     path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {preset_names()}")
-    data = yaml.safe_load(path.read_text()) or {}
+    if path.suffix:
+        if not path.is_file():
+            raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {preset_names()}")
+        text = path.read_text()
+    else:
+        presets = _preset_files()
+        if str(name_or_path) not in presets:
+            raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {sorted(presets)}")
+        text = presets[str(name_or_path)].read_text()
+    data = yaml.safe_load(text) or {}
     data.pop("description", None)
     return data
+
+
+def preset_settings(
+    preset: str | os.PathLike[str],
+    *,
+    set_items: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The settings of a run: a preset (:func:`load_preset`), then ``KEY=VALUE`` items (JSON values, plain
+    strings otherwise), then ``overrides`` (``None`` values ignored).
+
+    When ``overrides`` sets ``max_steps`` at or below the preset's warm-up and no item sets
+    ``warmup_steps``, the warm-up becomes ``max_steps // 10`` (with a warning naming the choice).
+
+    Raises:
+        ValueError: an item is not ``KEY=VALUE``.
+    """
+    settings = load_preset(preset)
+    explicit = set()
+    for item in set_items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+        explicit.add(key)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings.update(given)
+    steps, warmup = int(settings.get("max_steps") or 0), int(settings.get("warmup_steps") or 0)
+    if "max_steps" in given and "warmup_steps" not in explicit and warmup >= steps:
+        settings["warmup_steps"] = steps // 10
+        log.warning("--max-steps %d is not above the preset's warm-up (%d steps): warm-up set to %d steps "
+                    "(--set warmup_steps=N to choose)", steps, warmup, steps // 10)  # fmt: skip
+    return settings
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,8 +308,8 @@ def corpus_mel_statistics(
         ``stat``) and the seconds of audio read.
     """
     from muqkit.audio.mel import MelFrontend
+    from muqkit.data.files import iterate_chunks
     from muqkit.tokenizer.base import RunningMoments
-    from muqkit.train.tokenizer import iterate_chunks
 
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
     frontend = MelFrontend(sample_rate, **mel)  # no mean / std: dB values
@@ -288,7 +355,7 @@ def resolve_mel_statistics(
         raise ValueError(
             "mel_stats: a statistics pass needs audio files (a manifest); give model mel_mean / mel_std instead"
         )
-    c = muq_preset(config.preset, **config.model)
+    c = config.architecture
     mean, std, seconds = corpus_mel_statistics(
         paths, sample_rate=c.sample_rate, max_seconds=config.stats_max_seconds, seed=config.seed,
         n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels,
@@ -306,7 +373,7 @@ def build_pretrainer(
         num_codebooks, codebook_size = label_shape
     else:
         raise ValueError("need targets or the (num_codebooks, codebook_size) of the labels")
-    model = MuQ.from_preset(config.preset, seed=config.seed, **config.model)
+    model = MuQ.from_preset(config.preset, seed=config.seed, **config.model)  # = config.architecture
     objective = PretrainConfig(
         num_codebooks=num_codebooks,
         codebook_size=codebook_size,
@@ -350,36 +417,14 @@ class PretrainTask(nn.Module):
         return self._step(batch)
 
 
-def _lightning_module(
-    task: PretrainTask,
-    config: PretrainTrainingConfig,
-    metadata: dict[str, Any],
-    describe_batch: Any = None,
-) -> Any:
-    from muqkit.train.lightning import LightningTask, OptimizerConfig
+def _optimizer(config: PretrainTrainingConfig) -> Any:
+    """AdamW with linear warm-up and cosine (or constant) decay over ``max_steps``."""
+    from muqkit.train.lightning import OptimizerConfig
 
-    class PretrainLightning(LightningTask):
-        """LightningTask that also checkpoints the global random state (dropout) for exact resume."""
-
-        def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-            super().on_save_checkpoint(checkpoint)
-            state: dict[str, Any] = {"torch": torch.get_rng_state()}
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                state["cuda"] = torch.cuda.get_rng_state_all()
-            checkpoint["muqkit_rng"] = state
-
-        def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-            state = checkpoint.get("muqkit_rng")
-            if state is not None:
-                torch.set_rng_state(state["torch"])
-                if "cuda" in state and torch.cuda.is_available():
-                    torch.cuda.set_rng_state_all(state["cuda"])
-
-    optimizer = OptimizerConfig(
+    return OptimizerConfig(
         name="adamw", lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps,
     )  # fmt: skip
-    return PretrainLightning(task, optimizer=optimizer, metadata=metadata, describe_batch=describe_batch)
 
 
 def snapshot_dir(run_dir: str | os.PathLike[str], step: int) -> Path:
@@ -470,48 +515,40 @@ def train_pretrain(
         muqkit.audio.io.AudioError: a training file cannot be read or has NaN or infinite samples.
         muqkit.train.lightning.NonFiniteLossError: a loss was NaN or infinite (names the step and the files).
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
     from muqkit.data.loader import RandomCropDataset, ResumableSampler, collate_crops, load_records
-    from muqkit.hub.weights import safe_torch_load
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.train.lightning import fit_checkpoint_kwargs, history_csv_logger
+    from muqkit.train.harness import fit, read_run_settings, resume_point, start_run, write_run_settings
 
     out = Path(output_dir)
-    run_config = out / "run_config.json"
-    last = out / "checkpoints" / "last.ckpt"
-    start_step = 0
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-        saved = json.loads(run_config.read_text())
+        last = resume_point(out)
+        saved = read_run_settings(out)
         config = PretrainTrainingConfig.from_dict({**saved["config"], "max_steps": config.max_steps})
         manifests = saved["manifests"]
-        start_step = int(safe_torch_load(last)["global_step"])
+    run = config.run_config(out, resume=resume, overwrite=overwrite)
+    start_point = start_run(run, owned=RUN_ENTRIES)
+    start_step = start_point.start_step
+    if resume:
         log.info("resuming from %s at step %d", last, start_step)
-    prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=RUN_ENTRIES)
     manifests = [str(Path(m).resolve()) for m in manifests]
-    L.seed_everything(config.seed, workers=True, verbose=False)
 
     targets = build_targets(config)
     shard_dirs = [m for m in manifests if (Path(m) / "shards.json").is_file()]
     records = None
     if not shard_dirs:
-        preset = muq_preset(config.preset, **config.model)
+        preset = config.architecture
         frame_seconds = preset.hop_length * preset.stack_factor / preset.sample_rate
         records = load_records(manifests, splits=config.splits, min_seconds=frame_seconds)
     stats = resolve_mel_statistics(config, targets, None if records is None else [path for _, path in records])
     log.info("mel statistics: mean %.3f dB, std %.3f dB (%s)", stats.mean, stats.std, stats.source)
     # Stored with the run's settings: a resumed run normalises exactly as it started.
     config = replace(config, model={**config.model, "mel_mean": stats.mean, "mel_std": stats.std})
-    run_config.write_text(json.dumps({"config": asdict(config), "manifests": manifests,
-                                      "mel_statistics": asdict(stats)}, indent=2) + "\n")
+    write_run_settings(out, {"config": asdict(config), "manifests": manifests, "mel_statistics": asdict(stats)})
     labels = None
     label_shape = None
     if config.labels is not None:
-        from muqkit.train.refine import read_labels
+        from muqkit.data.labels import read_labels
 
         labels, meta = read_labels(config.labels)
         label_shape = (int(meta["num_codebooks"]), int(meta["codebook_size"]))
@@ -576,73 +613,41 @@ def train_pretrain(
         files = dict.fromkeys(str(dataset.records[dataset.locate(i)[0]][1]) for i in indices)
         return ", ".join(files)
 
-    task = PretrainTask(pretrainer, seed=config.seed)
-    module = _lightning_module(task, config, metadata, describe_batch)
-    loggers: list[Any] = [history_csv_logger(out, name="logs", resume_step=start_step if resume else None)]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(out, name="logs", version=0, sub_dir="tensorboard"))
-    except ImportError:
-        pass
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, every_n_train_steps=config.checkpoint_every, save_top_k=1,
-        monitor=None,
-    )  # fmt: skip
-    strategy: Any = config.strategy
-    if strategy == "fsdp":
+    strategy: Any = None
+    if config.strategy == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
 
         from muqkit.encoder.conformer import ConformerLayer
 
         strategy = FSDPStrategy(auto_wrap_policy={ConformerLayer}, state_dict_type="full")
-    trainer = L.Trainer(
-        max_steps=min(config.max_steps, stop_after or config.max_steps),
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=strategy,
-        precision=config.precision,  # type: ignore[arg-type]
-        accumulate_grad_batches=config.accumulate,
-        gradient_clip_val=config.grad_clip or None,
-        logger=loggers,
-        callbacks=[checkpoints]
-        + ([_snapshot_callback(pretrainer, out, config.snapshot_every)] if config.snapshot_every else []),
-        log_every_n_steps=config.log_every,
-        val_check_interval=config.checkpoint_every * config.accumulate if val_loader is not None else None,
-        check_val_every_n_epoch=None,
-        limit_val_batches=config.val_batches if val_loader is not None else 0,
-        num_sanity_val_steps=0,
-        enable_progress_bar=config.progress,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        max_epochs=-1,
-    )
-    start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(last if resume else None))
-    seconds = time.perf_counter() - start
+    fitted = fit(
+        PretrainTask(pretrainer, seed=config.seed), train_loader, val_loader, run, start_point,
+        optimizer=_optimizer(config), metadata=metadata, describe_batch=describe_batch,
+        callbacks=[_snapshot_callback(pretrainer, out, config.snapshot_every)] if config.snapshot_every else [],
+        accumulate=config.accumulate, grad_clip=config.grad_clip, val_batches=config.val_batches,
+        stop_after=stop_after, strategy=strategy,
+    )  # fmt: skip
+    seconds = fitted.seconds
     model_dir = out / "model"
-    if trainer.is_global_zero:
+    if fitted.is_global_zero:
         from muqkit.hub.loaders import save_pretrainer
 
         pretrainer.model.eval().float()
         save_pretrainer(pretrainer, model_dir)
         (out / "pretrain.json").write_text(json.dumps(
             {"tokenizer": config.tokenizer, "labels": config.labels, "latent_model": config.latent_model,
-             "latent_layer": config.latent_layer, "steps": trainer.global_step, "seconds": round(seconds, 2),
+             "latent_layer": config.latent_layer, "steps": fitted.steps, "seconds": round(seconds, 2),
              "mel_statistics": asdict(stats)},
             indent=2) + "\n")  # fmt: skip
-    steps_run = trainer.global_step - start_step
+    steps_run = fitted.steps - start_step
     crop_seconds = crop_samples / sample_rate
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return PretrainResult(
         model_dir=model_dir,
-        checkpoint=last,
-        steps=trainer.global_step,
+        checkpoint=run.last_checkpoint,
+        steps=fitted.steps,
         seconds=seconds,
         audio_seconds=steps_run * config.accumulate * config.batch_size * crop_seconds,
-        final_metrics=metrics,
+        final_metrics=fitted.metrics,
     )
 
 
@@ -654,6 +659,7 @@ __all__ = [
     "build_targets",
     "load_preset",
     "preset_names",
+    "preset_settings",
     "snapshot_dir",
     "train_pretrain",
 ]

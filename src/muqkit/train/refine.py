@@ -26,14 +26,18 @@ import torch
 
 from muqkit.atomic import atomic_path
 from muqkit.audio.io import read_crop
+from muqkit.data.labels import (
+    LABELS_INDEX,
+    label_dtype,
+    shard_name,
+    write_label_index,
+    write_label_shard,
+)
 from muqkit.data.loader import load_records
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets
 
 log = logging.getLogger(__name__)
-
-LABELS_INDEX = "labels.json"
-
 
 def default_layer(depth: int) -> int:
     """The refinement layer for an encoder of ``depth`` layers (9 for 12, 6 for 8, 2 for 2)."""
@@ -138,9 +142,10 @@ def train_latent_rvq(
     progress: bool = True,
 ) -> Path:
     """Train a latent RVQ (same losses as Mel-RVQ) on a feature manifest; returns the tokenizer folder."""
-    from muqkit.train.tokenizer import TokenizerTrainingConfig, read_features, read_manifest, train_tokenizer
+    from muqkit.data.files import list_files, read_features
+    from muqkit.train.tokenizer import TokenizerTrainingConfig, train_tokenizer
 
-    files = read_manifest(latents, extensions=(".npy",))
+    files = list_files(latents, extensions=(".npy",))
     dim = int(read_features(files[0]).shape[1])
     config = TokenizerTrainingConfig(
         kind="latent_rvq", crop_frames=crop_frames, batch_size=batch_size, max_steps=steps, lr=lr, seed=seed,
@@ -183,17 +188,15 @@ def extract_labels(
     Returns:
         ``out_dir``.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = sorted(load_records(manifests, splits=splits), key=lambda p: p[0].id)
     num_codebooks, codebook_size = int(targets.num_codebooks), int(targets.codebook_size)
-    dtype = torch.int16 if codebook_size <= 32767 else torch.int32
+    dtype = label_dtype(codebook_size)
     window = _window_samples(window_seconds)
     shards = []
     for k in range(0, len(records), shard_items):
-        name = f"labels-{k // shard_items:05d}.safetensors"
+        name = shard_name(k // shard_items)
         shards.append(name)
         if (out / name).is_file():
             continue
@@ -204,30 +207,14 @@ def extract_labels(
                 continue
             codes = _encode_file(targets.encode, audio, window)  # (N, frames)
             tensors[record.id] = codes.to(dtype).contiguous()
-        with atomic_path(out / name) as tmp:
-            save_file(tensors, str(tmp))
+        write_label_shard(out / name, tensors)
         log.info("labels: %s (%d records)", name, len(tensors))
     meta = {
         "num_codebooks": num_codebooks, "codebook_size": codebook_size,
         "frame_rate": float(getattr(targets, "frame_rate", 25.0)), "shards": shards, "records": len(records),
     }  # fmt: skip
-    (out / LABELS_INDEX).write_text(json.dumps(meta, indent=2) + "\n")
+    write_label_index(out, meta)
     return out
-
-
-def read_labels(folder: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every record's codes ``{id: (num_codebooks, frames) long}`` and the index of a label folder."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    index = folder / LABELS_INDEX
-    if not index.is_file():
-        raise FileNotFoundError(f"{folder}: no {LABELS_INDEX}; run extract_labels first")
-    meta = json.loads(index.read_text())
-    labels: dict[str, torch.Tensor] = {}
-    for shard in meta["shards"]:
-        labels.update({k: v.long() for k, v in load_file(str(folder / shard)).items()})
-    return labels, meta
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,6 +255,70 @@ class RefineResult:
     model_dir: Path
 
 
+REFINE_STEPS = ("latents", "rvq", "labels", "train")
+
+
+def refine_step(
+    step: str,
+    model: str | os.PathLike[str] | MuQ,
+    manifests: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    config: RefineConfig,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Run one step of :func:`refine` alone (redone even when its output exists); returns what it wrote.
+
+    Args:
+        step: ``"latents"``, ``"rvq"``, ``"labels"`` or ``"train"`` (each reads the previous steps' outputs
+            under ``out_dir``).
+    """
+    if step not in REFINE_STEPS:
+        raise ValueError(f"refine step must be one of {', '.join(REFINE_STEPS)}, got {step!r}")
+    out = Path(out_dir)
+    previous = model if isinstance(model, MuQ) else MuQ.from_pretrained(model)
+    layer = default_layer(previous.config.encoder_depth) if config.layer is None else config.layer
+    if step == "latents":
+        return extract_latents(previous, manifests, out / "latents", layer=layer, max_seconds=config.latent_seconds)
+    if step == "rvq":
+        return _latent_rvq(out, config, progress)
+    if step == "labels":
+        return _labels(previous, layer, manifests, out, config)
+    return _next_model(previous, manifests, out, config, progress)
+
+
+def _latent_rvq(out: Path, config: RefineConfig, progress: bool) -> Path:
+    return train_latent_rvq(
+        out / "latents" / "latents.txt", out / "rvq", num_codebooks=config.num_codebooks,
+        codebook_size=config.codebook_size, codebook_dim=config.codebook_dim, steps=config.rvq_steps,
+        batch_size=config.rvq_batch_size, lr=config.rvq_lr, seed=int(config.pretrain.get("seed", 0)),
+        progress=progress,
+    )  # fmt: skip
+
+
+def _labels(previous: MuQ, layer: int, manifests: Sequence[str | os.PathLike[str]], out: Path,
+            config: RefineConfig) -> Path:  # fmt: skip
+    from muqkit.tokenizer.base import load_tokenizer
+
+    targets = LatentTargets(previous, layer, load_tokenizer(out / "rvq" / "tokenizer"))
+    return extract_labels(targets, manifests, out / "labels", shard_items=config.shard_items)
+
+
+def _next_model(
+    previous: MuQ, manifests: Sequence[str | os.PathLike[str]], out: Path, config: RefineConfig, progress: bool
+) -> Path:
+    from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
+
+    settings = {**config.pretrain, "labels": str(out / "labels"), "tokenizer": None}
+    settings.setdefault("progress", progress)
+    if settings.get("mel_stats", "auto") == "auto" and "mel_mean" not in settings.get("model", {}):
+        # The previous iteration normalised with this corpus's statistics: the next one keeps them.
+        c = previous.config
+        settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
+    pretrain = PretrainTrainingConfig.from_dict(settings)
+    return train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True).model_dir  # redone whole
+
+
 def refine(
     model: str | os.PathLike[str],
     manifests: Sequence[str | os.PathLike[str]],
@@ -277,35 +328,19 @@ def refine(
     progress: bool = True,
 ) -> RefineResult:
     """Run the four steps; steps whose output exists are skipped (so an interrupted run resumes)."""
-    from muqkit.tokenizer.base import load_tokenizer
-    from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
-
     out = Path(out_dir)
     previous = MuQ.from_pretrained(model)
     layer = default_layer(previous.config.encoder_depth) if config.layer is None else config.layer
     latents = extract_latents(previous, manifests, out / "latents", layer=layer, max_seconds=config.latent_seconds)
     tokenizer_dir = out / "rvq" / "tokenizer"
     if not (tokenizer_dir / "config.json").is_file():
-        seed = int(config.pretrain.get("seed", 0))
-        tokenizer_dir = train_latent_rvq(
-            latents, out / "rvq", num_codebooks=config.num_codebooks, codebook_size=config.codebook_size,
-            codebook_dim=config.codebook_dim, steps=config.rvq_steps, batch_size=config.rvq_batch_size,
-            lr=config.rvq_lr, seed=seed, progress=progress,
-        )  # fmt: skip
+        tokenizer_dir = _latent_rvq(out, config, progress)
     labels_dir = out / "labels"
     if not (labels_dir / LABELS_INDEX).is_file():
-        targets = LatentTargets(previous, layer, load_tokenizer(tokenizer_dir))
-        extract_labels(targets, manifests, labels_dir, shard_items=config.shard_items)
-    settings = {**config.pretrain, "labels": str(labels_dir), "tokenizer": None}
-    settings.setdefault("progress", progress)
-    if settings.get("mel_stats", "auto") == "auto" and "mel_mean" not in settings.get("model", {}):
-        # The previous iteration normalised with this corpus's statistics: the next one keeps them.
-        c = previous.config
-        settings["model"] = {**settings.get("model", {}), "mel_mean": c.mel_mean, "mel_std": c.mel_std}
-    pretrain = PretrainTrainingConfig.from_dict(settings)
+        _labels(previous, layer, manifests, out, config)
     model_dir = out / "pretrain" / "model"
     if not (out / "pretrain" / "pretrain.json").is_file():  # written last: a finished step is kept
-        model_dir = train_pretrain(manifests, out / "pretrain", pretrain, overwrite=True).model_dir  # redone whole
+        model_dir = _next_model(previous, manifests, out, config, progress)
     return RefineResult(latents=latents.parent, tokenizer=tokenizer_dir, labels=labels_dir, model_dir=model_dir)
 
 
@@ -315,7 +350,7 @@ __all__ = [
     "default_layer",
     "extract_labels",
     "extract_latents",
-    "read_labels",
     "refine",
+    "refine_step",
     "train_latent_rvq",
 ]

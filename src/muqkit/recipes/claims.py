@@ -1,6 +1,6 @@
 """The paper's claims at small scale (``muqkit claims``).
 
-Every arm is pretrained with the same preset and the same budget (:class:`~muqkit.train.demo.DemoPlan`)
+Every arm is pretrained with the same preset and the same budget (:class:`~muqkit.recipes.demo.DemoPlan`)
 once per training seed: MuQ on Mel-RVQ codes (iteration 1), MuQ on random-projection (BEST-RQ) codes,
 and one refinement iteration of the first (iteration 2). They are probed with the evaluation suite
 next to a random-weight MuQ (one per seed) and the handcrafted baselines, and three claims are checked
@@ -28,7 +28,7 @@ import numpy as np
 
 from muqkit.atomic import atomic_path
 from muqkit.eval.suite import ResultRow
-from muqkit.train.demo import DemoPlan, train_arms
+from muqkit.recipes.demo import DemoPlan, train_arms
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muqkit.eval.suite import ResultRow
-from muqkit.train.claims import HANDCRAFTED, RANDOM, TRAINED, arm_of, check_claims, claims_markdown, summarise
+from muqkit.recipes.claims import HANDCRAFTED, RANDOM, TRAINED, arm_of, check_claims, claims_markdown, summarise
 
 
 def _row(model: str, task: str, mean: float, *, layer: str = "best:1", std: float = 0.0) -> ResultRow:

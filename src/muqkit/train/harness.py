@@ -1,0 +1,280 @@
+"""One training harness for every task: the run folder, seeding, resume, loggers, checkpoints and the Trainer.
+
+A training function (:func:`muqkit.train.tokenizer.train_tokenizer`, :func:`muqkit.train.pretrain.train_pretrain`,
+:func:`muqkit.train.mulan.train_mulan`) builds its model, data and plain task module, then calls
+:func:`start_run` and :func:`fit` with a :class:`RunConfig`. So every run folder has the same layout::
+
+    out/run_config.json        the task's settings (a resumed run reuses them)
+    out/checkpoints/last.ckpt  model, optimiser, scheduler, step and random state (every task)
+    out/logs/version_0/        metrics.csv, kept across resumes (and TensorBoard when installed)
+
+and every task resumes the same way: ``resume`` continues from ``last.ckpt`` (read with ``weights_only``),
+the data restarts at the checkpoint's step (:class:`muqkit.data.loader.ResumableSampler`) and the random
+state is restored (:class:`muqkit.train.lightning.LightningTask`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from muqkit.configs import check_choice, check_int
+
+RUN_CONFIG = "run_config.json"
+STRATEGIES = ("auto", "ddp", "fsdp", "ddp_spawn", "ddp_find_unused_parameters_true")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how a run trains: the settings every task shares.
+
+    Attributes:
+        out: the run folder.
+        seed: global seed (model initialisation, crops, masking, dropout).
+        max_steps: optimiser steps of the whole run (a resumed run may raise it).
+        accelerator, devices, num_nodes, strategy: Lightning placement (``strategy``: auto, ddp, fsdp, ...).
+        precision: Lightning precision (``32-true``, ``bf16-mixed``, ``16-mixed``).
+        resume: continue from ``out/checkpoints/last.ckpt``.
+        overwrite: replace a run already in ``out`` (without ``resume`` or ``overwrite`` such a folder is
+            refused).
+        log_every: steps between logged values.
+        checkpoint_every: steps between checkpoints (``last.ckpt`` is always kept).
+        progress: show a progress bar.
+    """
+
+    out: str
+    seed: int = 0
+    max_steps: int = 1000
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    resume: bool = False
+    overwrite: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 500
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_int(self, "max_steps", "num_nodes", "log_every", "checkpoint_every")
+        check_int(self, "seed", minimum=0)
+        check_choice(self, "strategy", STRATEGIES)
+        if self.resume and self.overwrite:
+            raise ValueError("RunConfig: resume and overwrite exclude each other")
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """``out/checkpoints/last.ckpt``."""
+        return Path(self.out) / "checkpoints" / "last.ckpt"
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A prepared run folder.
+
+    Attributes:
+        out: the run folder.
+        checkpoint: the checkpoint a resumed run starts from (``None``: a new run).
+        start_step: the optimiser step the run starts at (0 for a new run).
+    """
+
+    out: Path
+    checkpoint: Path | None
+    start_step: int
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` ran.
+
+    Attributes:
+        module: the Lightning module (its ``task`` holds the trained model).
+        steps: optimiser steps done in all (counting those before a resume).
+        seconds: wall-clock seconds of this call.
+        metrics: the last logged scalars.
+        is_global_zero: whether this process is rank 0 (the one that saves).
+        best_checkpoint: the checkpoint with the lowest validation loss ('' unless ``keep_best``).
+    """
+
+    module: Any
+    steps: int
+    seconds: float
+    metrics: dict[str, float]
+    is_global_zero: bool
+    best_checkpoint: str = ""
+
+
+def resume_point(out: str | os.PathLike[str]) -> Path:
+    """The checkpoint a run in ``out`` resumes from.
+
+    Raises:
+        FileNotFoundError: there is none (names it).
+    """
+    last = Path(out) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+    return last
+
+
+def read_run_settings(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings a run saved in ``out/run_config.json``."""
+    path = Path(out) / RUN_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} is missing; the run cannot be resumed with its settings")
+    return json.loads(path.read_text())
+
+
+def write_run_settings(out: str | os.PathLike[str], settings: dict[str, Any], *, sort_keys: bool = False) -> Path:
+    """Save a run's settings to ``out/run_config.json`` (atomically)."""
+    from muqkit.atomic import atomic_path
+
+    path = Path(out) / RUN_CONFIG
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2, sort_keys=sort_keys) + "\n")
+    return path
+
+
+def start_run(run: RunConfig, *, owned: Iterable[str], option: str = "--out") -> RunStart:
+    """Check and prepare the run folder, find the resume step, and seed everything.
+
+    Raises:
+        FileNotFoundError: ``resume`` without a checkpoint.
+        muqkit.runfolder.RunFolderError: the folder holds a run and neither ``resume`` nor ``overwrite``.
+        muqkit.hub.weights.CheckpointError: the checkpoint is refused or corrupt.
+    """
+    import lightning as L
+
+    from muqkit.hub.weights import safe_torch_load
+    from muqkit.runfolder import prepare_run_folder
+
+    checkpoint = resume_point(run.out) if run.resume else None
+    out = prepare_run_folder(run.out, resume=run.resume, overwrite=run.overwrite, owned=owned, option=option)
+    start_step = int(safe_torch_load(checkpoint)["global_step"]) if checkpoint is not None else 0
+    L.seed_everything(run.seed, workers=True, verbose=False)
+    return RunStart(out=Path(out), checkpoint=checkpoint, start_step=start_step)
+
+
+def _loggers(out: Path, resume_step: int | None) -> list[Any]:
+    from muqkit.train.lightning import history_csv_logger
+
+    loggers: list[Any] = [history_csv_logger(out, name="logs", resume_step=resume_step)]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out, name="logs", version=0, sub_dir="tensorboard"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def fit(
+    task: nn.Module,
+    train_loader: Any,
+    val_loader: Any,
+    run: RunConfig,
+    start: RunStart,
+    *,
+    optimizer: Any = None,
+    metadata: dict[str, Any] | None = None,
+    describe_batch: Callable[[Any], str] | None = None,
+    callbacks: Sequence[Any] = (),
+    accumulate: int = 1,
+    grad_clip: float | None = None,
+    val_every: int | None = None,
+    val_batches: int | float | None = None,
+    stop_after: int | None = None,
+    keep_best: bool = False,
+    strategy: Any = None,
+    distributed_sampler: bool = False,
+) -> FitResult:
+    """Train ``task`` (a plain module, see :mod:`muqkit.train.lightning`) with Lightning.
+
+    Args:
+        task: the plain task module.
+        train_loader: training batches (a :class:`~muqkit.data.loader.ResumableSampler` makes resume exact).
+        val_loader: validation batches, or ``None``.
+        run: the run settings.
+        start: what :func:`start_run` returned.
+        optimizer: a :class:`~muqkit.train.lightning.OptimizerConfig` (default: Adam, lr 1e-4).
+        metadata: JSON-able dict stored in every checkpoint (e.g. the model config).
+        describe_batch: names a batch's inputs for the error raised on a non-finite loss.
+        callbacks: more Lightning callbacks.
+        accumulate: micro-batches per optimiser step.
+        grad_clip: gradient-norm clipping (``None`` or 0: off).
+        val_every: optimiser steps between validations (default: ``run.checkpoint_every``).
+        val_batches: validation batches (a fraction of the loader when a float; default: all).
+        stop_after: stop at this step (the schedule still spans ``run.max_steps``).
+        keep_best: also keep the checkpoint with the lowest ``val_loss`` (``FitResult.best_checkpoint``).
+        strategy: a Lightning strategy object overriding ``run.strategy`` (e.g. FSDP with a wrap policy).
+        distributed_sampler: let Lightning shard a plain (shuffling) loader across ranks; ``False`` when the
+            loader's sampler shards by rank itself.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from muqkit.train.lightning import LightningTask, fit_checkpoint_kwargs
+
+    module = LightningTask(task, optimizer=optimizer, metadata=metadata, describe_batch=describe_batch)
+    checkpoints = ModelCheckpoint(
+        dirpath=start.out / "checkpoints", save_last=True, every_n_train_steps=run.checkpoint_every, save_top_k=1,
+        monitor=None,
+    )  # fmt: skip
+    best = None
+    if keep_best and val_loader is not None:
+        best = ModelCheckpoint(dirpath=start.out / "checkpoints", filename="best", monitor="val_loss", mode="min",
+                               save_top_k=1, save_on_train_epoch_end=False)  # fmt: skip
+    validating = val_loader is not None
+    trainer = L.Trainer(
+        max_steps=min(run.max_steps, stop_after or run.max_steps),
+        accelerator=run.accelerator,
+        devices=run.devices,
+        num_nodes=run.num_nodes,
+        strategy=strategy if strategy is not None else run.strategy,
+        precision=run.precision,  # type: ignore[arg-type]  # a Lightning precision name, validated by Lightning
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=grad_clip or None,
+        logger=_loggers(start.out, start.start_step if start.checkpoint is not None else None),
+        callbacks=[checkpoints, *([best] if best is not None else []), *callbacks],
+        log_every_n_steps=run.log_every,
+        val_check_interval=(val_every or run.checkpoint_every) * accumulate if validating else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=(1.0 if val_batches is None else val_batches) if validating else 0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=run.progress,
+        enable_model_summary=False,
+        use_distributed_sampler=distributed_sampler,
+        max_epochs=-1,
+    )
+    began = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, **fit_checkpoint_kwargs(start.checkpoint))
+    seconds = time.perf_counter() - began
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return FitResult(
+        module=module,
+        steps=trainer.global_step,
+        seconds=seconds,
+        metrics=metrics,
+        is_global_zero=trainer.is_global_zero,
+        best_checkpoint=best.best_model_path if best is not None else "",
+    )
+
+
+__all__ = [
+    "FitResult",
+    "RunConfig",
+    "RunStart",
+    "fit",
+    "read_run_settings",
+    "resume_point",
+    "start_run",
+    "write_run_settings",
+]
