@@ -37,6 +37,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "tok2000": {"tokenizer": "tok-2000", "settings": {}},
     "recon": {"tokenizer": "tok-400", "settings": {"recon_weight": 1.0}},
     "lr5e-4": {"tokenizer": "tok-400", "settings": {"lr": 5e-4}},
+    "lr2e-4": {"tokenizer": "tok-400", "settings": {"lr": 2e-4}},
     "bestrq": {"tokenizer": "random-projection", "settings": {}},
 }
 """One factor at a time against ``base``; ``--base-run`` reuses a finished run (a claims arm) as ``base``."""
