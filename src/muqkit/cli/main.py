@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "muqkit.cli.probe",
     "muqkit.cli.train",
     "muqkit.cli.mulan",
+    "muqkit.cli.index",
     "muqkit.cli.demo",
 )
 
