@@ -121,19 +121,21 @@ def main() -> None:
             "threads": args.threads,
             "config": {k: v for k, v in vars(index.meta.config).items()},
         }
-        sweep = {"ivfpq": ("nprobe", (16, 32, 128, 256)), "hnsw": ("ef_search", (32, 64, 256, 512))}.get(kind)
-        if args.sweep and sweep is not None:  # other search settings on the same structure
-            name, values = sweep
+        sweeps = {
+            "ivfpq": [{"nprobe": p, "rerank": r} for p in (32, 64, 128) for r in (8, 16, 32, 64, 128)],
+            "hnsw": [{"ef_search": e} for e in (32, 64, 256, 512)],
+        }
+        if args.sweep and kind in sweeps:  # other search settings on the same structure
             default = index.meta.config
             row["sweep"] = []
-            for value in values:
-                index.meta = replace(index.meta, config=replace(default, **{name: value}))
+            for setting in sweeps[kind]:
+                index.meta = replace(index.meta, config=replace(default, **setting))
                 t0 = time.perf_counter()
                 got = np.stack([ids for ids, _ in index.search_rows(queries, 10)])
                 qps = args.queries / (time.perf_counter() - t0)
                 rec = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth[n], strict=True)]))
-                row["sweep"].append({name: value, "qps": round(qps, 1), "recall_at_10": round(rec, 4)})
-                print(f"       {name}={value}: {qps:9.1f} q/s  recall@10 {rec:.4f}", flush=True)
+                row["sweep"].append({**setting, "qps": round(qps, 1), "recall_at_10": round(rec, 4)})
+                print(f"       {setting}: {qps:9.1f} q/s  recall@10 {rec:.4f}", flush=True)
             index.meta = replace(index.meta, config=default)
         results.append(row)
         print(

@@ -78,7 +78,7 @@ class IndexConfig:
     nlist: int | None = None
     pq_m: int | None = None
     nprobe: int = 64
-    rerank: int = 8
+    rerank: int = 32
     hnsw_m: int = 32
     ef_construction: int = 64
     ef_search: int = 128
