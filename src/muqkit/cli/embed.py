@@ -60,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output format (default: safetensors)",
     )
     parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the model in PyTorch, or run a graph from `muqkit export onnx` (give its .onnx file as --model) "
+        "with onnxruntime on the CPU (default: torch)",
+    )
+    parser.add_argument(
         "--devices",
         type=positive_int,
         default=1,
@@ -80,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from muqkit.embed.distributed import embed_distributed, launched_rank
     from muqkit.hub.weights import CheckpointError
 
+    if (args.backend == "onnxruntime") != str(args.model or "").endswith(".onnx"):
+        print("muqkit embed: error: --backend onnxruntime runs an exported graph: give its .onnx file as --model "
+              "(and a .onnx --model needs --backend onnxruntime)", file=sys.stderr)  # fmt: skip
+        return 2
     rank = launched_rank()
     distributed = args.devices > 1 or rank is not None
     try:

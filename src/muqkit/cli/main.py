@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "muqkit.cli.train",
     "muqkit.cli.mulan",
     "muqkit.cli.index",
+    "muqkit.cli.export",
     "muqkit.cli.demo",
 )
 

@@ -248,7 +248,8 @@ def prepare_run(
     inputs = find_inputs(paths)
 
     muq = load_muq(model, revision=revision, cache_dir=cache_dir)
-    fingerprint = model_fingerprint(muq)  # before any dtype change: the stored weights
+    # before any dtype change: the stored weights (an ONNX graph carries its source model's, tagged)
+    fingerprint = getattr(muq, "fingerprint", None) or model_fingerprint(muq)
     muq = muq.to(device=torch.device(device), dtype=_DTYPES[dtype]).eval()
     config = muq.config
     run = _Run(
@@ -275,6 +276,9 @@ def prepare_run(
         ),
         overwrite=overwrite,
     )
+    check_layers = getattr(muq, "check_layers", None)  # an exported graph holds only some hidden states
+    if check_layers is not None:
+        check_layers(run.layers)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(run.out_dir)  # left by a run killed in the middle of a write
     return run, inputs
@@ -292,6 +296,10 @@ def load_muq(
         return model
     if model is None:
         model = default_muq_model()
+    if str(model).endswith(".onnx"):  # an exported graph, run by onnxruntime
+        from muqkit.export.onnx import OnnxMuQ
+
+        return OnnxMuQ(model)  # type: ignore[return-value]
     from muqkit.ssl.muq import MuQ
 
     return MuQ.from_pretrained(model, revision=revision, cache_dir=cache_dir)
