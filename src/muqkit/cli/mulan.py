@@ -164,6 +164,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     search.add_argument("--model", default=None, help="model (default: the one that built the index)")
     search.add_argument("--device", type=device, default="cpu")
     _dtype_arg(search)
+    search.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch",
+        help="embed queries with PyTorch, or with onnxruntime (--model: a folder from `muqkit export onnx --mulan`)",
+    )  # fmt: skip
     search.add_argument("--top-k", type=positive_int, default=10)
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=run_search)
@@ -372,7 +376,7 @@ def run_search(args: argparse.Namespace) -> int:
     if not args.query and not args.like:
         raise ValueError("give query text(s), or --like FILE for music-to-music search")
     _texts(args.query, "query")
-    searcher = Searcher(args.index, model=args.model, device=args.device, dtype=args.dtype)
+    searcher = Searcher(args.index, model=args.model, device=args.device, dtype=args.dtype, backend=args.backend)
     results = list(zip(args.query, searcher.text(args.query, args.top_k), strict=True)) if args.query else []
     results += [(f"like:{f}", searcher.like(f, args.top_k)) for f in args.like]
     if args.json:

@@ -36,6 +36,7 @@ from muqkit.audio.mel import reflect_indices
 from muqkit.encoder.conv import conv_out_length
 
 if TYPE_CHECKING:
+    from muqkit.mulan.model import MuQMuLan
     from muqkit.ssl.muq import MuQ
 
 log = logging.getLogger(__name__)
@@ -295,3 +296,156 @@ class OnnxMuQ:
         pick = [self.layers.index(layer) for layer in layers]
         out = torch.from_numpy(hidden[:, pick])  # (batch, num_layers, T, dim)
         return [out[i, :, : int(frames[i])] for i in range(len(wavs))]
+
+
+# --------------------------------------------------------------------------------------------------
+# MuQ-MuLan: the audio tower (on clips) and the text tower (on token ids)
+# --------------------------------------------------------------------------------------------------
+class MuLanAudioGraph(nn.Module):
+    """MuQ-MuLan's audio tower on clips taken whole: (clips, samples) -> (clips, dim_latent) unit latents.
+
+    Clip cutting (``clip_secs``, the last clip wrapped with audio from the start) and the mean over an item's
+    clips happen outside the graph, as in :meth:`muqkit.mulan.MuQMuLan.extract_audio_latents`.
+    """
+
+    def __init__(self, mulan: MuQMuLan) -> None:
+        super().__init__()
+        self.mulan = mulan
+        tower = mulan.audio
+        self.backbone = MuQGraph(tower.backbone, [tower.layer])
+
+    def forward(self, wavs: torch.Tensor) -> torch.Tensor:
+        tower = self.mulan.audio
+        lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long, device=wavs.device)
+        hidden, _ = self.backbone(wavs, lengths)  # (clips, 1, T, backbone_dim)
+        x = tower.transformer(tower.proj(hidden[:, 0]))  # (clips, T, dim), every frame valid
+        embeds = x.mean(dim=1)
+        if tower.lag_pool is not None:
+            embeds = embeds + tower.lag_pool(x, None)
+        return F.normalize(self.mulan.audio_to_latents(embeds), dim=-1)
+
+
+class MuLanTextGraph(nn.Module):
+    """MuQ-MuLan's text tower: token ids and attention mask (batch, tokens) -> (batch, dim_latent) unit latents.
+
+    Padding is masked after the backbone (in attention and in the mean), so a text's latent does not depend
+    on its batch; the tower's transformer runs on every position (the packed fast path is left out).
+    """
+
+    def __init__(self, mulan: MuQMuLan) -> None:
+        super().__init__()
+        self.mulan = mulan
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        from muqkit.mulan.transformer import masked_mean
+
+        tower = self.mulan.text
+        states = tower.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.bool()
+        x = tower.proj(states.to(tower.proj_dtype))
+        for layer in tower.transformer.layers:
+            x = layer(x, mask)
+        return F.normalize(self.mulan.text_to_latents(masked_mean(x, mask)), dim=-1)
+
+
+def _export(
+    module: nn.Module, args: tuple, path: Path, *, dynamic: dict, inputs: list[str], outputs: list[str]
+) -> None:
+    from muqkit.atomic import atomic_path
+
+    with torch.no_grad(), atomic_path(path, suffix=".onnx") as tmp:
+        program = torch.onnx.export(module, args, dynamic_shapes=dynamic, input_names=inputs, output_names=outputs,
+                                    opset_version=OPSET, dynamo=True, external_data=False)  # fmt: skip
+        assert program is not None
+        program.save(str(tmp))
+
+
+def export_mulan(
+    mulan: MuQMuLan, folder: str | os.PathLike[str], *, model_id: str | None = None
+) -> list[ExportedGraph]:
+    """Write MuQ-MuLan's towers to ``folder``: ``audio.onnx`` (clips -> latents), ``text.onnx`` (token ids ->
+    latents), ``tokenizer/`` (the text tower's tokenizer) and ``mulan.json`` (model identity, clip length)."""
+    from muqkit.atomic import atomic_path
+    from muqkit.embed.api import model_fingerprint
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mulan = mulan.float().eval()
+    config = mulan.config
+    clip = int(config.clip_samples)
+    audio = MuLanAudioGraph(mulan).eval()
+    clips = torch.export.Dim("clips", min=1)
+    samples = torch.export.Dim("samples", min=4 * mulan.audio.backbone.min_samples)
+    _export(audio, (0.1 * torch.randn(2, min(clip, 48_000)),), folder / "audio.onnx",
+            dynamic={"wavs": {0: clips, 1: samples}}, inputs=["wavs"], outputs=["latents"])  # fmt: skip
+    batch = mulan.text.tokenize(["a calm piano piece in a minor key", "drums"])
+    texts, tokens = torch.export.Dim("texts", min=1), torch.export.Dim("tokens", min=2, max=int(mulan.text.max_length))
+    _export(MuLanTextGraph(mulan).eval(), (batch.input_ids, batch.attention_mask), folder / "text.onnx",
+            dynamic={"input_ids": {0: texts, 1: tokens}, "attention_mask": {0: texts, 1: tokens}},
+            inputs=["input_ids", "attention_mask"], outputs=["latents"])  # fmt: skip
+    mulan.text.tokenizer.save_pretrained(str(folder / "tokenizer"))
+    meta = {
+        "kind": "mulan",
+        "model_id": model_id,
+        "model_sha256": model_fingerprint(mulan),
+        "dim_latent": int(config.dim_latent),
+        "sample_rate": int(mulan.sample_rate),
+        "clip_samples": clip,
+        "max_length": int(mulan.text.max_length),
+        "opset": OPSET,
+    }
+    with atomic_path(folder / "mulan.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return [
+        ExportedGraph(str(folder / "audio.onnx"), str(folder / "mulan.json"), "mulan-audio"),
+        ExportedGraph(str(folder / "text.onnx"), str(folder / "mulan.json"), "mulan-text"),
+    ]
+
+
+class OnnxMuLan:
+    """MuQ-MuLan towers exported by :func:`export_mulan`, run with onnxruntime; the inference methods of
+    :class:`muqkit.mulan.MuQMuLan` (``extract_audio_latents``, ``extract_text_latents``)."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        self.folder = Path(folder)
+        meta_path = self.folder / "mulan.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.folder}: no mulan.json; export the model with `muqkit export onnx --mulan`")
+        self.meta = json.loads(meta_path.read_text())
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        self.audio = ort.InferenceSession(str(self.folder / "audio.onnx"), options, providers=providers)
+        self.text = ort.InferenceSession(str(self.folder / "text.onnx"), options, providers=providers)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
+        self.sample_rate = int(self.meta["sample_rate"])
+        self.fingerprint = str(self.meta["model_sha256"])
+        self.dim_latent = int(self.meta["dim_latent"])
+
+    def extract_audio_latents(self, wavs: Sequence[torch.Tensor], *, clip_batch_size: int = 32) -> torch.Tensor:
+        """(B, dim_latent) latents of 1-D waveforms: clips as in PyTorch, each clip's latent, their mean."""
+        from muqkit.mulan.audio import cut_clips
+
+        items = [torch.as_tensor(w).reshape(-1).float() for w in wavs]
+        lengths = torch.tensor([w.numel() for w in items])
+        padded = nn.utils.rnn.pad_sequence(items, batch_first=True)
+        clips = cut_clips(padded, lengths, int(self.meta["clip_samples"]))
+        total = torch.zeros(len(items), self.dim_latent)
+        for group, owners in clips.groups:
+            for start in range(0, group.shape[0], clip_batch_size):
+                part = np.ascontiguousarray(group[start : start + clip_batch_size].numpy(), dtype=np.float32)
+                latents = torch.from_numpy(self.audio.run(None, {"wavs": part})[0])
+                total.index_add_(0, owners[start : start + clip_batch_size], latents)
+        return total / clips.counts.float().unsqueeze(-1)
+
+    def extract_text_latents(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, dim_latent) latents of texts, tokenised as the PyTorch tower does (truncated to its limit)."""
+        encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=int(self.meta["max_length"]),
+                                 return_tensors="np")  # fmt: skip
+        feeds = {"input_ids": encoded["input_ids"].astype(np.int64),
+                 "attention_mask": encoded["attention_mask"].astype(np.int64)}  # fmt: skip
+        return torch.from_numpy(self.text.run(None, feeds)[0])

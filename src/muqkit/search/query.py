@@ -29,6 +29,8 @@ class Searcher:
             its fingerprint must match the index's.
         device: torch device of the model.
         dtype: ``"float32"`` or ``"bfloat16"``.
+        backend: ``"torch"``, or ``"onnxruntime"`` with ``model`` a folder from ``muqkit export onnx --mulan``
+            (MuQ-MuLan indexes).
     """
 
     def __init__(
@@ -38,8 +40,15 @@ class Searcher:
         model: str | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        backend: str = "torch",
     ) -> None:
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
         self.index = index if isinstance(index, VectorIndex) else open_index(index)
+        if backend == "onnxruntime" and (not self.is_mulan or not model):
+            raise ValueError("--backend onnxruntime searches MuQ-MuLan indexes with --model FOLDER from "
+                             "`muqkit export onnx --mulan`")  # fmt: skip
+        self.backend = backend
         self.model_name = model or self.index.meta.model_id
         self.device = device
         self.dtype = dtype
@@ -59,6 +68,13 @@ class Searcher:
 
         from muqkit.embed.api import load_muq, model_fingerprint
 
+        if self.backend == "onnxruntime":
+            from muqkit.export.onnx import OnnxMuLan
+
+            onnx = OnnxMuLan(self.model_name)
+            self.index.check(model_sha256=onnx.fingerprint, dim=onnx.dim_latent)  # the source model's weights
+            self._model = onnx
+            return onnx
         model: torch.nn.Module
         if self.is_mulan:
             from muqkit.mulan import MuQMuLan
@@ -104,7 +120,8 @@ class Searcher:
         model = self.model()
         if self.is_mulan:
             with torch.inference_mode():
-                return model.extract_audio_latents([load_audio(path, sample_rate=model.sample_rate)]).float()[0].numpy()
+                wav = load_audio(path, sample_rate=model.sample_rate)
+                return model.extract_audio_latents([wav]).float()[0].numpy()
         from muqkit.embed import embed_paths, read_embedding
         from muqkit.embed.store import output_name
 
