@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError) as exc:
         print(f"muqkit embed: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a rank died: what it and the others finished is kept
+        if not distributed:
+            raise
+        print(f"muqkit embed: error: {exc}", file=sys.stderr)
+        return 1
     if rank is None or rank.rank == 0:
         print(summary)
     return 0 if summary.ok else 1

@@ -26,6 +26,7 @@ from muqkit.embed.chunks import (
     samples_per_frame,
 )
 from muqkit.embed.index import INDEX_NAME, IndexRecord, IndexWriter, merge_index, read_previous
+from muqkit.embed.prefetch import prefetch
 from muqkit.embed.store import (
     TIMESTAMPS_KEY,
     OutputFormat,
@@ -441,11 +442,13 @@ class _Run:
                     continue
                 info = audio_info(item.path)
                 state.record = _replace(state.record, source_sample_rate=info.sample_rate, channels=info.channels)
-                blocks = stream_audio(
-                    item.path,
-                    block_samples=self.chunk_samples,
-                    sample_rate=sample_rate,
-                    min_duration=self.min_samples / sample_rate,
+                blocks = prefetch(  # the next blocks are decoded while the model encodes these
+                    stream_audio(
+                        item.path,
+                        block_samples=self.chunk_samples,
+                        sample_rate=sample_rate,
+                        min_duration=self.min_samples / sample_rate,
+                    )
                 )
                 for index, (samples, last) in enumerate(merge_short_tail(blocks, min_samples=self.min_samples)):
                     state.samples += samples.numel()
