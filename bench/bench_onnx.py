@@ -1,9 +1,10 @@
 """Speed of MuQ on the CPU: PyTorch eager float32 and bfloat16 against the ONNX graph on onnxruntime (float32).
 
 One run exports a random-weight model of the chosen preset (``large`` by default: random weights time the same
-as trained ones), then times ``--repeats`` calls of each backend on ``--seconds`` of audio at each batch size,
-after one warm-up call, on ``--threads`` threads, and reports the fastest call, seconds of audio per second, and
-the largest difference of the ONNX outputs from PyTorch float32.
+as trained ones), warms each backend up once on 2 s of audio, then times ``--repeats`` calls of each backend on
+``--seconds`` of audio at each batch size, on ``--threads`` threads, and reports the fastest call, seconds of audio
+per second, and the largest difference and smallest per-frame cosine of each backend's outputs against PyTorch
+float32.
 
 Usage::
 
@@ -21,14 +22,14 @@ from pathlib import Path
 import torch
 
 
-def timed(call, repeats: int) -> float:  # noqa: ANN001
-    call()  # warm-up
-    best = float("inf")
+def timed(call, repeats: int) -> tuple[float, list[torch.Tensor]]:  # noqa: ANN001
+    """Fastest of ``repeats`` calls (each backend was warmed up once on short audio) and the last outputs."""
+    best, out = float("inf"), []
     for _ in range(repeats):
         start = time.perf_counter()
-        call()
+        out = call()
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, out
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--layer", type=int, default=-1, help="hidden state to output (the graph stops there)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -60,25 +61,21 @@ def main() -> None:
         print(f"export {export_s:.1f} s, {size / 2**20:.0f} MiB", flush=True)
         runner = OnnxMuQ(path, threads=args.threads)
         bf16 = MuQ.from_preset(args.preset, seed=0).eval().to(torch.bfloat16)
+        backends = {
+            "torch-fp32": lambda w: encode_batch(muq, w, layers=layers),
+            "torch-bf16": lambda w: encode_batch(bf16, w, layers=layers),
+            "onnxruntime-fp32": lambda w: runner.encode_batch(w, layers=layers),
+        }
+        with torch.inference_mode():
+            for call in backends.values():  # warm-up: kernels and allocations, on 2 s
+                call([torch.randn(2 * rate)])
         for batch in args.batch:
             wavs = [0.1 * torch.randn(int(args.seconds * rate), generator=torch.Generator().manual_seed(i))
                     for i in range(batch)]  # fmt: skip
-            with torch.inference_mode():
-                reference = encode_batch(muq, wavs, layers=layers)
-                ort_out = runner.encode_batch(wavs, layers=layers)
-                bf16_out = encode_batch(bf16, wavs, layers=layers)
-            diff = max(float((a - b).abs().max()) for a, b in zip(ort_out, reference, strict=True))
-            cos_ort = min(float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())
-                          for a, b in zip(ort_out, reference, strict=True))  # fmt: skip
-            cos_bf16 = min(float(torch.nn.functional.cosine_similarity(a.float(), b, dim=-1).min())
-                           for a, b in zip(bf16_out, reference, strict=True))  # fmt: skip
-            for name, call in (
-                ("torch-fp32", lambda w=wavs: encode_batch(muq, w, layers=layers)),
-                ("torch-bf16", lambda w=wavs: encode_batch(bf16, w, layers=layers)),
-                ("onnxruntime-fp32", lambda w=wavs: runner.encode_batch(w, layers=layers)),
-            ):
+            outputs = {}
+            for name, call in backends.items():
                 with torch.inference_mode():
-                    seconds = timed(call, args.repeats)
+                    seconds, outputs[name] = timed(lambda c=call, w=wavs: c(w), args.repeats)
                 row = {
                     "backend": name,
                     "preset": args.preset,
@@ -86,12 +83,14 @@ def main() -> None:
                     "audio_seconds": args.seconds,
                     "threads": args.threads,
                     "call_s": round(seconds, 3),
-                    "audio_s_per_s": round(batch * args.seconds / seconds, 2),
+                    "audio_s_per_s": round(batch * args.seconds / seconds, 3),
                 }
-                if name == "onnxruntime-fp32":
-                    row.update(max_abs_diff_vs_fp32=diff, min_frame_cosine_vs_fp32=cos_ort)
-                if name == "torch-bf16":
-                    row.update(min_frame_cosine_vs_fp32=cos_bf16)
+                if name != "torch-fp32":
+                    pairs = list(zip(outputs[name], outputs["torch-fp32"], strict=True))
+                    row["max_abs_diff_vs_fp32"] = max(float((a.float() - b).abs().max()) for a, b in pairs)
+                    row["min_frame_cosine_vs_fp32"] = min(
+                        float(torch.nn.functional.cosine_similarity(a.float(), b, dim=-1).min()) for a, b in pairs
+                    )
                 results.append(row)
                 print(json.dumps(row), flush=True)
     if args.json:

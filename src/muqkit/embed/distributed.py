@@ -128,6 +128,9 @@ def _run_rank(info: RankInfo, paths: list[str], out_dir: str, device: str, optio
     if device.startswith("cuda"):
         device = f"cuda:{info.local_rank}"
     owns_group = info.world_size > 1 and not dist.is_initialized()
+    if owns_group and info.launcher == "slurm":  # srun sets no rendezvous address: the launching node's, a job port
+        os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
+        os.environ.setdefault("MASTER_PORT", str(10000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000))
     if owns_group:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(
