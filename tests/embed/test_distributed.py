@@ -102,3 +102,19 @@ def test_the_launchers_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert launched_rank().launcher == "torchrun" and launched_rank().rank == 3
     assert os.environ["SLURM_NTASKS"] == "8"
+
+
+def test_records_a_killed_run_left_never_override_newer_ones(model_dir: Path, tmp_path: Path, write_audio) -> None:  # noqa: ANN001
+    from muqkit.embed import read_index
+
+    audio = write_audio(tmp_path / "music" / "a.wav", 1.0, seed=0)
+    out = tmp_path / "out"
+    embed_paths([audio], out, model=model_dir, **OPTIONS)
+    (out / ".index.rank-1.jsonl").write_text((out / INDEX_NAME).read_text())  # left by a killed 2-process run
+    old = read_index(out / INDEX_NAME)["a.wav.safetensors"].input_sha256
+    write_audio(audio, 1.5, seed=1)  # the input changed since
+    summary = embed_paths([audio], out, model=model_dir, **OPTIONS)
+    assert summary.num_embedded == 1
+    record = read_index(out / INDEX_NAME)["a.wav.safetensors"]
+    assert record.input_sha256 != old and record.duration == pytest.approx(1.5)
+    assert not list(out.glob(".index.rank-*"))

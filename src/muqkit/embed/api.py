@@ -25,7 +25,14 @@ from muqkit.embed.chunks import (
     resolve_layers,
     samples_per_frame,
 )
-from muqkit.embed.index import INDEX_NAME, IndexRecord, IndexWriter, merge_index, read_previous
+from muqkit.embed.index import (
+    INDEX_NAME,
+    IndexRecord,
+    IndexWriter,
+    consolidate_index,
+    merge_index,
+    read_previous,
+)
 from muqkit.embed.prefetch import prefetch
 from muqkit.embed.store import (
     TIMESTAMPS_KEY,
@@ -209,6 +216,7 @@ def embed_paths(
         ValueError: an invalid option, or two inputs that would write the same output.
     """
     started = time.perf_counter()
+    consolidate_index(out_dir)  # records a killed distributed run left
     run, inputs = prepare_run(
         paths, out_dir, model=model, revision=revision, cache_dir=cache_dir, layers=layers, pooling=pooling,
         chunk_seconds=chunk_seconds, batch_size=batch_size, device=device, dtype=dtype, fmt=fmt, overwrite=overwrite,

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from muqkit.embed.api import EmbedSummary, FileFailure, InputFile, _header_seconds, prepare_run
-from muqkit.embed.index import INDEX_NAME, merge_index, rank_index_path
+from muqkit.embed.index import INDEX_NAME, consolidate_index, merge_index, rank_index_path
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,10 @@ def _run_rank(info: RankInfo, paths: list[str], out_dir: str, device: str, optio
             backend, rank=info.rank, world_size=info.world_size, timeout=datetime.timedelta(hours=24)
         )
     try:
+        if info.rank == 0:  # before any rank writes: the records a killed run left become the oldest
+            consolidate_index(out_dir)
+        if info.world_size > 1:
+            dist.barrier()
         progress = bool(options.pop("progress", True)) and info.rank == 0
         batch_size = int(options.get("batch_size", 8))
         run, inputs = prepare_run(paths, out_dir, device=device, **_prepare_options(options))

@@ -177,3 +177,11 @@ def merge_index(out_dir: str | os.PathLike[str]) -> dict[str, IndexRecord]:
     for path in ranks:
         path.unlink(missing_ok=True)
     return records
+
+
+def consolidate_index(out_dir: str | os.PathLike[str]) -> None:
+    """Merge the per-rank files a killed distributed run left into ``index.jsonl`` before a new run writes, so
+    that every record of the new run is newer than every older one."""
+    folder = Path(out_dir)
+    if folder.is_dir() and any(folder.glob(RANK_INDEX_GLOB)):
+        merge_index(folder)
