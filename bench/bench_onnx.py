@@ -40,6 +40,10 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=-1, help="hidden state to output (the graph stops there)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--backends", nargs="+", default=["torch-fp32", "torch-bf16", "onnxruntime-fp32"],
+        help="torch-fp32 (always run: the reference), torch-bf16, onnxruntime-fp32",
+    )  # fmt: skip
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -60,12 +64,13 @@ def main() -> None:
         size = path.stat().st_size
         print(f"export {export_s:.1f} s, {size / 2**20:.0f} MiB", flush=True)
         runner = OnnxMuQ(path, threads=args.threads)
-        bf16 = MuQ.from_preset(args.preset, seed=0).eval().to(torch.bfloat16)
+        bf16 = MuQ.from_preset(args.preset, seed=0).eval().to(torch.bfloat16) if "torch-bf16" in args.backends else None
         backends = {
             "torch-fp32": lambda w: encode_batch(muq, w, layers=layers),
             "torch-bf16": lambda w: encode_batch(bf16, w, layers=layers),
             "onnxruntime-fp32": lambda w: runner.encode_batch(w, layers=layers),
         }
+        backends = {k: v for k, v in backends.items() if k == "torch-fp32" or k in args.backends}
         with torch.inference_mode():
             for call in backends.values():  # warm-up: kernels and allocations, on 2 s
                 call([torch.randn(2 * rate)])
