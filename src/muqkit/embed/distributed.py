@@ -246,9 +246,11 @@ def _spawn(devices: int, paths: list[str], out_dir: str, device: str, options: d
     try:
         while any(p.exitcode is None for p in processes):
             dead = [(r, p.exitcode) for r, p in enumerate(processes) if p.exitcode not in (None, 0)]
-            if dead and not results.empty():  # a rank raised: its error
-                _raise(results.get())
+            killed = [(r, code) for r, code in dead if code is not None and code < 0]
+            if dead and not killed and not results.empty():  # a rank raised: its error (unless one was killed,
+                _raise(results.get())  # which makes the others fail on their next collective)
             if dead:
+                dead = killed or dead
                 rank, code = dead[0]
                 how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
                 raise RuntimeError(
