@@ -62,13 +62,13 @@ def test_a_corrupt_index_is_a_clear_error_naming_the_file(setup, capsys, tmp_pat
     root, model_dir, audio = setup
     index = ["mulan", "index", str(audio / "low.wav"), "--model", str(model_dir), "--out", str(tmp_path / "i")]
     assert main(index) == 0
-    (tmp_path / "i" / "latents.safetensors").write_bytes(b"\x00" * 20)
+    (tmp_path / "i" / "faiss-0.index").write_bytes(b"\x00" * 20)
     assert main(["search", "x", "--index", str(tmp_path / "i")]) == 2
     err = capsys.readouterr().err
-    assert "latents.safetensors: corrupt MuQ-MuLan index file" in err and "Traceback" not in err
-    (tmp_path / "i" / "items.jsonl").write_text("{not json\n")
+    assert "faiss-0.index: corrupt index file" in err and "Traceback" not in err
+    (tmp_path / "i" / "items-0.jsonl").write_text("{not json\n")
     assert main(["search", "x", "--index", str(tmp_path / "i")]) == 2
-    assert "items.jsonl: corrupt" in capsys.readouterr().err
+    assert "items-0.jsonl: corrupt" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="safetensors",
         help="output format (default: safetensors)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the model in PyTorch, or run a graph from `muqkit export onnx` (give its .onnx file as --model) "
+        "with onnxruntime on the CPU (default: torch)",
+    )
+    parser.add_argument(
+        "--devices",
+        type=positive_int,
+        default=1,
+        help="processes, sharing the files by duration (CPU, or one GPU each with --device cuda); under torchrun "
+        "or SLURM the launcher's world size is used (default: 1)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="embed again even if an output is up to date")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -70,12 +84,20 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from muqkit.embed import embed_paths
+    from muqkit.embed.distributed import embed_distributed, launched_rank
     from muqkit.hub.weights import CheckpointError
 
+    if (args.backend == "onnxruntime") != str(args.model or "").endswith(".onnx"):
+        print("muqkit embed: error: --backend onnxruntime runs an exported graph: give its .onnx file as --model "
+              "(and a .onnx --model needs --backend onnxruntime)", file=sys.stderr)  # fmt: skip
+        return 2
+    rank = launched_rank()
+    distributed = args.devices > 1 or rank is not None
     try:
-        summary = embed_paths(
+        summary = (embed_distributed if distributed else embed_paths)(  # type: ignore[operator]
             args.paths,
             args.out,
+            **({"devices": args.devices} if distributed else {}),
             model=args.model,
             revision=args.revision,
             cache_dir=args.cache_dir,
@@ -92,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError) as exc:
         print(f"muqkit embed: error: {exc}", file=sys.stderr)
         return 2
-    print(summary)
+    except RuntimeError as exc:  # a rank died: what it and the others finished is kept
+        if not distributed:
+            raise
+        print(f"muqkit embed: error: {exc}", file=sys.stderr)
+        return 1
+    if rank is None or rank.rank == 0:
+        print(summary)
     return 0 if summary.ok else 1
 
 

@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "muqkit.cli.probe",
     "muqkit.cli.train",
     "muqkit.cli.mulan",
+    "muqkit.cli.index",
+    "muqkit.cli.export",
     "muqkit.cli.demo",
     "muqkit.cli.serve",
 )

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int
+from muqkit.cli.index import index_options
 from muqkit.cli.options import field_option, hidden_alias
 
 DEFAULT_MODEL = "OpenMuQ/MuQ-MuLan-large"
@@ -85,15 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.set_defaults(func=run_train)
 
-    index = sub.add_parser(
-        "index", help="embed audio files or folders once, for `muqkit search` and `muqkit serve` "
-        "(a MuQ checkpoint as --model gives MuQ latents: music search only)"
-    )
+    index = sub.add_parser("index", help="embed audio files or folders into a FAISS index, for `muqkit search`")
     index.add_argument("paths", nargs="+", metavar="PATH")
     index.add_argument("--out", required=True, metavar="DIR", help="index folder")
     _model_args(index)
     index.add_argument("--batch-size", type=positive_int, default=4, help="songs per batch")
     index.add_argument("--overwrite", action="store_true", help="replace an index already in --out")
+    index_options(index)
     index.set_defaults(func=run_index)
 
     evaluate = sub.add_parser("evaluate", help="zero-shot tagging and retrieval on a manifest split")
@@ -156,13 +155,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     zeroshot.set_defaults(func=run_zeroshot)
 
     search = subparsers.add_parser(
-        "search", help="text-to-music search over an index built by `muqkit mulan index`"
+        "search", help="text-to-music or music-to-music search over an index (`muqkit mulan index`, `muqkit index`)"
     )
-    search.add_argument("query", nargs="+", help="query text(s)")
+    search.add_argument("query", nargs="*", help="query text(s)")
+    search.add_argument(
+        "--like", action="append", default=[], metavar="FILE",
+        help="music-to-music: files like this one (in the index or not; repeatable)",
+    )  # fmt: skip
     search.add_argument("--index", required=True, metavar="DIR")
     search.add_argument("--model", default=None, help="model (default: the one that built the index)")
     search.add_argument("--device", type=device, default="cpu")
     _dtype_arg(search)
+    search.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch",
+        help="embed queries with PyTorch, or with onnxruntime (--model: a folder from `muqkit export onnx --mulan`)",
+    )  # fmt: skip
     search.add_argument("--top-k", type=positive_int, default=10)
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=run_search)
@@ -250,18 +257,25 @@ def _texts(texts: list[str], option: str) -> list[str]:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import ITEMS_NAME, LATENTS_NAME, META_NAME, build_index_reporting
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.serve.embedder import load_embedder
+    import torch
 
-    out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=(LATENTS_NAME, ITEMS_NAME, META_NAME))
-    model = load_embedder(args.model, device=args.device, dtype=args.dtype).model  # MuQ-MuLan, or MuQ latents
-    index, failures = build_index_reporting(  # MuQAudioLatents reads like a MuQ-MuLan's audio side
-        model, args.paths, model_name=_model_name(args.model), batch_size=args.batch_size  # type: ignore[arg-type]
-    )
+    from muqkit.cli.index import index_config, owned_entries
+    from muqkit.embed.api import model_fingerprint
+    from muqkit.runfolder import prepare_run_folder
+    from muqkit.search.build import index_audio
+
+    config = index_config(args)
+    out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=owned_entries(args.out))
+    model = _load(args.model, args.device)
+    fingerprint = model_fingerprint(model)  # of the stored (float32) weights
+    model = model.to(getattr(torch, args.dtype))
+    index, update = index_audio(
+        model, args.paths, model_id=_model_name(args.model), model_sha256=fingerprint, config=config,
+        batch_size=args.batch_size,
+    )  # fmt: skip
     index.save(out)
-    print(f"indexed {len(index.paths)} files into {out}")
-    return _report_failures(failures, "muqkit mulan index")
+    print(f"indexed {len(index)} files into {out} ({index.kind})")
+    return _report_failures(update.failures, "muqkit mulan index")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -355,23 +369,18 @@ def run_zeroshot(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.search.query import Searcher
 
-    queries = _texts(args.query, "query")
-    index = AudioIndex.load(args.index)
-    model = _load(args.model or index.model, args.device, args.dtype)
-    hits = index.search(model.extract_text_latents(queries).cpu(), top_k=args.top_k)
+    if not args.query and not args.like:
+        raise ValueError("give query text(s), or --like FILE for music-to-music search")
+    _texts(args.query, "query")
+    searcher = Searcher(args.index, model=args.model, device=args.device, dtype=args.dtype, backend=args.backend)
+    results = list(zip(args.query, searcher.text(args.query, args.top_k), strict=True)) if args.query else []
+    results += [(f"like:{f}", searcher.like(f, args.top_k)) for f in args.like]
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {"query": q, "hits": [h.__dict__ for h in hs]}
-                    for q, hs in zip(args.query, hits, strict=True)
-                ]
-            )
-        )
+        print(json.dumps([{"query": q, "hits": [h.__dict__ for h in hs]} for q, hs in results]))
     else:
-        for q, hs in zip(args.query, hits, strict=True):
+        for q, hs in results:
             print(f"# {q}")
             for h in hs:
                 print(f"{h.rank}\t{h.score:.4f}\t{h.path}")

@@ -26,7 +26,15 @@ from muqkit.embed.chunks import (
     resolve_layers,
     samples_per_frame,
 )
-from muqkit.embed.index import INDEX_NAME, IndexRecord, IndexWriter, compact_index, read_index
+from muqkit.embed.index import (
+    INDEX_NAME,
+    IndexRecord,
+    IndexWriter,
+    consolidate_index,
+    merge_index,
+    read_previous,
+)
+from muqkit.embed.prefetch import prefetch
 from muqkit.embed.store import (
     TIMESTAMPS_KEY,
     OutputFormat,
@@ -208,6 +216,34 @@ def embed_paths(
         ValueError: an invalid option, or two inputs that would write the same output.
     """
     started = time.perf_counter()
+    consolidate_index(out_dir)  # records a killed distributed run left
+    run, inputs = prepare_run(
+        paths, out_dir, model=model, revision=revision, cache_dir=cache_dir, layers=layers, pooling=pooling,
+        chunk_seconds=chunk_seconds, batch_size=batch_size, device=device, dtype=dtype, fmt=fmt, overwrite=overwrite,
+    )  # fmt: skip
+    run.run(inputs, index_path=run.out_dir / INDEX_NAME, batch_size=batch_size, progress=progress)
+    merge_index(run.out_dir)
+    return run.summary(len(inputs), started)
+
+
+def prepare_run(
+    paths: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    model: MuQ | str | os.PathLike[str] | None,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    layers: LayerSpec,
+    pooling: Pooling,
+    chunk_seconds: float,
+    batch_size: int,
+    device: str | torch.device,
+    dtype: DTypeName,
+    fmt: OutputFormat,
+    overwrite: bool,
+) -> tuple[_Run, list[InputFile]]:
+    """Validate the options of :func:`embed_paths`, find the inputs and load the model (shared with
+    :func:`muqkit.embed.distributed.embed_distributed`)."""
     if pooling not in ("none", "mean"):
         raise ValueError(f"pooling must be 'none' or 'mean', got {pooling!r}")
     if dtype not in _DTYPES:
@@ -221,7 +257,8 @@ def embed_paths(
     inputs = find_inputs(paths)
 
     muq = load_muq(model, revision=revision, cache_dir=cache_dir)
-    fingerprint = model_fingerprint(muq)  # before any dtype change: the stored weights
+    # before any dtype change: the stored weights (an ONNX graph carries its source model's, tagged)
+    fingerprint = getattr(muq, "fingerprint", None) or model_fingerprint(muq)
     muq = muq.to(device=torch.device(device), dtype=_DTYPES[dtype]).eval()
     config = muq.config
     run = _Run(
@@ -248,22 +285,12 @@ def embed_paths(
         ),
         overwrite=overwrite,
     )
+    check_layers = getattr(muq, "check_layers", None)  # an exported graph holds only some hidden states
+    if check_layers is not None:
+        check_layers(run.layers)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(run.out_dir)  # left by a run killed in the middle of a write
-    with torch.inference_mode(), IndexWriter(run.out_dir / INDEX_NAME) as index:
-        run.execute(inputs, index=index, batch_size=batch_size, progress=progress)
-    compact_index(run.out_dir / INDEX_NAME)
-    return EmbedSummary(
-        out_dir=str(run.out_dir),
-        index_path=str(run.out_dir / INDEX_NAME),
-        num_files=len(inputs),
-        num_embedded=run.num_embedded,
-        num_skipped=run.num_skipped,
-        num_failed=len(run.failures),
-        audio_seconds=run.audio_seconds,
-        elapsed_seconds=time.perf_counter() - started,
-        failures=tuple(run.failures),
-    )
+    return run, inputs
 
 
 def load_muq(
@@ -278,6 +305,10 @@ def load_muq(
         return model
     if model is None:
         model = default_muq_model()
+    if str(model).endswith(".onnx"):  # an exported graph, run by onnxruntime
+        from muqkit.export.onnx import OnnxMuQ
+
+        return OnnxMuQ(model)  # type: ignore[return-value]
     from muqkit.ssl.muq import MuQ
 
     return MuQ.from_pretrained(model, revision=revision, cache_dir=cache_dir)
@@ -348,7 +379,7 @@ class _Run:
         self.min_samples = min_samples
         self.template = _replace(template, layers=layers)
         self.overwrite = overwrite
-        self.previous = read_index(out_dir / INDEX_NAME)
+        self.previous = read_previous(out_dir)
         self.failures: list[FileFailure] = []
         self.num_embedded = 0
         self.num_skipped = 0
@@ -360,6 +391,24 @@ class _Run:
         self._hours_total = 0.0
 
     # -- driving ---------------------------------------------------------------------------------
+    def run(self, inputs: list[InputFile], *, index_path: Path, batch_size: int, progress: bool) -> None:
+        """Embed ``inputs``, appending their records to ``index_path``."""
+        with torch.inference_mode(), IndexWriter(index_path) as index:
+            self.execute(inputs, index=index, batch_size=batch_size, progress=progress)
+
+    def summary(self, num_files: int, started: float) -> EmbedSummary:
+        return EmbedSummary(
+            out_dir=str(self.out_dir),
+            index_path=str(self.out_dir / INDEX_NAME),
+            num_files=num_files,
+            num_embedded=self.num_embedded,
+            num_skipped=self.num_skipped,
+            num_failed=len(self.failures),
+            audio_seconds=self.audio_seconds,
+            elapsed_seconds=time.perf_counter() - started,
+            failures=tuple(self.failures),
+        )
+
     def execute(self, inputs: list[InputFile], *, index: IndexWriter, batch_size: int, progress: bool) -> None:
         from tqdm import tqdm
 
@@ -401,11 +450,13 @@ class _Run:
                     continue
                 info = audio_info(item.path)
                 state.record = _replace(state.record, source_sample_rate=info.sample_rate, channels=info.channels)
-                blocks = stream_audio(
-                    item.path,
-                    block_samples=self.chunk_samples,
-                    sample_rate=sample_rate,
-                    min_duration=self.min_samples / sample_rate,
+                blocks = prefetch(  # the next blocks are decoded while the model encodes these
+                    stream_audio(
+                        item.path,
+                        block_samples=self.chunk_samples,
+                        sample_rate=sample_rate,
+                        min_duration=self.min_samples / sample_rate,
+                    )
                 )
                 for index, (samples, last) in enumerate(merge_short_tail(blocks, min_samples=self.min_samples)):
                     state.samples += samples.numel()

@@ -167,6 +167,8 @@ def encode_batch(model: MuQ, wavs: Sequence[torch.Tensor], *, layers: tuple[int,
     Returns:
         One (num_layers, frames_i, dim) tensor per signal, its valid frames only, on the model's device.
     """
+    if not isinstance(model, torch.nn.Module) and hasattr(model, "encode_batch"):  # another backend (onnxruntime)
+        return model.encode_batch(wavs, layers=layers)
     device = model_device(model)
     lengths = torch.tensor([w.numel() for w in wavs], device=device)
     batch = torch.zeros(len(wavs), int(lengths.max()), device=device)  # (batch, samples), zero padded

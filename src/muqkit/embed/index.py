@@ -17,6 +17,7 @@ from typing import Any, Literal
 from muqkit.atomic import atomic_path
 
 INDEX_NAME = "index.jsonl"
+RANK_INDEX_GLOB = ".index.rank-*.jsonl"  # one per rank of a distributed run, merged into INDEX_NAME at its end
 Status = Literal["ok", "failed"]
 
 log = logging.getLogger(__name__)
@@ -143,3 +144,44 @@ def compact_index(path: str | os.PathLike[str]) -> dict[str, IndexRecord]:
         for record in records.values():
             handle.write(record.to_json() + "\n")
     return records
+
+
+def rank_index_path(out_dir: str | os.PathLike[str], rank: int) -> Path:
+    """Where rank ``rank`` of a distributed run appends its records (merged into ``index.jsonl`` at the end)."""
+    return Path(out_dir) / f".index.rank-{rank}.jsonl"
+
+
+def read_previous(out_dir: str | os.PathLike[str]) -> dict[str, IndexRecord]:
+    """The latest record of each output in a folder: ``index.jsonl``, then the per-rank files a distributed
+    run left unmerged (it was killed), oldest first."""
+    folder = Path(out_dir)
+    records = read_index(folder / INDEX_NAME)
+    for path in sorted(folder.glob(RANK_INDEX_GLOB), key=lambda p: (p.stat().st_mtime_ns, p.name)):
+        records.update(read_index(path))
+    return records
+
+
+def merge_index(out_dir: str | os.PathLike[str]) -> dict[str, IndexRecord]:
+    """Write ``index.jsonl`` atomically with the latest record of each output (see :func:`read_previous`),
+    sorted by output, then delete the per-rank files it took in.
+
+    Returns:
+        The records kept.
+    """
+    folder = Path(out_dir)
+    ranks = list(folder.glob(RANK_INDEX_GLOB))
+    records = dict(sorted(read_previous(folder).items()))
+    with atomic_path(folder / INDEX_NAME) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records.values():
+            handle.write(record.to_json() + "\n")
+    for path in ranks:
+        path.unlink(missing_ok=True)
+    return records
+
+
+def consolidate_index(out_dir: str | os.PathLike[str]) -> None:
+    """Merge the per-rank files a killed distributed run left into ``index.jsonl`` before a new run writes, so
+    that every record of the new run is newer than every older one."""
+    folder = Path(out_dir)
+    if folder.is_dir() and any(folder.glob(RANK_INDEX_GLOB)):
+        merge_index(folder)

@@ -1,0 +1,134 @@
+"""Querying an index with the model that built it: text to music and music to music.
+
+:class:`Searcher` is what ``muqkit search`` (and an application serving an index) calls::
+
+    searcher = Searcher("runs/index")                    # loads the index's model on first use
+    searcher.text(["a calm piano piece"], k=10)          # MuQ-MuLan indexes
+    searcher.like("music/track.flac", k=10)              # any index; a file outside the index is embedded
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from muqkit.search.build import MULAN_SOURCE
+from muqkit.search.index import SearchHit, VectorIndex, open_index
+
+
+class Searcher:
+    """An index and, loaded when first needed, the model that embeds queries for it.
+
+    Args:
+        index: an index folder or an open :class:`VectorIndex`.
+        model: the model (Hub id or folder) to embed queries with (default: the one recorded in the index);
+            its fingerprint must match the index's.
+        device: torch device of the model.
+        dtype: ``"float32"`` or ``"bfloat16"``.
+        backend: ``"torch"``, or ``"onnxruntime"`` with ``model`` a folder from ``muqkit export onnx --mulan``
+            (MuQ-MuLan indexes).
+    """
+
+    def __init__(
+        self,
+        index: str | os.PathLike[str] | VectorIndex,
+        *,
+        model: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        backend: str = "torch",
+    ) -> None:
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        self.index = index if isinstance(index, VectorIndex) else open_index(index)
+        if backend == "onnxruntime" and (not self.is_mulan or not model):
+            raise ValueError("--backend onnxruntime searches MuQ-MuLan indexes with --model FOLDER from "
+                             "`muqkit export onnx --mulan`")  # fmt: skip
+        self.backend = backend
+        self.model_name = model or self.index.meta.model_id
+        self.device = device
+        self.dtype = dtype
+        self._model: Any = None
+
+    @property
+    def is_mulan(self) -> bool:
+        return self.index.meta.source == MULAN_SOURCE
+
+    def model(self) -> Any:
+        """The query model (MuQ-MuLan for a MuQ-MuLan index, MuQ otherwise), checked against the index."""
+        if self._model is not None:
+            return self._model
+        if not self.model_name:
+            raise ValueError("the index names no model; give one with --model")
+        import torch
+
+        from muqkit.embed.api import load_muq, model_fingerprint
+
+        if self.backend == "onnxruntime":
+            from muqkit.export.onnx import OnnxMuLan
+
+            onnx = OnnxMuLan(self.model_name)
+            self.index.check(model_sha256=onnx.fingerprint, dim=onnx.dim_latent)  # the source model's weights
+            self._model = onnx
+            return onnx
+        model: torch.nn.Module
+        if self.is_mulan:
+            from muqkit.mulan import MuQMuLan
+
+            model = MuQMuLan.from_pretrained(self.model_name)
+            dim = int(model.config.dim_latent)
+        else:
+            muq = load_muq(self.model_name)
+            model, dim = muq, int(muq.config.encoder_dim)
+        self.index.check(model_sha256=model_fingerprint(model), dim=dim)
+        self._model = model.to(device=torch.device(self.device), dtype=getattr(torch, self.dtype)).eval()
+        return self._model
+
+    def text(self, queries: list[str], k: int = 10) -> list[list[SearchHit]]:
+        """The ``k`` best files for each text query (MuQ-MuLan indexes only)."""
+        if not self.is_mulan:
+            raise ValueError(
+                f"this index holds {self.index.meta.source} vectors (MuQ, no text tower); "
+                "search it with a file (--like)"
+            )
+        empty = [i + 1 for i, t in enumerate(queries) if not t.strip()]
+        if empty:
+            raise ValueError(f"query: text number {empty[0]} is empty; give a non-empty text")
+        import torch
+
+        with torch.inference_mode():
+            latents = self.model().extract_text_latents(queries).float().cpu()
+        return self.index.search(latents, k)
+
+    def like(self, path: str | os.PathLike[str], k: int = 10) -> list[SearchHit]:
+        """"More like this file": the ``k`` nearest files; the file itself is left out when it is in the index,
+        and embedded with the index's model when it is not."""
+        if path in self.index:
+            return self.index.search_like(path, k)
+        return self.index.search(self.embed_file(path), k)[0]
+
+    def embed_file(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """(dim,) vector of an audio file, computed as the index's vectors were."""
+        import torch
+
+        from muqkit.audio.io import load_audio
+
+        model = self.model()
+        if self.is_mulan:
+            with torch.inference_mode():
+                wav = load_audio(path, sample_rate=model.sample_rate)
+                return model.extract_audio_latents([wav]).float()[0].numpy()
+        from muqkit.embed import embed_paths, read_embedding
+        from muqkit.embed.store import output_name
+
+        layer = int(self.index.meta.source.rsplit("_", 1)[1])
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = embed_paths([path], tmp, model=model, layers=[layer], pooling="mean", progress=False,
+                                  device=self.device, dtype=self.dtype)  # type: ignore[arg-type]  # fmt: skip
+            if not summary.ok:
+                raise ValueError(summary.failures[0].error)
+            return read_embedding(Path(tmp) / output_name(Path(path).name, "safetensors")).layers[layer].numpy()

@@ -1,0 +1,87 @@
+"""``muqkit mulan index`` / ``muqkit index`` / ``muqkit search`` on a FAISS index: the CLI gives the exact
+scan's top 10 below the threshold, adds and removes files, searches music by music and checks the model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from muqkit.cli.main import main
+
+pytest.importorskip("faiss")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_mulan):
+    root = tmp_path_factory.mktemp("search")
+    model_dir = tiny_mulan.save_pretrained(root / "model")
+    audio = root / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    t = np.arange(24000) / 24000
+    for i in range(14):
+        tone = np.sin(2 * math.pi * (110 * 1.2**i) * t) + 0.1 * rng.standard_normal(t.size)
+        sf.write(audio / f"{i:02d}.wav", (0.3 * tone).astype(np.float32), 24000)
+    return root, model_dir, audio
+
+
+def search(args, capsys):
+    assert main(["search", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_search_returns_the_exact_top_10(setup, capsys, tiny_mulan):
+    from muqkit.audio.io import load_audio
+
+    root, model_dir, audio = setup
+    assert main(["mulan", "index", str(audio), "--model", str(model_dir), "--out", str(root / "i")]) == 0
+    assert "(flat)" in capsys.readouterr().out
+    queries = ["a calm piano piece", "fast drums"]
+    result = search([*queries, "--index", str(root / "i")], capsys)
+    files = sorted(audio.glob("*.wav"))
+    with torch.no_grad():
+        a = tiny_mulan.extract_audio_latents([load_audio(f) for f in files])
+        t = tiny_mulan.extract_text_latents(queries)
+    scores = torch.nn.functional.normalize(t, dim=-1) @ torch.nn.functional.normalize(a, dim=-1).T  # (2, 14)
+    for row, got in zip(scores, result, strict=True):
+        want = [str(files[i]) for i in row.argsort(descending=True)[:10].tolist()]
+        assert [h["path"] for h in got["hits"]] == want
+        assert np.allclose([h["score"] for h in got["hits"]], row.sort(descending=True).values[:10], atol=1e-5)
+
+
+def test_add_remove_and_more_like_this(setup, capsys, tmp_path):
+    root, model_dir, audio = setup
+    files = sorted(audio.glob("*.wav"))
+    out = str(tmp_path / "i")
+    assert main(["mulan", "index", *map(str, files[:10]), "--model", str(model_dir), "--out", out]) == 0
+    assert main(["index", "add", *map(str, files[10:]), "--index", out]) == 0
+    assert main(["index", "remove", str(files[0]), "--index", out]) == 0
+    capsys.readouterr()
+    hits = search(["--like", str(files[5]), "--index", out, "--top-k", "20"], capsys)[0]["hits"]
+    paths = [h["path"] for h in hits]
+    assert len(paths) == 12 and str(files[5]) not in paths and str(files[0]) not in paths
+    assert str(files[13]) in paths
+    # a file outside the index is embedded with the index's model; its own copy scores 1
+    outside = tmp_path / "copy.wav"
+    outside.write_bytes(files[5].read_bytes())
+    hits = search(["--like", str(outside), "--index", out, "--top-k", "3"], capsys)[0]["hits"]
+    assert hits[0]["path"] == str(files[5]) and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_another_model_is_refused(setup, capsys, tmp_path):
+    from muqkit.mulan import MuQMuLan, mulan_preset
+
+    root, model_dir, audio = setup
+    out = str(tmp_path / "i")
+    assert main(["mulan", "index", str(audio), "--model", str(model_dir), "--out", out]) == 0
+    torch.manual_seed(1)
+    other = MuQMuLan.from_config(mulan_preset("test")).save_pretrained(tmp_path / "other")
+    capsys.readouterr()
+    assert main(["search", "a tune", "--index", out, "--model", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "the index was built by model" in err and "Traceback" not in err
