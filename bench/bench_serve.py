@@ -1,6 +1,7 @@
 """Latency of ``muqkit serve``'s text search: ``GET /api/search?q=...&k=10`` over loopback HTTP on an index
-of synthetic latents (10,000 tracks by default), once the model is loaded. Also times the two parts alone:
-the text tower on one query, and the exact search of one latent over the index.
+of synthetic latents (10,000 tracks by default) in the FAISS index of :mod:`muqkit.search` (``--kind``; auto
+is exact below 100,000 tracks), once the model is loaded. Also times the two parts alone: the text tower on
+one query, and the index search of one latent.
 
 Models (``--model``): ``fixture`` (../shared/parity/mulan_small, official format, random weights),
 ``tiny`` (the tiny preset: pretrained MiniLM text backbone, random towers), ``large-text`` (random weights
@@ -62,10 +63,11 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--tracks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="passes over the 12 queries (after one warm-up pass)")
+    parser.add_argument("--kind", choices=("auto", "flat", "ivfpq", "hnsw"), default="auto", help="FAISS index kind")
     parser.add_argument("--json", default=None, help="also append the result to this JSON-lines file")
     args = parser.parse_args()
 
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.search import IndexConfig, VectorIndex
     from muqkit.serve.app import create_app
     from muqkit.serve.backend import IndexBackend
     from muqkit.serve.embedder import Embedder
@@ -76,7 +78,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     latents = torch.nn.functional.normalize(torch.randn(args.tracks, dim, generator=generator), dim=-1)
     paths = tuple(f"/synthetic/folder{i % 20:02d}/track{i:05d}.flac" for i in range(args.tracks))
-    index = AudioIndex(paths=paths, latents=latents, model=args.model)
+    index = VectorIndex.create(dim, model_id=args.model, model_sha256=None, config=IndexConfig(kind=args.kind))
+    index.add(paths, latents)
     backend = IndexBackend(index, Embedder(model, name=args.model))
 
     text_times, search_times, api_times = [], [], []
@@ -86,7 +89,7 @@ def main() -> None:
                 start = time.perf_counter()
                 query = model.extract_text_latents([q])
                 middle = time.perf_counter()
-                index.search(query, top_k=10)
+                index.search(query, 10)
                 end = time.perf_counter()
                 if round_:
                     text_times.append(middle - start)
@@ -100,7 +103,8 @@ def main() -> None:
                 if round_:
                     api_times.append(time.perf_counter() - start)
                 assert len(hits) == 10
-    result = {"model": args.model, "tracks": args.tracks, "dim": dim, "threads": torch.get_num_threads(),
+    result = {"model": args.model, "tracks": args.tracks, "dim": dim, "index": index.kind,
+              "threads": torch.get_num_threads(),
               "queries": len(api_times), "api": millis(api_times), "text_tower": millis(text_times),
               "search": millis(search_times)}  # fmt: skip
     print(json.dumps(result))

@@ -36,17 +36,18 @@ def main() -> None:
     from PIL import Image
     from selenium.webdriver.common.by import By
 
-    from muqkit.mulan.index import build_index
+    from muqkit.search.build import index_audio
     from muqkit.serve.app import create_app
     from muqkit.serve.backend import IndexBackend
     from muqkit.serve.embedder import Embedder, load_embedder
     from muqkit.serve.testing import chromium_driver, running_server, write_collection
 
     loaded = load_embedder(args.model)
-    embedder = Embedder(loaded.model, name="mulan_small (random weights)")
+    embedder = Embedder(loaded.model, name="mulan_small (random weights)", fingerprint=loaded.fingerprint)
     with tempfile.TemporaryDirectory() as folder:
         write_collection(Path(folder) / "music", variants=6)
-        index = build_index(loaded.model, [Path(folder) / "music"], model_name=args.model)  # type: ignore[arg-type]
+        index, _ = index_audio(loaded.model, [Path(folder) / "music"], model_id=args.model,
+                               model_sha256=loaded.fingerprint)  # fmt: skip
         driver = chromium_driver(width=1200, height=860)
         try:
             with running_server(create_app(IndexBackend(index, embedder))) as url:
@@ -57,7 +58,7 @@ def main() -> None:
                 wait_for(lambda: args.query in driver.find_element(By.ID, "results-title").text)
                 driver.find_elements(By.CSS_SELECTOR, ".result button.play")[0].click()
                 driver.find_element(By.ID, "tab-map").click()
-                points = str(len(index.paths))
+                points = str(len(index))
                 wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points") == points)
                 time.sleep(0.5)
                 raw = Path(folder) / "raw.png"

@@ -51,10 +51,13 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
 
     assert default_muq_model() == str(tmp_path / "home" / "default-model")
     from muqkit.data.loader import load_records
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.embed.api import model_fingerprint
+    from muqkit.search import open_index
 
-    index = AudioIndex.load(tmp_path / "demo" / "index")  # the demo's last step: `muqkit serve --index` works
+    # the demo's last step: a FAISS index of MuQ latents that `muqkit serve --index` reads
+    index = open_index(tmp_path / "demo" / "index", model_sha256=model_fingerprint(model))
     pieces = load_records([next((tmp_path / "demo" / "corpus").rglob("scores.jsonl"))], splits=None)
-    assert sorted(index.paths) == sorted(str(p.absolute()) for _, p in pieces)
-    assert index.latents.shape == (len(pieces), model.config.encoder_dim)
-    assert index.model == str((tmp_path / "demo" / "model").absolute())
+    assert sorted(index.absolute_paths) == sorted(str(p.absolute()) for _, p in pieces)
+    assert index.vectors().shape == (len(pieces), model.config.encoder_dim)
+    assert index.meta.source == f"muq-mean:layer_{model.config.encoder_depth}"
+    assert index.meta.model_id == str((tmp_path / "demo" / "model").absolute())

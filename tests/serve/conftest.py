@@ -1,5 +1,6 @@
-"""Shared fixtures of the app's tests: a small generated collection indexed with the ``mulan_small`` fixture
-model (official format, random weights) and with the ``muq_small`` MuQ, and the app over each."""
+"""Shared fixtures of the app's tests: a small generated collection indexed (``muqkit mulan index``, a FAISS
+index) with the ``mulan_small`` fixture model (official format, random weights) and with the ``muq_small``
+MuQ, and the app over each."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
+pytest.importorskip("faiss")
 
 
 @pytest.fixture(scope="session")
@@ -36,32 +38,43 @@ def mulan_embedder(mulan_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def mulan_index(tmp_path_factory: pytest.TempPathFactory, collection: Path, mulan_dir: Path, mulan_embedder) -> Path:
-    """An index of the collection made as ``muqkit mulan index`` makes it."""
-    from muqkit.mulan.index import build_index
+def mulan_index(tmp_path_factory: pytest.TempPathFactory, collection: Path, mulan_dir: Path) -> Path:
+    """An index of the collection made by ``muqkit mulan index``."""
+    from muqkit.cli.main import main
 
-    index = build_index(mulan_embedder.model, [collection], model_name=str(mulan_dir))
-    return index.save(tmp_path_factory.mktemp("index") / "index")
+    folder = tmp_path_factory.mktemp("index") / "index"
+    assert main(["mulan", "index", str(collection), "--model", str(mulan_dir), "--out", str(folder)]) == 0
+    return folder
 
 
 @pytest.fixture(scope="session")
 def mulan_backend(mulan_index: Path, mulan_embedder):
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.search import open_index
     from muqkit.serve.backend import IndexBackend
 
-    return IndexBackend(AudioIndex.load(mulan_index), mulan_embedder)
+    return IndexBackend(open_index(mulan_index), mulan_embedder)
 
 
 @pytest.fixture(scope="session")
-def muq_backend(tmp_path_factory: pytest.TempPathFactory, collection: Path, parity_dir: Path):
-    """The collection indexed with MuQ latents (no text tower)."""
-    from muqkit.mulan.index import AudioIndex
-    from muqkit.serve.backend import IndexBackend
-    from muqkit.serve.embedder import build_muq_index, load_embedder
-    from muqkit.ssl.muq import MuQ
+def muq_dir(parity_dir: Path) -> Path:
+    return parity_dir / "muq_small" / "model"
 
-    model_dir = parity_dir / "muq_small" / "model"
-    index, failures = build_muq_index(MuQ.from_pretrained(model_dir), [collection], model_name=str(model_dir))
-    assert not failures
-    folder = index.save(tmp_path_factory.mktemp("muq-index") / "index")
-    return IndexBackend(AudioIndex.load(folder), load_embedder(model_dir))
+
+@pytest.fixture(scope="session")
+def muq_index(tmp_path_factory: pytest.TempPathFactory, collection: Path, muq_dir: Path) -> Path:
+    """The collection indexed with MuQ latents (no text tower) by ``muqkit mulan index --model MUQ``."""
+    from muqkit.cli.main import main
+
+    folder = tmp_path_factory.mktemp("muq-index") / "index"
+    assert main(["mulan", "index", str(collection), "--model", str(muq_dir), "--out", str(folder)]) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
+def muq_backend(muq_index: Path):
+    from muqkit.search import open_index
+    from muqkit.serve.backend import IndexBackend
+    from muqkit.serve.embedder import index_embedder
+
+    index = open_index(muq_index)
+    return IndexBackend(index, index_embedder(index))

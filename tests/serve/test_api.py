@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_text_search_equals_the_library(client, mulan_backend):
     query = "bright high tones"
     body = client.get("/api/search", params={"q": query, "k": 5}).json()
     index, model = mulan_backend.index, mulan_backend.embedder.model
-    expected = index.search(model.extract_text_latents([query]), top_k=5)[0]
+    expected = index.search(model.extract_text_latents([query]), k=5)[0]
     assert [h["track"]["path"] for h in body["hits"]] == [h.path for h in expected]
     assert [h["score"] for h in body["hits"]] == pytest.approx([h.score for h in expected], abs=1e-5)
     assert [h["rank"] for h in body["hits"]] == [1, 2, 3, 4, 5]
@@ -77,7 +78,7 @@ def test_more_like_this_leaves_the_track_out(client, mulan_backend):
     hits = client.get("/api/tracks/3/similar", params={"k": 6}).json()["hits"]
     ids = [h["track"]["id"] for h in hits]
     assert 3 not in ids and len(ids) == 6
-    latents = mulan_backend.index.latents
+    latents = torch.from_numpy(mulan_backend.index.vectors())
     scores = (latents @ latents[3]).tolist()
     assert ids == sorted((i for i in range(7) if i != 3), key=lambda i: -scores[i])
     assert "no track 7" in error(client.get("/api/tracks/7/similar"), 404)
@@ -92,7 +93,8 @@ def test_tags_default_and_edited(client, mulan_backend):
     edited = client.get("/api/tracks/2/tags", params={"tags": "noise, calm ,noise"}).json()["tags"]
     assert sorted(t["tag"] for t in edited) == ["calm", "noise"]  # stripped, duplicates once
     tag_latents = mulan_backend.embedder.tag_latents(["noise", "calm"])
-    expected = dict(zip(["noise", "calm"], (tag_latents @ mulan_backend.index.latents[2]).tolist(), strict=True))
+    track = torch.from_numpy(mulan_backend.index.vectors())[2]
+    expected = dict(zip(["noise", "calm"], (tag_latents @ track).tolist(), strict=True))
     assert {t["tag"]: t["score"] for t in edited} == pytest.approx(expected, abs=1e-5)
     assert "tags" in error(client.get("/api/tracks/2/tags", params={"tags": " , "}), 400)
     assert "at most" in error(client.get("/api/tracks/2/tags", params={"tags": ",".join(map(str, range(65)))}), 400)
@@ -146,13 +148,15 @@ def test_no_path_traversal(client, url):
 def test_a_missing_file_is_a_clear_404(mulan_backend, tmp_path, collection):
     from fastapi.testclient import TestClient
 
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.search import VectorIndex
     from muqkit.serve.app import create_app
     from muqkit.serve.backend import IndexBackend
 
     gone = tmp_path / "gone.wav"
     gone.write_bytes(wav_bytes(1.0))
-    index = AudioIndex(paths=(str(gone),), latents=mulan_backend.index.latents[:1], model="m")
+    meta = mulan_backend.index.meta
+    index = VectorIndex.create(meta.dim, model_id=meta.model_id, model_sha256=meta.model_sha256)
+    index.add([str(gone)], mulan_backend.index.vectors()[:1])
     client = TestClient(create_app(IndexBackend(index, mulan_backend.embedder)))
     gone.unlink()
     assert "missing" in error(client.get("/api/tracks/0/audio"), 404)

@@ -15,8 +15,8 @@ def test_index_backend_is_a_search_backend(mulan_backend, muq_backend):
 
 
 def test_search_vector_ranks_by_dot_product_and_excludes(mulan_backend):
-    latents = mulan_backend.index.latents
-    query = latents[1] + 0.5 * latents[5]
+    latents = torch.from_numpy(mulan_backend.index.vectors())
+    query = torch.nn.functional.normalize(latents[1] + 0.5 * latents[5], dim=0)  # scores are cosines
     hits = mulan_backend.search_vector(query, k=4, exclude=(1,))
     order = [i for i in torch.argsort(latents @ query, descending=True).tolist() if i != 1][:4]
     assert [h.track.id for h in hits] == order and [h.rank for h in hits] == [1, 2, 3, 4]
@@ -30,11 +30,34 @@ def test_unknown_track(mulan_backend):
         mulan_backend.more_like_this(99, k=3)
 
 
-def test_model_must_match_the_index(mulan_backend, muq_backend):
+def test_model_must_match_the_index(mulan_backend, muq_backend, mulan_index, muq_index, tmp_path):
+    from muqkit.search import IndexMismatchError, VectorIndex, open_index
     from muqkit.serve.backend import IndexBackend
+    from muqkit.serve.embedder import index_embedder
 
     with pytest.raises(ValueError, match="serve the index with the model that built it"):
         IndexBackend(mulan_backend.index, muq_backend.embedder)
+    with pytest.raises(ValueError, match="serve the index with the model that built it"):
+        IndexBackend(muq_backend.index, mulan_backend.embedder)
+    # same kind and dimension, other weights: the fingerprint tells them apart
+    meta = mulan_backend.index.meta
+    other = VectorIndex.create(meta.dim, model_id=meta.model_id, model_sha256="0" * 64)
+    other.add(["a.wav"], mulan_backend.index.vectors()[:1])
+    with pytest.raises(IndexMismatchError, match="not by this one"):
+        IndexBackend(other, mulan_backend.embedder)
+    with pytest.raises(ValueError, match="is a MuQ-MuLan checkpoint"):
+        index_embedder(open_index(muq_index), model=mulan_backend.embedder.name)
+
+
+def test_muq_index_is_served_with_its_layer(muq_backend, muq_index):
+    """``mulan index --model MUQ`` stores the last layer's mean, the source ``muqkit index embeddings`` names."""
+    from muqkit.ssl.muq import MuQ
+
+    muq = muq_backend.embedder.model.muq
+    assert isinstance(muq, MuQ)
+    depth = muq.config.encoder_depth
+    assert muq_backend.index.meta.source == f"muq-mean:layer_{depth}" and muq_backend.embedder.model.layer == depth
+    assert muq_backend.index.meta.model_sha256 == muq_backend.embedder.fingerprint
 
 
 def test_pca_map_spreads_the_leading_direction():

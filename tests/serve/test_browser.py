@@ -59,8 +59,8 @@ def test_page_searches_plays_tags_and_maps(browser, mulan_backend, collection, t
         driver.find_element(By.ID, "search-button").click()
         wait_for(lambda: query in driver.find_element(By.ID, "results-title").text, "the results")
         index, model = mulan_backend.index, mulan_backend.embedder.model
-        expected = index.search(model.extract_text_latents([query]), top_k=10)[0]
-        ids = {path: i for i, path in enumerate(index.paths)}
+        expected = index.search(model.extract_text_latents([query]), k=10)[0]
+        ids = {path: i for i, path in enumerate(index.absolute_paths)}
         assert page_ids(driver) == [ids[h.path] for h in expected]
         shown = driver.execute_script("return [...document.querySelectorAll('.result .score')].map(e => e.textContent)")
         assert shown == [f"{h.score:.3f}" for h in expected]
@@ -97,7 +97,7 @@ def test_page_searches_plays_tags_and_maps(browser, mulan_backend, collection, t
         # the map: every track drawn; clicking a point plays it (the AIFF one, transcoded)
         driver.find_element(By.ID, "tab-map").click()
         canvas = driver.find_element(By.ID, "map")
-        wait_for(lambda: canvas.get_attribute("data-points") == str(len(index.paths)), "the map")
+        wait_for(lambda: canvas.get_attribute("data-points") == str(len(index)), "the map")
         target = ids[str(collection / "chords" / "minor.aiff")]
         x, y, width, height, size = driver.execute_script(
             "const p = window.muqkit.map.find(q => q.id === arguments[0]); const c = document.getElementById('map');"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
-import torch
 
 from muqkit.cli.main import main
 
@@ -11,7 +13,7 @@ from muqkit.cli.main import main
 def test_missing_index_is_a_user_error(tmp_path, capsys):
     assert main(["serve", "--index", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
-    assert "not a MuQ-MuLan index" in err and "Traceback" not in err
+    assert "not a muqkit search index" in err and "Traceback" not in err
 
 
 def test_corrupt_index_is_a_user_error(mulan_index, tmp_path, capsys):
@@ -19,9 +21,9 @@ def test_corrupt_index_is_a_user_error(mulan_index, tmp_path, capsys):
 
     broken = tmp_path / "broken"
     shutil.copytree(mulan_index, broken)
-    (broken / "items.jsonl").write_text("{not json\n")
+    next(broken.glob("items-*.jsonl")).write_text("{not json\n")
     assert main(["serve", "--index", str(broken)]) == 2
-    assert "corrupt MuQ-MuLan index file" in capsys.readouterr().err
+    assert "corrupt index file" in capsys.readouterr().err
 
 
 def test_bad_port_is_a_user_error(mulan_index, capsys):
@@ -49,18 +51,55 @@ def test_serve_loads_the_model_once_and_binds_loopback(mulan_index, mulan_embedd
     assert "7 tracks" in capsys.readouterr().out
 
 
-def test_mulan_index_with_a_muq_checkpoint_gives_muq_latents(collection, parity_dir, tmp_path, capsys):
+def test_mulan_index_with_a_muq_checkpoint_gives_muq_latents(muq_index, muq_dir, tmp_path, capsys):
     from muqkit.audio.io import load_audio
-    from muqkit.mulan.index import AudioIndex
-    from muqkit.serve.embedder import MuQAudioLatents, load_embedder
+    from muqkit.embed.api import model_fingerprint
+    from muqkit.search import open_index
+    from muqkit.serve.embedder import MuQAudioLatents, index_embedder
     from muqkit.ssl.muq import MuQ
 
-    model_dir = parity_dir / "muq_small" / "model"
-    assert main(["mulan", "index", str(collection), "--model", str(model_dir), "--out", str(tmp_path / "idx")]) == 0
-    index = AudioIndex.load(tmp_path / "idx")
-    assert index.latents.shape == (7, 128) and load_embedder(index.model).kind == "muq"
-    expected = MuQAudioLatents(MuQ.from_pretrained(model_dir)).extract_audio_latents([load_audio(index.paths[0])])
-    assert torch.allclose(index.latents[0], expected[0], atol=1e-5)
+    index = open_index(muq_index)
+    muq = MuQ.from_pretrained(muq_dir)
+    assert len(index) == 7 and index.dim == 128 and index_embedder(index).kind == "muq"
+    assert index.meta.model_sha256 == model_fingerprint(muq) and index.meta.model_id == str(muq_dir.absolute())
+    expected = MuQAudioLatents(muq).extract_audio_latents([load_audio(index.paths[0])])
+    assert np.allclose(index.vectors()[0], expected[0].numpy(), atol=1e-5)
+    # the same vectors as `muqkit embed --pooling mean` of the last layer
+    depth = muq.config.encoder_depth
+    out = tmp_path / "emb"
+    assert main(["embed", index.paths[0], "--out", str(out), "--model", str(muq_dir), "--pooling", "mean",
+                 "--layers", str(depth), "--no-progress"]) == 0  # fmt: skip
+    assert main(["index", "embeddings", str(out), "--layer", str(depth), "--out", str(tmp_path / "idx")]) == 0
+    assert np.allclose(open_index(tmp_path / "idx").vectors()[0], index.vectors()[0], atol=1e-5)
+
+
+def test_serve_reads_an_index_of_muq_embeddings(muq_index, muq_dir, tmp_path, monkeypatch, capsys):
+    """``muqkit embed --pooling mean`` then ``muqkit index embeddings``: the app serves it with that layer."""
+    pytest.importorskip("uvicorn")
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from muqkit.search import open_index
+
+    started: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    music = open_index(muq_index).paths
+    out = tmp_path / "emb"
+    assert main(["embed", *music, "--out", str(out), "--model", str(muq_dir), "--pooling", "mean", "--layers", "1",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["index", "embeddings", str(out), "--layer", "1", "--out", str(tmp_path / "idx")]) == 0
+    assert main(["serve", "--index", str(tmp_path / "idx")]) == 0
+    assert "7 tracks (flat index)" in capsys.readouterr().out
+    client = TestClient(started["app"])
+    assert client.get("/api/info").json()["text_search"] is False
+    hits = client.get("/api/tracks/2/similar", params={"k": 3}).json()["hits"]
+    index = open_index(tmp_path / "idx")
+    assert [h["track"]["path"] for h in hits] == [h.path for h in index.search_like(index.paths[2], 3)]
+    example = Path(music[4])  # uploaded: embedded like the index's vectors (the same layer)
+    upload = client.post("/api/search/audio", params={"k": 1, "name": example.name}, content=example.read_bytes())
+    best = upload.json()["hits"][0]
+    assert best["track"]["path"] == str(example.absolute()) and best["score"] == pytest.approx(1.0, abs=1e-3)
+    assert client.get("/api/search", params={"q": "piano"}).status_code == 409
 
 
 def test_non_loopback_host_warns(mulan_index, mulan_embedder, monkeypatch, capsys):

@@ -86,7 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.set_defaults(func=run_train)
 
-    index = sub.add_parser("index", help="embed audio files or folders into a FAISS index, for `muqkit search`")
+    index = sub.add_parser(
+        "index", help="embed audio files or folders into a FAISS index, for `muqkit search` and `muqkit serve` "
+        "(a MuQ checkpoint as --model gives MuQ latents: music search only)",
+    )  # fmt: skip
     index.add_argument("paths", nargs="+", metavar="PATH")
     index.add_argument("--out", required=True, metavar="DIR", help="index folder")
     _model_args(index)
@@ -257,18 +260,15 @@ def _texts(texts: list[str], option: str) -> list[str]:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    import torch
-
     from muqkit.cli.index import index_config, owned_entries
-    from muqkit.embed.api import model_fingerprint
     from muqkit.runfolder import prepare_run_folder
     from muqkit.search.build import index_audio
+    from muqkit.search.query import load_index_model
 
     config = index_config(args)
     out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=owned_entries(args.out))
-    model = _load(args.model, args.device)
-    fingerprint = model_fingerprint(model)  # of the stored (float32) weights
-    model = model.to(getattr(torch, args.dtype))
+    # a MuQ-MuLan, or a MuQ as MuQ latents (the last layer); the fingerprint is of the stored float32 weights
+    model, fingerprint = load_index_model(args.model, device=args.device, dtype=args.dtype)
     index, update = index_audio(
         model, args.paths, model_id=_model_name(args.model), model_sha256=fingerprint, config=config,
         batch_size=args.batch_size,

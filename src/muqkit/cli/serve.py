@@ -13,9 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "serve",
         help="a local web app over an index: search by text or by example, listen, tags, map",
-        description="Serves a page and a JSON API (/api/) over an index built by `muqkit mulan index` (or the "
-        "demo's index of MuQ latents: music search and the map, no text). Binds 127.0.0.1 unless --host says "
-        "otherwise; no asset comes from the network.",
+        description="Serves a page and a JSON API (/api/) over an index built by `muqkit mulan index` or "
+        "`muqkit index embeddings` (an index of MuQ latents, like the demo's: music search and the map, no text). "
+        "Binds 127.0.0.1 unless --host says otherwise; no asset comes from the network.",
     )
     p.add_argument("--index", required=True, metavar="DIR", help="index folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
@@ -38,10 +38,10 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(f"muqkit serve needs {exc.name}: pip install 'muqkit[serve]'") from None
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.search import open_index
     from muqkit.serve.app import DEFAULT_TAGS, ServeConfig, create_app
     from muqkit.serve.backend import IndexBackend
-    from muqkit.serve.embedder import load_embedder
+    from muqkit.serve.embedder import index_embedder
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: give a port between 0 and 65535")
@@ -53,14 +53,14 @@ def run_serve(args: argparse.Namespace) -> int:
             raise ValueError(f"--tags {args.tags!r}: no tag names")
     config = ServeConfig(max_k=args.max_k, max_upload_mb=args.max_upload_mb,
                          max_upload_seconds=args.max_upload_seconds, default_tags=tags)  # fmt: skip
-    index = AudioIndex.load(args.index)
-    embedder = load_embedder(args.model or index.model, device=args.device, dtype=args.dtype)
+    index = open_index(args.index)
+    embedder = index_embedder(index, model=args.model, device=args.device, dtype=args.dtype)
     backend = IndexBackend(index, embedder, projection=args.projection)
     backend.map_coordinates()  # computed once now, not on the first page load
     app = create_app(backend, config)
     if not _is_loopback(args.host):
         print(f"muqkit serve: warning: --host {args.host} makes the app reachable from other machines")
-    print(f"muqkit serve: {len(index.paths)} tracks, model {embedder.name} "
+    print(f"muqkit serve: {len(index)} tracks ({index.kind} index), model {embedder.name} "
           f"({'text and music search' if embedder.can_embed_text else 'music search only: MuQ latents'})")  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)  # prints the URL
     return 0

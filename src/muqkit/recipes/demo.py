@@ -359,10 +359,19 @@ def run_demo(
     print(f"embedding model: {out / 'model'}, installed as muqkit's offline default ({installed}): "
           f"muqkit embed AUDIO --out EMB")
     # 7. the search app's index: MuQ latents of every piece of the corpus (music search and the map)
-    if not (out / "index" / "latents.safetensors").is_file():
-        from muqkit.serve.embedder import build_muq_index
+    # (the FAISS index `muqkit mulan index --model outputs/demo/model` writes; needs the search extra)
+    import importlib.util
+
+    if importlib.util.find_spec("faiss") is None:
+        print("search app: no index (install the search extra: pip install 'muqkit[search]')")
+        return out / "model"
+    if not (out / "index" / "meta.json").is_file():
+        from muqkit.embed.api import model_fingerprint
+        from muqkit.search.build import MuQAudioLatents, index_audio
 
         pieces = [p for _, p in load_records(manifests[:1], splits=None)]
-        build_muq_index(final, pieces, model_name=str((out / "model").absolute()))[0].save(out / "index")
+        index, _ = index_audio(MuQAudioLatents(final), pieces, model_id=str((out / "model").absolute()),
+                               model_sha256=model_fingerprint(final))  # fmt: skip
+        index.save(out / "index")
     print(f"search app: muqkit serve --index {out / 'index'}")
     return out / "model"

@@ -1,5 +1,6 @@
-"""Filling a :class:`~muqkit.search.VectorIndex`: MuQ-MuLan audio latents of audio files, or mean-pooled MuQ
-embeddings written by ``muqkit embed --pooling mean``."""
+"""Filling a :class:`~muqkit.search.VectorIndex`: MuQ-MuLan audio latents of audio files, mean-pooled MuQ
+hidden states of audio files (:class:`MuQAudioLatents`), or mean-pooled MuQ embeddings written by
+``muqkit embed --pooling mean`` (the same vectors as :class:`MuQAudioLatents` of that layer)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from muqkit.search.index import IndexConfig, VectorIndex, absolute
 
 if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
+    from muqkit.ssl.muq import MuQ
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,79 @@ MULAN_SOURCE = "mulan-audio"
 def muq_source(layer: int) -> str:
     """The ``source`` of an index of mean-pooled MuQ hidden state ``layer``."""
     return f"muq-mean:layer_{layer}"
+
+
+def source_layer(source: str) -> int:
+    """The hidden state of a ``muq-mean:layer_<i>`` source.
+
+    Raises:
+        ValueError: another source.
+    """
+    prefix = "muq-mean:layer_"
+    if not source.startswith(prefix) or not source[len(prefix) :].isdigit():
+        raise ValueError(f"{source!r} is not a mean-pooled MuQ source ({prefix}<i>)")
+    return int(source[len(prefix) :])
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """What :func:`muqkit.mulan.index.embed_audio_files` reads of a model's config.
+
+    Attributes:
+        dim_latent: width of the latents.
+    """
+
+    dim_latent: int
+
+
+class MuQAudioLatents:
+    """MuQ as an audio-latent model: the L2-normalised mean over time of one hidden state.
+
+    The frames are those of ``muqkit embed --pooling mean`` (non-overlapping chunks of ``chunk_seconds``,
+    a tail shorter than one frame merged into the chunk before it), so an index of these latents and one
+    of ``muqkit index embeddings --layer`` of the same layer hold the same vectors. Gives a MuQ the
+    ``extract_audio_latents`` / ``sample_rate`` / ``config.dim_latent`` interface of
+    :class:`~muqkit.mulan.model.MuQMuLan`, so :func:`index_audio` embeds with it unchanged.
+
+    Args:
+        muq: the model (put in eval mode).
+        layer: index into the hidden states (0: conv front end, ``i``: Conformer layer ``i``; -1: the last).
+        chunk_seconds: longest audio given to the model at once.
+    """
+
+    def __init__(self, muq: MuQ, *, layer: int = -1, chunk_seconds: float = 30.0) -> None:
+        from muqkit.embed.chunks import chunk_length, resolve_layers
+
+        self.muq = muq.eval()
+        self.layer = resolve_layers([layer], int(muq.config.encoder_depth) + 1)[0]
+        self.sample_rate = int(muq.config.sample_rate)
+        self.config = LatentConfig(dim_latent=int(muq.config.encoder_dim))
+        self.chunk_samples = chunk_length(chunk_seconds, muq.config)
+
+    @property
+    def source(self) -> str:
+        """The index ``source`` of these latents (:func:`muq_source`)."""
+        return muq_source(self.layer)
+
+    @torch.no_grad()
+    def extract_audio_latents(self, wavs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, encoder_dim) latents of waveforms of any length (a list of 1-D tensors or (B, samples))."""
+        from muqkit.embed.chunks import chunk_bounds
+
+        out = []
+        device = next(self.muq.parameters()).device
+        for wav in wavs:
+            wav = torch.as_tensor(wav).reshape(-1).float()
+            total = torch.zeros(self.config.dim_latent, dtype=torch.float64)
+            frames = 0
+            for start, end in chunk_bounds(wav.numel(), chunk_samples=self.chunk_samples,
+                                           min_samples=self.muq.min_samples):  # fmt: skip
+                chunk = wav[start:end][None].to(device=device, dtype=next(self.muq.parameters()).dtype)
+                states = self.muq(chunk, output_hidden_states=True).hidden_states[self.layer][0]
+                total += states.double().sum(0).cpu()  # (frames, dim) -> (dim,)
+                frames += states.shape[0]
+            out.append(F.normalize((total / max(frames, 1)).float(), dim=-1))
+        return torch.stack(out) if out else torch.zeros(0, self.config.dim_latent)
 
 
 @dataclass(frozen=True)
@@ -43,7 +120,7 @@ class IndexUpdate:
 
 
 def index_audio(
-    model: MuQMuLan,
+    model: MuQMuLan | MuQAudioLatents,
     paths: Sequence[str | os.PathLike[str]],
     *,
     index: VectorIndex | None = None,
@@ -52,23 +129,27 @@ def index_audio(
     config: IndexConfig | None = None,
     batch_size: int = 4,
 ) -> tuple[VectorIndex, IndexUpdate]:
-    """Embed the audio files under ``paths`` with MuQ-MuLan and add them to ``index`` (a new one when ``None``).
+    """Embed the audio files under ``paths`` and add them to ``index`` (a new one when ``None``).
 
-    Files are stored under the paths as given (folders expanded); a file already in the index is replaced.
+    ``model`` is a MuQ-MuLan (its audio latents, source ``mulan-audio``) or a :class:`MuQAudioLatents`
+    (source ``muq-mean:layer_<i>``). Files are stored under the paths as given (folders expanded); a file
+    already in the index is replaced.
 
     Raises:
         ValueError: no audio file, or none that could be embedded; an index of another model.
     """
-    from muqkit.mulan.index import embed_audio_files, find_audio
+    from muqkit.data.files import find_audio
+    from muqkit.mulan.index import embed_audio_files
 
     dim = int(model.config.dim_latent)
+    source = model.source if isinstance(model, MuQAudioLatents) else MULAN_SOURCE
     if index is None:
-        index = VectorIndex.create(dim, model_id=model_id, model_sha256=model_sha256, source=MULAN_SOURCE,
+        index = VectorIndex.create(dim, model_id=model_id, model_sha256=model_sha256, source=source,
                                    config=config)  # fmt: skip
     else:
-        _require_source(index, MULAN_SOURCE)
+        _require_source(index, source)
         index.check(model_sha256=model_sha256, dim=dim)
-    embedded = embed_audio_files(model, find_audio(paths), batch_size=batch_size)
+    embedded = embed_audio_files(model, find_audio(paths), batch_size=batch_size)  # type: ignore[arg-type]
     if not embedded.paths:
         problems = "; ".join(problem for _, problem in embedded.failures[:3])
         raise ValueError(f"none of the audio files could be embedded ({problems})")

@@ -229,6 +229,16 @@ class VectorIndex:
         """The live files' paths as given, in row order."""
         return [item["path"] for item in self._items if not item.get("removed")]
 
+    @property
+    def absolute_paths(self) -> list[str]:
+        """The live files' absolute paths (what hits name), in the order of :attr:`paths`."""
+        return [item["abs"] for item in self._items if not item.get("removed")]
+
+    def vectors(self) -> np.ndarray:
+        """The live files' (len, dim) float32 unit vectors, in the order of :attr:`paths` (a copy)."""
+        live = [row for row in range(len(self._items)) if row not in self._removed]
+        return np.ascontiguousarray(np.asarray(self._vectors)[live], dtype=np.float32)
+
     def vector(self, path: str | os.PathLike[str]) -> np.ndarray:
         """The stored (dim,) unit vector of a file in the index.
 

@@ -12,12 +12,67 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from muqkit.search.build import MULAN_SOURCE
-from muqkit.search.index import SearchHit, VectorIndex, open_index
+from muqkit.search.build import MULAN_SOURCE, MuQAudioLatents, source_layer
+from muqkit.search.index import IndexMismatchError, SearchHit, VectorIndex, open_index
+
+if TYPE_CHECKING:
+    from muqkit.mulan.model import MuQMuLan
+
+ModelKind = Literal["mulan", "muq"]
+
+
+def model_kind(id_or_folder: str | os.PathLike[str]) -> ModelKind:
+    """``"mulan"`` for a MuQ-MuLan checkpoint (official or muqkit format), ``"muq"`` for a MuQ one.
+
+    Only ``config.json`` is read (downloaded for a Hub id).
+
+    Raises:
+        CheckpointError: no such folder or Hub id, or no readable ``config.json``.
+    """
+    from muqkit.hub.loaders import MULAN_MODEL_TYPE
+    from muqkit.hub.weights import read_config, resolve_folder
+
+    raw = read_config(resolve_folder(id_or_folder, allow_patterns=["config.json"]))
+    return "mulan" if raw.get("model_type") == MULAN_MODEL_TYPE or "mulan" in raw else "muq"
+
+
+def load_index_model(
+    id_or_folder: str | os.PathLike[str],
+    *,
+    layer: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> tuple[MuQMuLan | MuQAudioLatents, str]:
+    """The model that embeds audio for an index, in eval mode, and its fingerprint.
+
+    A MuQ-MuLan checkpoint gives the MuQ-MuLan (audio and text latents); a MuQ checkpoint gives
+    :class:`~muqkit.search.build.MuQAudioLatents` of hidden state ``layer`` (default: the last). The
+    fingerprint (:func:`muqkit.embed.model_fingerprint`) is of the stored float32 weights, before the cast
+    to ``dtype``, so it names the checkpoint whatever the dtype.
+
+    Raises:
+        CheckpointError: the model cannot be found or loaded.
+    """
+    import torch
+
+    from muqkit.embed.api import load_muq, model_fingerprint
+
+    if model_kind(id_or_folder) == "mulan":
+        if layer is not None:
+            raise ValueError(f"{id_or_folder} is a MuQ-MuLan checkpoint; a layer only applies to MuQ ones")
+        from muqkit.mulan.model import MuQMuLan
+
+        mulan = MuQMuLan.from_pretrained(id_or_folder, map_location=device)
+        fingerprint = model_fingerprint(mulan)
+        return mulan.to(getattr(torch, dtype)).eval(), fingerprint
+    muq = load_muq(os.fspath(id_or_folder))
+    fingerprint = model_fingerprint(muq)
+    muq = muq.to(device=torch.device(device), dtype=getattr(torch, dtype))
+    return MuQAudioLatents(muq, layer=-1 if layer is None else layer), fingerprint
 
 
 class Searcher:
@@ -59,15 +114,12 @@ class Searcher:
         return self.index.meta.source == MULAN_SOURCE
 
     def model(self) -> Any:
-        """The query model (MuQ-MuLan for a MuQ-MuLan index, MuQ otherwise), checked against the index."""
+        """The query model (MuQ-MuLan for a MuQ-MuLan index, :class:`MuQAudioLatents` of the index's layer
+        otherwise), checked against the index."""
         if self._model is not None:
             return self._model
         if not self.model_name:
             raise ValueError("the index names no model; give one with --model")
-        import torch
-
-        from muqkit.embed.api import load_muq, model_fingerprint
-
         if self.backend == "onnxruntime":
             from muqkit.export.onnx import OnnxMuLan
 
@@ -75,18 +127,17 @@ class Searcher:
             self.index.check(model_sha256=onnx.fingerprint, dim=onnx.dim_latent)  # the source model's weights
             self._model = onnx
             return onnx
-        model: torch.nn.Module
-        if self.is_mulan:
-            from muqkit.mulan import MuQMuLan
-
-            model = MuQMuLan.from_pretrained(self.model_name)
-            dim = int(model.config.dim_latent)
-        else:
-            muq = load_muq(self.model_name)
-            model, dim = muq, int(muq.config.encoder_dim)
-        self.index.check(model_sha256=model_fingerprint(model), dim=dim)
-        self._model = model.to(device=torch.device(self.device), dtype=getattr(torch, self.dtype)).eval()
-        return self._model
+        layer = None if self.is_mulan else source_layer(self.index.meta.source)
+        if self.is_mulan != (model_kind(self.model_name) == "mulan"):
+            raise IndexMismatchError(
+                f"the index holds {self.index.meta.source} vectors; {self.model_name} is a "
+                f"{'MuQ' if self.is_mulan else 'MuQ-MuLan'} checkpoint; use the model that built it "
+                f"({self.index.meta.model_id})"
+            )
+        model, fingerprint = load_index_model(self.model_name, layer=layer, device=self.device, dtype=self.dtype)
+        self.index.check(model_sha256=fingerprint, dim=int(model.config.dim_latent))
+        self._model = model
+        return model
 
     def text(self, queries: list[str], k: int = 10) -> list[list[SearchHit]]:
         """The ``k`` best files for each text query (MuQ-MuLan indexes only)."""
@@ -125,9 +176,9 @@ class Searcher:
         from muqkit.embed import embed_paths, read_embedding
         from muqkit.embed.store import output_name
 
-        layer = int(self.index.meta.source.rsplit("_", 1)[1])
+        layer = model.layer
         with tempfile.TemporaryDirectory() as tmp:
-            summary = embed_paths([path], tmp, model=model, layers=[layer], pooling="mean", progress=False,
+            summary = embed_paths([path], tmp, model=model.muq, layers=[layer], pooling="mean", progress=False,
                                   device=self.device, dtype=self.dtype)  # type: ignore[arg-type]  # fmt: skip
             if not summary.ok:
                 raise ValueError(summary.failures[0].error)

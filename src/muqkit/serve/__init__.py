@@ -2,7 +2,7 @@
 
 ``muqkit serve --index IDX`` serves :func:`muqkit.serve.app.create_app` with uvicorn. The app talks to a
 :class:`~muqkit.serve.backend.SearchBackend`; :class:`~muqkit.serve.backend.IndexBackend` implements it
-over :class:`muqkit.mulan.index.AudioIndex`. FastAPI and uvicorn are the ``serve`` extra; this package
+over the FAISS index of :mod:`muqkit.search`. FastAPI and uvicorn are the ``serve`` extra; this package
 imports them only in :mod:`muqkit.serve.app`.
 """
 
@@ -15,7 +15,7 @@ from muqkit.serve.backend import (
     Track,
     UnknownTrack,
 )
-from muqkit.serve.embedder import Embedder, MuQAudioLatents, build_muq_index, load_embedder
+from muqkit.serve.embedder import Embedder, MuQAudioLatents, index_embedder, load_embedder
 
 __all__ = [
     "Embedder",
@@ -27,6 +27,6 @@ __all__ = [
     "TextSearchUnavailable",
     "Track",
     "UnknownTrack",
-    "build_muq_index",
+    "index_embedder",
     "load_embedder",
 ]

@@ -1,7 +1,7 @@
-"""What the app needs of an index: :class:`SearchBackend`, and :class:`IndexBackend` over an AudioIndex.
+"""What the app needs of an index: :class:`SearchBackend`, and :class:`IndexBackend` over a FAISS
+:class:`~muqkit.search.VectorIndex` (the index ``muqkit mulan index`` and ``muqkit index`` write).
 
-The app (:mod:`muqkit.serve.app`) talks only to the protocol, so another index (an approximate
-nearest-neighbour one) is one more adapter implementing it.
+The app (:mod:`muqkit.serve.app`) talks only to the protocol, so another store is one more adapter.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from muqkit.mulan.index import AudioIndex
+    from muqkit.search.index import VectorIndex
     from muqkit.serve.embedder import Embedder
 
 # Formats Chromium and Firefox decode natively; the others are transcoded to WAV when played.
@@ -169,28 +169,44 @@ def project_2d(latents: torch.Tensor, method: str = "pca", *, seed: int = 0) -> 
 
 
 class IndexBackend:
-    """:class:`SearchBackend` over an in-memory :class:`~muqkit.mulan.index.AudioIndex` (exact search).
+    """:class:`SearchBackend` over a :class:`~muqkit.search.VectorIndex` (exact or approximate, as the index
+    was built), with the model that embedded it.
+
+    Searches go through the index's FAISS structure; tags and the map use its stored vectors.
 
     Args:
         index: the index.
-        embedder: its model, loaded once.
+        embedder: its model, loaded once (checked against the index's dimension and model fingerprint).
         projection: the map's projection (``pca`` or ``umap``), computed on first use.
+
+    Raises:
+        ValueError: the model did not build the index (another dimension, fingerprint or kind).
     """
 
-    def __init__(self, index: AudioIndex, embedder: Embedder, *, projection: str = "pca") -> None:
+    def __init__(self, index: VectorIndex, embedder: Embedder, *, projection: str = "pca") -> None:
+        from muqkit.search.build import MULAN_SOURCE
+
         if projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
-        if index.latents.shape[1] != embedder.dim:
+        if (index.meta.source == MULAN_SOURCE) != embedder.can_embed_text or (
+            not embedder.can_embed_text and getattr(embedder.model, "source", None) != index.meta.source
+        ):
             raise ValueError(
-                f"the index's latents are {index.latents.shape[1]}-d but the model {embedder.name} gives "
+                f"the index holds {index.meta.source} vectors but the model {embedder.name} gives "
+                f"{getattr(embedder.model, 'source', MULAN_SOURCE)} ones; serve the index with the model that built it"
+            )
+        if index.dim != embedder.dim:
+            raise ValueError(
+                f"the index's latents are {index.dim}-d but the model {embedder.name} gives "
                 f"{embedder.dim}-d latents; serve the index with the model that built it"
             )
+        index.check(model_sha256=embedder.fingerprint)
         self.index = index
         self.embedder = embedder
         self.projection = projection
-        self._tracks = _tracks(index.paths)
-        self._latents = index.latents.float().contiguous()
-        self._ids = {path: i for i, path in reversed(list(enumerate(index.paths)))}  # the library's hits name paths
+        self._tracks = _tracks(index.absolute_paths)
+        self._latents = torch.from_numpy(index.vectors())  # (N, d) unit vectors, row i = track i
+        self._ids = {path: i for i, path in enumerate(index.absolute_paths)}  # the index's hits name paths
         self._map: np.ndarray | None = None
 
     @property
@@ -218,7 +234,7 @@ class IndexBackend:
         return self.search_vector(self.embedder.text_latents([query])[0], k=k)
 
     def search_vector(self, latent: torch.Tensor, *, k: int, exclude: Sequence[int] = ()) -> list[Hit]:
-        hits = self.index.search(latent.reshape(1, -1), top_k=k + len(exclude))[0]
+        hits = self.index.search(latent.reshape(1, -1), k + len(exclude))[0]
         kept: list[Hit] = []
         for hit in hits:
             track = self._tracks[self._ids[hit.path]]
