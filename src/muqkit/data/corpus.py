@@ -7,6 +7,7 @@
     out/notes.jsonl               single notes (GM program, family, pitch, velocity)
     out/game.jsonl                game-music segments (unlabeled; package, album, genre tags)
     out/audio/{scores,notes,game}/<id>.wav   24 kHz mono 16-bit
+    out/labels/scores/<id>.json   beats, chords, melody, onsets of each score clip (muqkit.data.labels)
     out/cache/                    parsed scores and finished render batches (resuming is cheap)
 
 Manifests sit next to ``audio/``, so their relative paths resolve against the manifest's folder.
@@ -39,7 +40,9 @@ from muqkit.data.render import find_soundfonts, render_slots, require_fluidsynth
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: dance tunes at their dance's tempo (was uniform 60-150 qpm for every score)
+# 2: dance tunes at their dance's tempo (was uniform 60-150 qpm for every score)
+# 3: frame labels of every score clip (labels/scores/<id>.json, see muqkit.data.labels); same audio as 2
+FORMAT_VERSION = 3
 SAMPLE_RATE = 24000
 NOTE_VELOCITIES: tuple[int, ...] = (25, 50, 75, 100, 127)  # NSynth's velocities
 
@@ -211,11 +214,15 @@ def _write_stamp(out: Path, stamp: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(stamp, indent=2) + "\n")
 
 
-def _check_folder(out: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
+def _check_folder(out: Path, stamp: dict[str, Any], upgrade: bool = False) -> dict[str, Any] | None:
     """Return the existing stamp if it matches; raise if the folder holds another build."""
     stamp_file = out / "corpus.json"
     if stamp_file.is_file():
         existing = json.loads(stamp_file.read_text())
+        if existing.get("format") != FORMAT_VERSION:
+            from muqkit.data.labels import check_upgradable
+
+            existing = check_upgradable(out, existing, FORMAT_VERSION, upgrade)
         settings = {k: existing.get(k) for k in stamp}
         if settings != stamp:
             changed = [k for k in stamp if settings[k] != stamp[k]]
@@ -254,8 +261,9 @@ def _plan_scores(size: CorpusSize, seed: int, soundfonts: list[Path], cache: Pat
                 data = json.loads(cached.read_text())
                 if data.get("rejected"):
                     continue
-                parsed.append(ParsedScore.from_dict(data))
-                continue
+                if "bars" in data:  # entries written before format 3 are parsed again for their bars
+                    parsed.append(ParsedScore.from_dict(data))
+                    continue
             try:
                 score = parse_score(ref, root)
             except ScoreRejected as exc:
@@ -345,7 +353,7 @@ def _score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts
         duration=float(duration),
         programs=tuple(zip(channels, programs, strict=False)),
         notes=tuple(notes),
-        labels={**labels, "_soundfont": str(soundfont)},
+        labels={**labels, "_soundfont": str(soundfont), "_bars": score.bars, "_length": score.length},
     )
 
 
@@ -429,7 +437,7 @@ def _batches(items: list[_Item], max_seconds: float = 600.0) -> list[list[_Item]
     return out
 
 
-def _render_batch(batch: list[_Item], audio_dir: Path, done_dir: Path) -> list[str]:
+def _render_batch(batch: list[_Item], audio_dir: Path, done_dir: Path, render: bool = True) -> list[str]:
     """Render one batch (skipped when a previous run finished it); returns the ids kept."""
     key = hashlib.sha256(json.dumps([(i.id, i.duration, repr(i.notes), i.programs) for i in batch]).encode())
     done = done_dir / f"{key.hexdigest()[:20]}.json"
@@ -437,6 +445,11 @@ def _render_batch(batch: list[_Item], audio_dir: Path, done_dir: Path) -> list[s
         kept = json.loads(done.read_text())
         if all((audio_dir / f"{i}.wav").is_file() for i in kept):
             return kept
+    if not render:
+        raise CorpusMismatchError(
+            f"{audio_dir}: the audio of {batch[0].id} and others is missing or differs from "
+            "this build's plan; labels cannot be added without rendering (build anew)"
+        )
     slots, start = [], 0.0
     for item in batch:
         slots.append(Slot(start, item.duration, item.programs, item.notes))
@@ -454,20 +467,24 @@ def _render_batch(batch: list[_Item], audio_dir: Path, done_dir: Path) -> list[s
     return kept
 
 
-def _render(items: list[_Item], out: Path, source: str, jobs: int) -> list[AudioRecord]:
+def _render(items: list[_Item], out: Path, source: str, jobs: int, render: bool = True) -> list[AudioRecord]:
     audio_dir = out / "audio" / source
     done_dir = out / "cache" / "render"
     audio_dir.mkdir(parents=True, exist_ok=True)
     done_dir.mkdir(parents=True, exist_ok=True)
     batches = _batches(items)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # fluidsynth runs as a subprocess
-        kept_lists = list(pool.map(lambda b: _render_batch(b, audio_dir, done_dir), batches))
+        kept_lists = list(pool.map(lambda b: _render_batch(b, audio_dir, done_dir, render), batches))
     kept = {i for ids in kept_lists for i in ids}
     records = []
     for item in sorted(items, key=lambda i: i.id):
         if item.id not in kept:
             continue
         labels = {k: v for k, v in item.labels.items() if not k.startswith("_") and k != "split"}
+        if source == "scores":
+            from muqkit.data.labels import write_item_labels
+
+            write_item_labels(out, item)
         n = round(item.duration * SAMPLE_RATE)
         records.append(
             AudioRecord(
@@ -590,6 +607,7 @@ def build_corpus(
     soundfonts: Iterable[str] | None = None,
     jobs: int = 1,
     sources: tuple[str, ...] = ("scores", "notes", "game"),
+    upgrade: bool = False,
 ) -> CorpusSummary:
     """Build (or finish, or verify) a corpus in ``out``.
 
@@ -602,6 +620,8 @@ def build_corpus(
         soundfonts: GM soundfont files to use (default: Debian's, whichever are installed).
         jobs: parallel FluidSynth processes.
         sources: which of ``"scores"``, ``"notes"``, ``"game"`` to build.
+        upgrade: add the frame labels of format 3 to a complete format-2 build of the same settings,
+            reusing its audio (nothing is rendered; the scores are parsed again).
 
     Returns:
         A :class:`CorpusSummary`.
@@ -621,7 +641,7 @@ def build_corpus(
     out = Path(out)
     fonts = find_soundfonts(list(soundfonts) if soundfonts is not None else None)
     stamp = {**_stamp(spec, seed, fonts, game_music), "sources": sorted(sources)}
-    existing = _check_folder(out, stamp)
+    existing = _check_folder(out, stamp, upgrade)
     manifests = {s: out / f"{s}.jsonl" for s in sources if s != "game" or game_music}
     if existing is not None and existing.get("complete") and all(p.is_file() for p in manifests.values()):
         return CorpusSummary(out, existing["counts"], existing["hours"], 0.0)
@@ -635,7 +655,8 @@ def build_corpus(
     for source in manifests:
         t = time.perf_counter()
         if source == "scores":
-            records = _render(_plan_scores(spec, seed, fonts, out / "cache" / "scores"), out, "scores", jobs)
+            plan = _plan_scores(spec, seed, fonts, out / "cache" / "scores")
+            records = _render(plan, out, "scores", jobs, render=not upgrade)
         elif source == "notes":
             records = _render(_plan_notes(spec, seed, fonts), out, "notes", jobs)
         else:
