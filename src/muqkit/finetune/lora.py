@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,14 @@ class LoRAConfig:
 
     Attributes:
         rank: rank ``r`` of each adapter.
-        alpha: scale numerator (``alpha / rank`` multiplies the update).
+        alpha: scale numerator (``alpha / rank`` multiplies the update; peft's ``lora_alpha``).
         dropout: dropout on the adapter's input.
         targets: leaf module names or groups of :data:`TARGET_GROUPS` (``"attention"``, ``"ffn"``, ``"conv"``).
         layers: Conformer layer indices to adapt (``None``: all).
     """
 
     rank: int = 8
-    alpha: float = 16.0
+    alpha: int = 16
     dropout: float = 0.0
     targets: tuple[str, ...] = ("attention",)
     layers: tuple[int, ...] | None = None
