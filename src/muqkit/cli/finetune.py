@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=10)
     p.add_argument("--patience", type=int, default=3, help="early stopping on the validation loss")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="clips are cut to this length (every split)")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument(
@@ -67,7 +68,7 @@ def _finetune(args: argparse.Namespace) -> int:
     config = FineTuneConfig(
         mode=args.mode, head=args.head, lr=args.lr, head_lr=args.head_lr, layer_decay=args.layer_decay,
         batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
-        precision="bf16" if args.bf16 else "32", seed=args.seed,
+        precision="bf16" if args.bf16 else "32", seed=args.seed, max_seconds=args.max_seconds,
         lora=LoRAConfig(rank=args.lora_rank, alpha=args.lora_alpha,
                         targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())),
     )  # fmt: skip
