@@ -83,6 +83,7 @@ def _finetune(args: argparse.Namespace) -> int:
 def _load_task(args: argparse.Namespace):  # noqa: ANN202 - TaskData or FrameTaskData
     from muqkit.eval.frames import FRAME_TASKS, load_frame_task
     from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task
+    from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS, load_marble_frame_task
     from muqkit.eval.tasks import CORPUS_TASKS, load_corpus_task
 
     if args.task in CORPUS_TASKS or args.task in FRAME_TASKS:
@@ -93,11 +94,13 @@ def _load_task(args: argparse.Namespace):  # noqa: ANN202 - TaskData or FrameTas
             if args.task in FRAME_TASKS
             else load_corpus_task(args.task, args.corpus)
         )
-    if args.task in MARBLE_ADAPTERS:
+    if args.task in MARBLE_ADAPTERS or args.task in MARBLE_FRAME_ADAPTERS:
         if args.marble_root is None:
             raise ValueError(f"task {args.task} needs --marble-root")
+        if args.task in MARBLE_FRAME_ADAPTERS:
+            return load_marble_frame_task(args.task, args.marble_root)
         return load_marble_task(args.task, args.marble_root)
-    known = sorted({*CORPUS_TASKS, *FRAME_TASKS, *MARBLE_ADAPTERS})
+    known = sorted({*CORPUS_TASKS, *FRAME_TASKS, *MARBLE_ADAPTERS, *MARBLE_FRAME_ADAPTERS})
     raise ValueError(f"unknown task {args.task!r}; known: {', '.join(known)}")
 
 

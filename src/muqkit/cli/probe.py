@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "muq:FOLDER_OR_HUB_ID. Tasks: corpus tasks (key, collection, metre, dance, tags, tempo, "
         "instrument, pitch; frame-level: beat, chord, melody, onset, on a format-3 corpus) with --corpus, "
         "MARBLE tasks (gtzan, mtt, gs-key, emo, nsynth-instrument, "
-        "nsynth-pitch, vocalset-singer, vocalset-technique) with --marble-root.",
+        "nsynth-pitch, vocalset-singer, vocalset-technique, hooktheory-key, hooktheory-structure; frame-level: "
+        "chords1217, gtzan-beat) with --marble-root.",
     )
     p.add_argument("--model", action="append", default=None, help="model spec (repeatable)")
     p.add_argument("--task", action="append", default=None, help="task name (repeatable)")
@@ -96,6 +97,7 @@ def _split(text: str) -> list[str]:
 def _probe(args: argparse.Namespace) -> int:
     from muqkit.eval.frames import FRAME_TASKS, REFERENCES, FrameProbeConfig, load_frame_task, run_frame_suite
     from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task
+    from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS, load_marble_frame_task
     from muqkit.eval.probes import ProbeConfig
     from muqkit.eval.report import markdown_table, write_report
     from muqkit.eval.suite import SuiteConfig, default_cache_dir, run_suite
@@ -112,17 +114,17 @@ def _probe(args: argparse.Namespace) -> int:
     if args.suite == "corpus":
         names = names or [*CORPUS_TASKS, *FRAME_TASKS]
     elif args.suite == "marble":
-        names = names or list(MARBLE_ADAPTERS)
+        names = names or [*MARBLE_ADAPTERS, *MARBLE_FRAME_ADAPTERS]
     if not names:
         logger.error("give --task (repeatable) or --suite")
         return 2
     tasks, frame_tasks = [], []
     for name in names:
         on_corpus = name in CORPUS_TASKS or name in FRAME_TASKS
-        if not on_corpus and name not in MARBLE_ADAPTERS:
+        if not on_corpus and name not in MARBLE_ADAPTERS and name not in MARBLE_FRAME_ADAPTERS:
             logger.error(
                 "unknown task %s; corpus: %s; frame-level: %s; MARBLE: %s",
-                name, sorted(CORPUS_TASKS), sorted(FRAME_TASKS), sorted(MARBLE_ADAPTERS),
+                name, sorted(CORPUS_TASKS), sorted(FRAME_TASKS), sorted({*MARBLE_ADAPTERS, *MARBLE_FRAME_ADAPTERS}),
             )  # fmt: skip
             return 2
         root = args.corpus if on_corpus else args.marble_root
@@ -130,8 +132,9 @@ def _probe(args: argparse.Namespace) -> int:
             logger.error("task %s needs %s", name, "--corpus" if on_corpus else "--marble-root")
             return 2
         try:
-            if name in FRAME_TASKS:
-                frame_tasks.append(load_frame_task(name, root))
+            if name in FRAME_TASKS or name in MARBLE_FRAME_ADAPTERS:
+                load = load_frame_task if name in FRAME_TASKS else load_marble_frame_task
+                frame_tasks.append(load(name, root))
                 logger.info("%s", frame_tasks[-1].summary())
                 continue
             task = load_corpus_task(name, root) if name in CORPUS_TASKS else load_marble_task(name, root)

@@ -20,6 +20,8 @@ LABELS: dict[str, list] = {
     "nsynth-pitch": [60, 62, 60],
     "vocalset-singer": ["f1", "m2", "f1"],
     "vocalset-technique": ["vibrato", "belt", "vibrato"],
+    "hooktheory-key": ["D major", "A dorian", "E minor"],  # the modal key is dropped
+    "hooktheory-structure": [["chorus"], ["intro", "verse"], "verse"],
 }
 
 
@@ -54,6 +56,52 @@ def make_marble_root(
                 entry["label"] = {adapter.label_field: label, "other": 0}
             else:
                 entry["label"] = label
+            lines.append(json.dumps(entry))
+        (folder / f"{adapter.dataset}.{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_marble_frame_root(
+    root: str | os.PathLike[str], task: str, *, split_names: tuple[str, ...] = ("train", "val", "test")
+) -> Path:
+    """Write ``root/data/<NAME>/`` for a MARBLE frame task (``chords1217``, ``gtzan-beat``): two 4 s clips per
+    split (clicks on a 0.5 s beat, a bar of four; or two chords of 2 s) and one JSONL per split."""
+    import soundfile as sf
+
+    from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS
+
+    root = Path(root)
+    adapter = MARBLE_FRAME_ADAPTERS[task]
+    folder = root / "data" / adapter.dataset
+    (folder / "audio").mkdir(parents=True, exist_ok=True)
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    for split in split_names:
+        lines = []
+        for i in range(2):
+            rel = f"data/{adapter.dataset}/audio/{split}{i}.wav"
+            if adapter.frame_task == "beat":
+                beats = [round(0.25 + 0.5 * k + 0.05 * i, 3) for k in range(7)]
+                audio = np.zeros_like(t)
+                for k, b in enumerate(beats):
+                    n = int(b * sr)
+                    audio[n : n + 160] = (0.8 if k % 4 == 0 else 0.4) * np.sin(np.arange(160) * 0.5)
+                label: object = {"beat": beats, "downbeat": beats[::4], "tempo": 120.0, "meter": "4/4"}
+            else:
+                roots = (60 + i, 65 + i)  # a major triad on each
+                audio = np.zeros_like(t) + sum(
+                    0.05 * np.sin(2 * np.pi * 440 * 2 ** ((r + iv - 69) / 12) * t) * ((t >= 2 * k) & (t < 2 * k + 2))
+                    for k, r in enumerate(roots)
+                    for iv in (0, 4, 7)
+                )
+                names = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+                label = [
+                    {"start_time": 2.0 * k, "end_time": 2.0 * k + 2, "chord_str": f"{names[r % 12]}:maj"}
+                    for k, r in enumerate(roots)
+                ]
+            sf.write(root / rel, np.asarray(audio, dtype=np.float32), sr)
+            entry = {"audio_path": rel, "label": label, "duration": 4.0, "sample_rate": sr, "num_samples": 4 * sr,
+                     "bit_depth": 16, "channels": 1}  # fmt: skip
             lines.append(json.dumps(entry))
         (folder / f"{adapter.dataset}.{split}.jsonl").write_text("\n".join(lines) + "\n")
     return root

@@ -103,6 +103,7 @@ class FrameTaskData:
         records: split -> records.
         labels: item id -> its sidecar.
         manifest: every record of the scores manifest (the feature cache embeds them all once).
+        title: the task's name in reports when it differs from the spec's (a MARBLE data set).
     """
 
     spec: FrameTaskSpec
@@ -110,10 +111,11 @@ class FrameTaskData:
     records: Mapping[str, tuple[AudioRecord, ...]]
     labels: Mapping[str, ScoreLabels]
     manifest: tuple[AudioRecord, ...]
+    title: str = ""
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.title or self.spec.name
 
     @property
     def metric(self) -> str:
@@ -126,7 +128,7 @@ class FrameTaskData:
     def targets(self, item_id: str, num_frames: int) -> np.ndarray:
         """(frames, outputs) float32 for event tasks, (frames,) int64 class indices (or IGNORE) otherwise."""
         t = frame_targets(self.labels[item_id], num_frames, FRAME_RATE)
-        return {"beat": t.beat, "chord": t.chord, "melody": t.melody, "onset": t.onset[:, None]}[self.name]
+        return {"beat": t.beat, "chord": t.chord, "melody": t.melody, "onset": t.onset[:, None]}[self.spec.name]
 
 
 def load_frame_task(name: str, corpus: str | os.PathLike[str]) -> FrameTaskData:
@@ -607,7 +609,7 @@ def madmom_reference(name: str, task: FrameTaskData, split: str = "test") -> dic
     from muqkit.eval.cache import _load
     from muqkit.eval.features import import_madmom
 
-    if REFERENCES.get(name) != task.name:
+    if REFERENCES.get(name) != task.spec.name:
         raise ValueError(f"{name} is a reference for the {REFERENCES.get(name)} task, not {task.name}")
     madmom = import_madmom()
     records = task.records[split]
@@ -661,7 +663,7 @@ def run_frame_suite(
     for model in models:
         if model in REFERENCES:
             for task in tasks:
-                if REFERENCES[model] == task.name:
+                if REFERENCES[model] == task.spec.name:
                     t = time.perf_counter()
                     scores = madmom_reference(model, task)
                     rows.append(

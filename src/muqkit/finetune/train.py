@@ -129,7 +129,7 @@ def _as_task(task: Any) -> _Task:
 
     if isinstance(task, FrameTaskData):
         classes: tuple[str, ...] = ()
-        if task.name == "chord":
+        if task.spec.name == "chord":
             from muqkit.data.labels import MAJMIN_CLASSES
 
             classes = MAJMIN_CLASSES
