@@ -147,3 +147,17 @@ def test_format_2_corpus_is_refused(tmp_path):
         load_frame_task("beat", tmp_path)
     with pytest.raises(ValueError, match="unknown frame task"):
         load_frame_task("tempo", tmp_path)
+
+
+def test_probe_cli_runs_frame_tasks(tmp_path):
+    from muqkit.cli.main import main
+
+    (tmp_path / "corpus").mkdir()
+    _fabricated_corpus(tmp_path / "corpus")
+    common = ["--corpus", str(tmp_path / "corpus"), "--model", "rhythm", "--model", "madmom-beats", "--heads",
+              "linear", "--seeds", "0", "--frame-max-epochs", "2", "--out", str(tmp_path / "out")]  # fmt: skip
+    common.append("--no-plots")
+    assert main(["probe", "--task", "onset", "--task", "key", *common]) == 1  # no key labels here
+    assert main(["probe", "--task", "onset", *common]) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [(r["model"], r["task"], r["metric"]) for r in rows] == [("rhythm", "onset", "onset_f")]
