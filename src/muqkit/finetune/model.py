@@ -71,7 +71,8 @@ class HeadSpec:
 
 
 class TaskHead(nn.Module):
-    """Softmax-weighted sum of hidden states, then a linear or MLP head (per clip or per frame).
+    """Softmax-weighted sum of hidden states, standardised per dimension (running statistics, as the probes
+    standardise with training statistics), then a linear or MLP head (per clip or per frame).
 
     Args:
         spec: the head's description.
@@ -82,6 +83,7 @@ class TaskHead(nn.Module):
         super().__init__()
         self.spec = spec
         self.layer_logits = nn.Parameter(torch.zeros(spec.num_layers))
+        self.norm = nn.BatchNorm1d(spec.dim, affine=False)
         if spec.head == "linear":
             self.net: nn.Module = nn.Linear(spec.dim, spec.num_outputs)
         else:
@@ -100,10 +102,14 @@ class TaskHead(nn.Module):
         """
         states = torch.stack([h.float() for h in hidden_states], dim=-1)  # (batch, frames, dim, layers)
         x = states @ self.layer_logits.softmax(0)  # (batch, frames, dim)
+        mask = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]  # (batch, frames)
         if not self.spec.frames:
-            mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]).float()  # (batch, frames)
-            x = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # (batch, dim)
-        return self.net(x)
+            w = mask.float()
+            x = (x * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1)  # (batch, dim)
+            return self.net(self.norm(x) if x.shape[0] > 1 or not self.training else x)
+        normed = torch.zeros_like(x)
+        normed[mask] = self.norm(x[mask])  # statistics of the valid frames only
+        return self.net(normed)
 
 
 class TaskModel(nn.Module):
