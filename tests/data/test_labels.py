@@ -185,3 +185,10 @@ def test_format_2_corpora_are_refused_with_the_way_out(tmp_path):
     (tmp_path / "corpus.json").write_text(json.dumps({"format": 2}))
     with pytest.raises(ValueError, match="format 2, which has no frame labels"):
         require_frame_labels(tmp_path)
+
+
+def test_crop_keeps_what_the_first_seconds_hold():
+    labels = ScoreLabels("x", 4.0, ((0.5, 1), (2.5, 2)), ((0.0, 3.0, "C:maj"), (3.0, 4.0, "N")), (), (0.5, 2.5))
+    cropped = labels.crop(2.0)
+    assert cropped == ScoreLabels("x", 2.0, ((0.5, 1),), ((0.0, 2.0, "C:maj"),), (), (0.5,))
+    assert labels.crop(5.0) is labels

@@ -153,6 +153,23 @@ class ScoreLabels:
     def downbeats(self) -> tuple[float, ...]:
         return tuple(t for t, pos in self.beats if pos == 1)
 
+    def crop(self, end: float) -> ScoreLabels:
+        """The labels of the first ``end`` seconds (for a clip cut short)."""
+        if end >= self.duration:
+            return self
+
+        def clip(segments: tuple) -> tuple:
+            return tuple((a, min(b, end), v) for a, b, v in segments if a < end)
+
+        return ScoreLabels(
+            self.id,
+            end,
+            tuple(b for b in self.beats if b[0] < end),
+            clip(self.chords),
+            clip(self.melody),
+            tuple(t for t in self.onsets if t < end),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": LABELS_VERSION,

@@ -295,15 +295,15 @@ def _score(task: _Task, split: str, outputs: list[np.ndarray], threshold: float 
 
         assert task.clip_targets is not None
         return evaluate(task.kind, task.clip_targets[split], np.stack(outputs))
-    from muqkit.eval.frames import FrameSplit, score_outputs
+    from muqkit.eval.frames import FRAME_RATE, FrameSplit, score_outputs
 
     ft = task.frame_task
     records = task.records[split]
     ys = [ft.targets(r.id, len(o)) for r, o in zip(records, outputs, strict=True)]
     offsets = np.concatenate([[0], np.cumsum([len(o) for o in outputs])]).astype(np.int64)
-    data = FrameSplit(
-        np.zeros((0, 1, 1), np.float32), np.concatenate(ys), offsets, tuple(ft.labels[r.id] for r in records)
-    )
+    # clips may have been cut (max_seconds): score against the labels of the part the model saw
+    labels = tuple(ft.labels[r.id].crop(len(o) / FRAME_RATE) for r, o in zip(records, outputs, strict=True))
+    data = FrameSplit(np.zeros((0, 1, 1), np.float32), np.concatenate(ys), offsets, labels)
     flat = np.concatenate(outputs)
     if task.kind == "events":
         flat = 1 / (1 + np.exp(-flat))
