@@ -218,7 +218,11 @@ class _FineTuneTask(nn.Module):
             return (loss * mask).sum() / (mask.sum() * out.shape[-1]).clamp(min=1)
         if kind == "classes":
             y = _frame_targets(self.task, batch["ids"], frames, out.shape[1]).to(out.device)
-            return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+            # a sum over the labelled frames: a batch without any (a clip of open fifths) gives 0, not NaN
+            total = nn.functional.cross_entropy(
+                out.reshape(-1, out.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="sum"
+            )
+            return total / (y != IGNORE).sum().clamp(min=1)
         if kind in ("key", "multiclass"):
             return nn.functional.cross_entropy(out, batch["y"].long())
         if kind == "multilabel":
