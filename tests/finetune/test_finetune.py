@@ -76,3 +76,18 @@ def test_cli_finetune_then_predict(tmp_path, capsys):
     bad = [*args[:-1], "q_proj", "--overwrite"]
     assert main(bad) == 2
     assert "unknown LoRA target 'q_proj'" in capsys.readouterr().err
+
+
+def test_a_batch_without_labelled_frames_has_zero_loss(tmp_path):
+    import dataclasses
+
+    from muqkit.eval.frames import FRAME_TASKS
+    from muqkit.finetune.train import _as_task, _FineTuneTask
+
+    _fabricated_corpus(tmp_path)
+    task = dataclasses.replace(load_frame_task("onset", tmp_path), spec=FRAME_TASKS["chord"])  # no chords: all IGNORE
+    spec = HeadSpec("chord", "classes", 25, 3, 64)
+    loss = _FineTuneTask(TaskModel(MuQ.from_preset("tiny", seed=0), TaskHead(spec)), _as_task(task)).loss(
+        {"wavs": torch.randn(2, 24000), "lengths": torch.tensor([24000, 24000]), "ids": ["c0", "c1"]}
+    )
+    assert float(loss) == 0.0
