@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 pytest.importorskip("mir_eval")
 
-from muqkit.data.labels import MAJMIN_CLASSES, MELODY_LOW, ScoreLabels, labels_path, write_labels  # noqa: E402
-from muqkit.data.manifest import AudioRecord, write_manifest  # noqa: E402
+from muqkit.data.labels import MAJMIN_CLASSES, MELODY_LOW, ScoreLabels  # noqa: E402
+from muqkit.eval.dummies import make_frame_corpus  # noqa: E402
 from muqkit.eval.frames import (  # noqa: E402
     FRAME_TASKS,
     FrameProbeConfig,
@@ -107,26 +106,8 @@ def test_melody_probe_scores_pitch_and_voicing():
     assert result.test["oa"] > 0.95 and result.test["rpa"] > 0.95 and result.test["rca"] >= result.test["rpa"]
 
 
-def _fabricated_corpus(root, fmt=3):
-    """Six clicks-on-the-beat clips of 4 s (two per split) with their sidecars."""
-    records = []
-    for k, split in enumerate(("train", "train", "valid", "valid", "test", "test")):
-        period = 0.4 + 0.05 * k
-        beats = tuple((round(t, 4), 1 + j % 4) for j, t in enumerate(np.arange(0.2, 3.9, period)))
-        audio = np.zeros(96000, dtype=np.float32)
-        for t, pos in beats:
-            i = int(t * 24000)
-            audio[i : i + 240] = (0.9 if pos == 1 else 0.5) * np.sin(np.arange(240) * 0.3)
-        sf.write(root / f"c{k}.wav", audio, 24000)
-        write_labels(labels_path(root, f"c{k}"), ScoreLabels(f"c{k}", 4.0, beats, (), (), tuple(t for t, _ in beats)))
-        labels = {"num_parts": 1}
-        records.append(AudioRecord(f"c{k}", f"c{k}.wav", 4.0, 24000, 96000, split, f"g{k}", "scores", labels))
-    write_manifest(root / "scores.jsonl", records)
-    (root / "corpus.json").write_text(json.dumps({"format": fmt}))
-
-
 def test_frame_suite_on_a_fabricated_corpus(tmp_path):
-    _fabricated_corpus(tmp_path)
+    make_frame_corpus(tmp_path)
     task = load_frame_task("onset", tmp_path)
     assert task.summary() == "onset (frames, 1 outputs): train 2, valid 2, test 2"
     rows = run_frame_suite(
@@ -142,7 +123,7 @@ def test_frame_suite_on_a_fabricated_corpus(tmp_path):
 
 
 def test_format_2_corpus_is_refused(tmp_path):
-    _fabricated_corpus(tmp_path, fmt=2)
+    make_frame_corpus(tmp_path, fmt=2)
     with pytest.raises(ValueError, match="format 2, which has no frame labels.*--upgrade"):
         load_frame_task("beat", tmp_path)
     with pytest.raises(ValueError, match="unknown frame task"):
@@ -153,7 +134,7 @@ def test_probe_cli_runs_frame_tasks(tmp_path):
     from muqkit.cli.main import main
 
     (tmp_path / "corpus").mkdir()
-    _fabricated_corpus(tmp_path / "corpus")
+    make_frame_corpus(tmp_path / "corpus")
     common = ["--corpus", str(tmp_path / "corpus"), "--model", "rhythm", "--model", "madmom-beats", "--heads",
               "linear", "--seeds", "0", "--frame-max-epochs", "2", "--out", str(tmp_path / "out")]  # fmt: skip
     common.append("--no-plots")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +11,8 @@ pytest.importorskip("peft")
 pytest.importorskip("lightning")
 pytest.importorskip("mir_eval")
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
-from test_frames import _fabricated_corpus  # noqa: E402
-
 from muqkit import MuQ  # noqa: E402
+from muqkit.eval.dummies import make_frame_corpus  # noqa: E402
 from muqkit.eval.frames import load_frame_task  # noqa: E402
 from muqkit.finetune.lora import LoRAConfig  # noqa: E402
 from muqkit.finetune.model import HeadSpec, TaskHead, TaskModel  # noqa: E402
@@ -35,7 +31,7 @@ def test_layerwise_learning_rates():
 
 @pytest.mark.parametrize("mode", ["freeze", "lora", "full"])
 def test_finetune_saves_a_loadable_model_and_head(tmp_path, mode):
-    _fabricated_corpus(tmp_path)
+    make_frame_corpus(tmp_path)
     task = load_frame_task("beat", tmp_path)
     original = MuQ.from_preset("tiny", seed=0)
     reference = {k: v.clone() for k, v in original.state_dict().items()}
@@ -64,7 +60,7 @@ def test_finetune_saves_a_loadable_model_and_head(tmp_path, mode):
 def test_cli_finetune_then_predict(tmp_path, capsys):
     from muqkit.cli.main import main
 
-    _fabricated_corpus(tmp_path)
+    make_frame_corpus(tmp_path)
     out = tmp_path / "run"
     args = ["finetune", "--model", "random:tiny", "--task", "onset", "--corpus", str(tmp_path), "--mode", "lora",
             "--out", str(out), "--max-epochs", "1", "--batch-size", "3", "--lora-targets", "linear_q,ffn"]  # fmt: skip
@@ -84,7 +80,7 @@ def test_a_batch_without_labelled_frames_has_zero_loss(tmp_path):
     from muqkit.eval.frames import FRAME_TASKS
     from muqkit.finetune.train import _as_task, _FineTuneTask
 
-    _fabricated_corpus(tmp_path)
+    make_frame_corpus(tmp_path)
     task = dataclasses.replace(load_frame_task("onset", tmp_path), spec=FRAME_TASKS["chord"])  # no chords: all IGNORE
     spec = HeadSpec("chord", "classes", 25, 3, 64)
     loss = _FineTuneTask(TaskModel(MuQ.from_preset("tiny", seed=0), TaskHead(spec)), _as_task(task)).loss(

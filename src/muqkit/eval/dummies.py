@@ -105,3 +105,30 @@ def make_marble_frame_root(
             lines.append(json.dumps(entry))
         (folder / f"{adapter.dataset}.{split}.jsonl").write_text("\n".join(lines) + "\n")
     return root
+
+
+def make_frame_corpus(root: str | os.PathLike[str], fmt: int = 3) -> Path:
+    """A corpus folder of format ``fmt`` with six single-part 4 s clips (two per split) of clicks on a beat
+    (0.4-0.65 s apart, a bar of four), their frame-label sidecars and ``scores.jsonl``."""
+    import soundfile as sf
+
+    from muqkit.data.labels import ScoreLabels, labels_path, write_labels
+    from muqkit.data.manifest import AudioRecord, write_manifest
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    records = []
+    for k, split in enumerate(("train", "train", "valid", "valid", "test", "test")):
+        period = 0.4 + 0.05 * k
+        beats = tuple((round(float(t), 4), 1 + j % 4) for j, t in enumerate(np.arange(0.2, 3.9, period)))
+        audio = np.zeros(96000, dtype=np.float32)
+        for t, pos in beats:
+            i = int(t * 24000)
+            audio[i : i + 240] = (0.9 if pos == 1 else 0.5) * np.sin(np.arange(240) * 0.3)
+        sf.write(root / f"c{k}.wav", audio, 24000)
+        labels = ScoreLabels(f"c{k}", 4.0, beats, (), (), tuple(t for t, _ in beats))
+        write_labels(labels_path(root, f"c{k}"), labels)
+        records.append(AudioRecord(f"c{k}", f"c{k}.wav", 4.0, 24000, 96000, split, f"g{k}", "scores", {"num_parts": 1}))
+    write_manifest(root / "scores.jsonl", records)
+    (root / "corpus.json").write_text(json.dumps({"format": fmt}))
+    return root
