@@ -34,11 +34,10 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install --upgrade pip >/dev/null 2>&1 || true
 echo "setup: installing torch==2.13.0 (CPU)"
 $PIP install "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-echo "setup: installing muqkit[train,mulan,eval,serve,search,onnx,dev]"
+echo "setup: installing muqkit[train,mulan,eval,finetune,serve,search,onnx,dev]"
 # A constraint keeps every dependency on the torch installed above.
-printf 'torch==2.13.0
-' > "$VENV/torch-constraint.txt"
-$PIP install -c "$VENV/torch-constraint.txt" -e ".[train,mulan,eval,serve,search,onnx,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+printf 'torch==2.13.0\n' > "$VENV/torch-constraint.txt"
+$PIP install -c "$VENV/torch-constraint.txt" -e ".[train,mulan,eval,finetune,serve,search,onnx,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 # The HEAR 2021 validator, without its TensorFlow requirement (it needs TensorFlow only to recognise
 # TensorFlow models; the test gives it a stand-in), so that the validator runs in the test suite.
 $PIP install --no-deps "hearvalidator==2021.0.2" 2>&1 | grep -v "^WARNING: Location" || true

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import shutil
 
 import pytest
 import soundfile as sf
@@ -75,6 +77,26 @@ def test_scores_build_on_a_handful(tmp_path, soundfonts, monkeypatch):
         assert ("key" in r.labels) != ("key_issue" in r.labels)
         if "key" in r.labels:
             assert r.labels["key"].split()[1] == r.labels["mode"]
+    # format 3: every score clip has its frame labels, chords on chorales and melody on tunes
+    from muqkit.data.labels import labels_path, read_labels
+
+    sidecars = {r.id: read_labels(labels_path(tmp_path / "c", r.id)) for r in records}
+    for r in records:
+        labels = sidecars[r.id]
+        assert labels.beats and all(0 <= t < r.duration for t, _ in labels.beats)
+        assert labels.onsets and all(0 <= t < r.duration for t in labels.onsets)
+        assert bool(labels.chords) == (r.labels["num_parts"] > 1) != bool(labels.melody)
+    # a format-2 build of the same settings is refused, then upgraded without rendering
+    stamp = json.loads((tmp_path / "c" / "corpus.json").read_text())
+    (tmp_path / "c" / "corpus.json").write_text(json.dumps({**stamp, "format": 2}))
+    shutil.rmtree(tmp_path / "c" / "labels")
+    before = _digest(tmp_path / "c")
+    with pytest.raises(CorpusMismatchError, match="format 2.*--upgrade"):
+        build_corpus(tmp_path / "c", size=TINY, seed=0, soundfonts=soundfonts, sources=("scores",))
+    build_corpus(tmp_path / "c", size=TINY, seed=0, soundfonts=soundfonts, sources=("scores",), upgrade=True)
+    assert json.loads((tmp_path / "c" / "corpus.json").read_text())["format"] == 3
+    assert _digest(tmp_path / "c") == before  # same audio and manifests
+    assert {r.id: read_labels(labels_path(tmp_path / "c", r.id)) for r in records} == sidecars
 
 
 def test_unknown_size_is_a_value_error(tmp_path):

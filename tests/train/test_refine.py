@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from muqkit.data.labels import read_labels
+from muqkit.data.label_shards import read_labels
 from muqkit.hub.loaders import official_extras
 from muqkit.ssl.muq import MuQ
 from muqkit.ssl.pretrain import LatentTargets

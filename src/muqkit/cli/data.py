@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--deb-cache", default=None, help="where .deb files are downloaded (default OUT/cache/debs)")
     build.add_argument("--soundfont", action="append", default=None, help="GM soundfont to use (repeatable)")
     build.add_argument("--jobs", type=int, default=1, help="parallel fluidsynth processes")
+    build.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="add the frame labels of format 3 to a complete format-2 build in --out (same settings; no rendering)",
+    )
     build.set_defaults(func=_build_corpus)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
@@ -41,6 +46,7 @@ def _build_corpus(args: argparse.Namespace) -> int:
             deb_cache=args.deb_cache,
             soundfonts=args.soundfont,
             jobs=args.jobs,
+            upgrade=args.upgrade,
         )
     except (CorpusMismatchError, SystemRequirementError) as exc:
         logger.error("%s", exc)

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "muqkit.cli.tokenizer",
     "muqkit.cli.data",
     "muqkit.cli.probe",
+    "muqkit.cli.finetune",
     "muqkit.cli.train",
     "muqkit.cli.mulan",
     "muqkit.cli.index",

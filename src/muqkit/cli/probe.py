@@ -10,7 +10,7 @@ import time
 
 logger = logging.getLogger(__name__)
 
-SUITE_MODELS = ("mel", "mfcc", "chroma", "rhythm", "random:tiny", "madmom-key")
+SUITE_MODELS = ("mel", "mfcc", "chroma", "rhythm", "random:tiny", "madmom-key", "madmom-beats", "madmom-chords")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,8 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="linear/MLP probes on frozen features (MARBLE protocol)",
         description="Probe models on tasks. Models: mel, mfcc, chroma, rhythm, madmom-key, random:PRESET, "
         "muq:FOLDER_OR_HUB_ID. Tasks: corpus tasks (key, collection, metre, dance, tags, tempo, "
-        "instrument, pitch) with --corpus, MARBLE tasks (gtzan, mtt, gs-key, emo, nsynth-instrument, "
-        "nsynth-pitch, vocalset-singer, vocalset-technique) with --marble-root.",
+        "instrument, pitch; frame-level: beat, chord, melody, onset, on a format-3 corpus) with --corpus, "
+        "MARBLE tasks (gtzan, mtt, gs-key, emo, nsynth-instrument, "
+        "nsynth-pitch, vocalset-singer, vocalset-technique, hooktheory-key, hooktheory-structure; frame-level: "
+        "chords1217, gtzan-beat) with --marble-root.",
     )
     p.add_argument("--model", action="append", default=None, help="model spec (repeatable)")
     p.add_argument("--task", action="append", default=None, help="task name (repeatable)")
@@ -41,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--frame-max-epochs", type=int, default=20, help="epochs of frame probes (over every frame)")
+    p.add_argument("--frame-patience", type=int, default=3, help="frame probes: epochs without a lower val loss")
+    p.add_argument("--dbn", action="store_true", help="decode beats with madmom's DBN instead of peak picking")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=_probe)
@@ -90,7 +95,9 @@ def _split(text: str) -> list[str]:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from muqkit.eval.frames import FRAME_TASKS, REFERENCES, FrameProbeConfig, load_frame_task, run_frame_suite
     from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task
+    from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS, load_marble_frame_task
     from muqkit.eval.probes import ProbeConfig
     from muqkit.eval.report import markdown_table, write_report
     from muqkit.eval.suite import SuiteConfig, default_cache_dir, run_suite
@@ -105,22 +112,31 @@ def _probe(args: argparse.Namespace) -> int:
         return 2
     names = args.task or []
     if args.suite == "corpus":
-        names = names or list(CORPUS_TASKS)
+        names = names or [*CORPUS_TASKS, *FRAME_TASKS]
     elif args.suite == "marble":
-        names = names or list(MARBLE_ADAPTERS)
+        names = names or [*MARBLE_ADAPTERS, *MARBLE_FRAME_ADAPTERS]
     if not names:
         logger.error("give --task (repeatable) or --suite")
         return 2
-    tasks = []
+    tasks, frame_tasks = [], []
     for name in names:
-        if name not in CORPUS_TASKS and name not in MARBLE_ADAPTERS:
-            logger.error("unknown task %s; corpus: %s; MARBLE: %s", name, sorted(CORPUS_TASKS), sorted(MARBLE_ADAPTERS))
+        on_corpus = name in CORPUS_TASKS or name in FRAME_TASKS
+        if not on_corpus and name not in MARBLE_ADAPTERS and name not in MARBLE_FRAME_ADAPTERS:
+            logger.error(
+                "unknown task %s; corpus: %s; frame-level: %s; MARBLE: %s",
+                name, sorted(CORPUS_TASKS), sorted(FRAME_TASKS), sorted({*MARBLE_ADAPTERS, *MARBLE_FRAME_ADAPTERS}),
+            )  # fmt: skip
             return 2
-        root = args.corpus if name in CORPUS_TASKS else args.marble_root
+        root = args.corpus if on_corpus else args.marble_root
         if root is None:
-            logger.error("task %s needs %s", name, "--corpus" if name in CORPUS_TASKS else "--marble-root")
+            logger.error("task %s needs %s", name, "--corpus" if on_corpus else "--marble-root")
             return 2
         try:
+            if name in FRAME_TASKS or name in MARBLE_FRAME_ADAPTERS:
+                load = load_frame_task if name in FRAME_TASKS else load_marble_frame_task
+                frame_tasks.append(load(name, root))
+                logger.info("%s", frame_tasks[-1].summary())
+                continue
             task = load_corpus_task(name, root) if name in CORPUS_TASKS else load_marble_task(name, root)
         except ValueError as exc:
             if args.task:  # asked for by name: an error
@@ -137,11 +153,18 @@ def _probe(args: argparse.Namespace) -> int:
         probe=ProbeConfig(max_epochs=args.max_epochs, patience=args.patience, lr=args.lr),
     )
     cache_dir = args.cache_dir or default_cache_dir(args.corpus or args.marble_root)
-    rows = run_suite(models, tasks, config=config, cache_dir=cache_dir)
+    clip_models = [m for m in models if m not in REFERENCES]
+    rows = run_suite(clip_models, tasks, config=config, cache_dir=cache_dir) if tasks else []
+    if frame_tasks:
+        frame_config = FrameProbeConfig(max_epochs=args.frame_max_epochs, patience=args.frame_patience, dbn=args.dbn)
+        rows += run_frame_suite(
+            models, frame_tasks, heads=config.heads, seeds=config.seeds, layer_modes=config.layer_modes,
+            config=frame_config, cache_dir=cache_dir,
+        )  # fmt: skip
     meta = {
         "command": "muqkit " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("muqkit") else "",
         "models": models,
-        "tasks": [t.summary() for t in tasks],
+        "tasks": [t.summary() for t in tasks] + [t.summary() for t in frame_tasks],
         "config": {
             "heads": config.heads,
             "seeds": config.seeds,
@@ -149,6 +172,9 @@ def _probe(args: argparse.Namespace) -> int:
             "max_epochs": args.max_epochs,
             "patience": args.patience,
             "lr": args.lr,
+            "frame_max_epochs": args.frame_max_epochs,
+            "frame_patience": args.frame_patience,
+            "dbn": args.dbn,
         },
         "seconds": round(time.perf_counter() - t0, 1),
     }

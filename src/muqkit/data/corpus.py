@@ -7,6 +7,7 @@
     out/notes.jsonl               single notes (GM program, family, pitch, velocity)
     out/game.jsonl                game-music segments (unlabeled; package, album, genre tags)
     out/audio/{scores,notes,game}/<id>.wav   24 kHz mono 16-bit
+    out/labels/scores/<id>.json   beats, chords, melody, onsets of each score clip (muqkit.data.labels)
     out/cache/                    parsed scores and finished render batches (resuming is cheap)
 
 Manifests sit next to ``audio/``, so their relative paths resolve against the manifest's folder.
@@ -33,7 +34,7 @@ from typing import Any
 from muqkit.atomic import atomic_path
 from muqkit.data.corpus_plan import DANCE_BPM, beat_quarters, plan_notes, plan_scores
 from muqkit.data.corpus_render import render_items
-from muqkit.data.corpus_sizes import SAMPLE_RATE, SIZES, CorpusSize, corpus_size_table
+from muqkit.data.corpus_sizes import SAMPLE_RATE, SIZES, CorpusMismatchError, CorpusSize, corpus_size_table
 from muqkit.data.game import game_records, segment_tracks
 from muqkit.data.manifest import check_no_leakage, write_manifest
 from muqkit.data.midi import GM_FAMILIES
@@ -41,11 +42,9 @@ from muqkit.data.render import find_soundfonts, require_fluidsynth
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: dance tunes at their dance's tempo (was uniform 60-150 qpm for every score)
-
-
-class CorpusMismatchError(RuntimeError):
-    """The output folder holds (part of) a corpus built with other settings."""
+# 2: dance tunes at their dance's tempo (was uniform 60-150 qpm for every score)
+# 3: frame labels of every score clip (labels/scores/<id>.json, see muqkit.data.labels); same audio as 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,15 @@ def _write_stamp(out: Path, stamp: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(stamp, indent=2) + "\n")
 
 
-def _check_folder(out: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
+def _check_folder(out: Path, stamp: dict[str, Any], upgrade: bool = False) -> dict[str, Any] | None:
     """Return the existing stamp if it matches; raise if the folder holds another build."""
     stamp_file = out / "corpus.json"
     if stamp_file.is_file():
         existing = json.loads(stamp_file.read_text())
+        if existing.get("format") != FORMAT_VERSION:
+            from muqkit.data.labels import check_upgradable
+
+            existing = check_upgradable(out, existing, FORMAT_VERSION, upgrade)
         settings = {k: existing.get(k) for k in stamp}
         if settings != stamp:
             changed = [k for k in stamp if settings[k] != stamp[k]]
@@ -117,6 +120,7 @@ def build_corpus(
     soundfonts: Iterable[str] | None = None,
     jobs: int = 1,
     sources: tuple[str, ...] = ("scores", "notes", "game"),
+    upgrade: bool = False,
 ) -> CorpusSummary:
     """Build (or finish, or verify) a corpus in ``out``.
 
@@ -129,6 +133,8 @@ def build_corpus(
         soundfonts: GM soundfont files to use (default: Debian's, whichever are installed).
         jobs: parallel FluidSynth processes.
         sources: which of ``"scores"``, ``"notes"``, ``"game"`` to build.
+        upgrade: add the frame labels of format 3 to a complete format-2 build of the same settings,
+            reusing its audio (nothing is rendered; the scores are parsed again).
 
     Returns:
         A :class:`CorpusSummary`.
@@ -148,7 +154,7 @@ def build_corpus(
     out = Path(out)
     fonts = find_soundfonts(list(soundfonts) if soundfonts is not None else None)
     stamp = {**_stamp(spec, seed, fonts, game_music), "sources": sorted(sources)}
-    existing = _check_folder(out, stamp)
+    existing = _check_folder(out, stamp, upgrade)
     manifests = {s: out / f"{s}.jsonl" for s in sources if s != "game" or game_music}
     if existing is not None and existing.get("complete") and all(p.is_file() for p in manifests.values()):
         return CorpusSummary(out, existing["counts"], existing["hours"], 0.0)
@@ -162,7 +168,8 @@ def build_corpus(
     for source in manifests:
         t = time.perf_counter()
         if source == "scores":
-            records = render_items(plan_scores(spec, seed, fonts, out / "cache" / "scores"), out, "scores", jobs)
+            plan = plan_scores(spec, seed, fonts, out / "cache" / "scores")
+            records = render_items(plan, out, "scores", jobs, render=not upgrade)
         elif source == "notes":
             records = render_items(plan_notes(spec, seed, fonts), out, "notes", jobs)
         else:

@@ -106,8 +106,9 @@ def plan_scores(
                 data = json.loads(cached.read_text())
                 if data.get("rejected"):
                     continue
-                parsed.append(ParsedScore.from_dict(data))
-                continue
+                if "bars" in data:  # entries written before format 3 are parsed again for their bars
+                    parsed.append(ParsedScore.from_dict(data))
+                    continue
             try:
                 score = parse_score(ref, root)
             except ScoreRejected as exc:
@@ -198,7 +199,7 @@ def score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts:
         duration=float(duration),
         programs=tuple(zip(channels, programs, strict=False)),
         notes=tuple(notes),
-        labels={**labels, "_soundfont": str(soundfont)},
+        labels={**labels, "_soundfont": str(soundfont), "_bars": score.bars, "_length": score.length},
     )
 
 

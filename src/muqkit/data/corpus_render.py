@@ -18,7 +18,8 @@ import soundfile as sf
 
 from muqkit.atomic import atomic_path
 from muqkit.data.corpus_plan import PlannedItem
-from muqkit.data.corpus_sizes import SAMPLE_RATE
+from muqkit.data.corpus_sizes import SAMPLE_RATE, CorpusMismatchError
+from muqkit.data.labels import write_item_labels
 from muqkit.data.manifest import AudioRecord
 from muqkit.data.midi import Slot
 from muqkit.data.render import render_slots
@@ -65,7 +66,7 @@ def soundfont_batches(items: list[PlannedItem], max_seconds: float = 600.0) -> l
     return out
 
 
-def render_batch(batch: list[PlannedItem], audio_dir: Path, done_dir: Path) -> list[str]:
+def render_batch(batch: list[PlannedItem], audio_dir: Path, done_dir: Path, render: bool = True) -> list[str]:
     """Render one batch (skipped when a previous run finished it); returns the ids kept."""
     key = hashlib.sha256(json.dumps([(i.id, i.duration, repr(i.notes), i.programs) for i in batch]).encode())
     done = done_dir / f"{key.hexdigest()[:20]}.json"
@@ -73,6 +74,11 @@ def render_batch(batch: list[PlannedItem], audio_dir: Path, done_dir: Path) -> l
         kept = json.loads(done.read_text())
         if all((audio_dir / f"{i}.wav").is_file() for i in kept):
             return kept
+    if not render:
+        raise CorpusMismatchError(
+            f"{audio_dir}: the audio of {batch[0].id} and others is missing or differs from "
+            "this build's plan; labels cannot be added without rendering (build anew)"
+        )
     slots, start = [], 0.0
     for item in batch:
         slots.append(Slot(start, item.duration, item.programs, item.notes))
@@ -90,7 +96,9 @@ def render_batch(batch: list[PlannedItem], audio_dir: Path, done_dir: Path) -> l
     return kept
 
 
-def render_items(items: list[PlannedItem], out: Path, source: str, jobs: int) -> list[AudioRecord]:
+def render_items(
+    items: list[PlannedItem], out: Path, source: str, jobs: int, render: bool = True
+) -> list[AudioRecord]:
     """Render ``items`` of one ``source`` into ``out/audio/<source>/`` (``jobs`` FluidSynth processes at a
     time) and return the records of the files kept (silent items are dropped), sorted by id."""
     audio_dir = out / "audio" / source
@@ -99,13 +107,15 @@ def render_items(items: list[PlannedItem], out: Path, source: str, jobs: int) ->
     done_dir.mkdir(parents=True, exist_ok=True)
     batches = soundfont_batches(items)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # fluidsynth runs as a subprocess
-        kept_lists = list(pool.map(lambda b: render_batch(b, audio_dir, done_dir), batches))
+        kept_lists = list(pool.map(lambda b: render_batch(b, audio_dir, done_dir, render), batches))
     kept = {i for ids in kept_lists for i in ids}
     records = []
     for item in sorted(items, key=lambda i: i.id):
         if item.id not in kept:
             continue
         labels = {k: v for k, v in item.labels.items() if not k.startswith("_") and k != "split"}
+        if source == "scores":
+            write_item_labels(out, item)
         n = round(item.duration * SAMPLE_RATE)
         records.append(
             AudioRecord(

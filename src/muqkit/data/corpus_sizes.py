@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass
 SAMPLE_RATE = 24000  # every corpus file is 24 kHz mono 16-bit
 
 
+class CorpusMismatchError(RuntimeError):
+    """The output folder holds (part of) a corpus built with other settings."""
+
+
 @dataclass(frozen=True)
 class CorpusSize:
     """How much of each source a build uses.

@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from muqkit.data.labels import Bar
+
 #: Collection name -> (folder inside music21's corpus, file pattern).
 COLLECTIONS: dict[str, tuple[str, str]] = {
     "bach_chorales": ("bach", "bwv*.mxl"),
@@ -68,6 +70,8 @@ class ParsedScore:
         origin: region from the ABC ``O:`` field, first component ('' when absent).
         length: duration of the score in quarter notes.
         key_issue: why the key is not trusted ('' when it is).
+        bars: the measures of the first part (for beats and downbeats; empty in a cache entry written
+            before corpus format 3).
     """
 
     ref: ScoreRef
@@ -80,6 +84,7 @@ class ParsedScore:
     origin: str
     length: float
     key_issue: str = ""
+    bars: tuple[Bar, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -93,6 +98,7 @@ class ParsedScore:
             "origin": self.origin,
             "length": self.length,
             "key_issue": self.key_issue,
+            "bars": [[b.offset, b.length, b.padding, b.metre] for b in self.bars],
         }
 
     @classmethod
@@ -108,6 +114,7 @@ class ParsedScore:
             origin=d["origin"],
             length=float(d["length"]),
             key_issue=d.get("key_issue", ""),
+            bars=tuple(Bar(float(o), float(n), float(p), str(m)) for o, n, p, m in d.get("bars", ())),
         )
 
 
@@ -232,6 +239,7 @@ def parse_score(ref: ScoreRef, root: Path | None = None) -> ParsedScore:
         final_bass = min(p for part in parts for on, dur, p in part if on + dur >= length - 1e-6 or on == last_onset)
         if not key_issue and final_bass % 12 != analysed.tonic.pitchClass:
             key_issue = f"final bass {final_bass % 12} is not the tonic of {analysed}"
+        bars = _bars(part_streams[0], metre)
         title = str(score.metadata.title or "") if score.metadata is not None else ""
     return ParsedScore(
         ref=ref,
@@ -244,4 +252,22 @@ def parse_score(ref: ScoreRef, root: Path | None = None) -> ParsedScore:
         dance=dance,
         origin=origin,
         length=length,
+        bars=bars,
     )
+
+
+def _bars(part, metre: str) -> tuple[Bar, ...]:  # noqa: ANN001 - a music21 stream
+    """The measures of a music21 part with their offsets, pickups and time signatures."""
+    bars = []
+    for measure in part.getElementsByClass("Measure"):
+        if measure.timeSignature is not None:
+            metre = measure.timeSignature.ratioString
+        bars.append(
+            Bar(
+                float(measure.offset),
+                float(measure.duration.quarterLength),
+                float(measure.paddingLeft or 0.0),
+                metre,
+            )
+        )
+    return tuple(bars)

@@ -149,7 +149,7 @@ class ConvModule(nn.Module):
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Args: x (batch, time, dim); valid (batch, time, 1) float mask or None."""
         h = self.layer_norm(x)
-        h = F.glu(F.linear(h, self.pointwise_conv1.weight.squeeze(-1)), dim=-1)  # (batch, time, dim)
+        h = F.glu(_pointwise(self.pointwise_conv1, h), dim=-1)  # (batch, time, dim)
         if valid is not None:
             h = h * valid
         # The depthwise conv as a (batch, dim, 1, time) channels-last conv2d: the (batch, time, dim) tensor
@@ -158,8 +158,16 @@ class ConvModule(nn.Module):
         h = F.conv2d(h.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), None,
                      padding=(0, (conv.kernel_size[0] - 1) // 2), groups=conv.groups).squeeze(2)  # (batch, dim, time)
         h = F.silu(self.batch_norm(h)).transpose(1, 2)
-        h = F.linear(h, self.pointwise_conv2.weight.squeeze(-1))
+        h = _pointwise(self.pointwise_conv2, h)
         return F.dropout(h, self.dropout, self.training)
+
+
+def _pointwise(conv: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """A pointwise (kernel 1, no bias) conv on (batch, time, dim) as a matmul; a wrapped module (a LoRA
+    adapter) is called as a conv."""
+    if type(conv) is nn.Conv1d:
+        return F.linear(h, conv.weight.squeeze(-1))
+    return conv(h.transpose(1, 2)).transpose(1, 2)
 
 
 class ConformerLayer(nn.Module):

@@ -44,6 +44,9 @@ class MarbleAdapter:
         classes: fixed class names, or ``None`` to take those of the training split.
         label_field: when a record's ``label`` is a dict, or the record has this key, read it.
         alt_datasets: other prefixes MARBLE releases have used for the same data.
+        folders: other folders under ``<root>/data`` that may hold the files (HookTheory's tasks share one).
+        label_map: raw label (a list is joined with ``_``) -> class name; labels outside it are dropped.
+        major_minor_only: keep only major and minor keys (drops modal keys such as ``"A dorian"``).
     """
 
     task: str
@@ -52,6 +55,9 @@ class MarbleAdapter:
     classes: tuple[str, ...] | None = None
     label_field: str | None = None
     alt_datasets: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()
+    label_map: tuple[tuple[str, str], ...] = ()
+    major_minor_only: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,7 +68,7 @@ class MarbleAdapter:
         tried = []
         for name in (self.dataset, *self.alt_datasets):
             for alias in SPLIT_FILES[split]:
-                for folder in (root / "data" / name, root / name, root):
+                for folder in (root / "data" / name, root / name, *(root / "data" / f for f in self.folders), root):
                     candidate = folder / f"{name}.{alias}.jsonl"
                     tried.append(candidate)
                     if candidate.is_file():
@@ -75,7 +81,26 @@ class MarbleAdapter:
         value = entry["label"]
         if isinstance(value, dict) and self.label_field is not None:
             return value[self.label_field]
+        if self.label_map:
+            key = "_".join(value) if isinstance(value, list) else str(value)
+            return dict(self.label_map).get(key)
+        if self.major_minor_only:
+            from muqkit.eval.metrics import key_index
+
+            try:
+                key_index(str(value))
+            except ValueError:
+                return None
         return value
+
+
+# MARBLE v2's HookTheory structure classes (a list of labels is joined with "_" first)
+HOOKTHEORY_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("intro", "intro"), ("verse", "verse"), ("pre-chorus", "pre-chorus"), ("chorus", "chorus"),
+    ("bridge", "bridge"), ("outro", "outro"), ("instrumental", "inst"), ("solo", "inst"),
+    ("pre-chorus_chorus", "chorus"), ("verse_pre-chorus", "verse"), ("intro_verse", "verse"),
+    ("intro_chorus", "chorus"),
+)  # fmt: skip
 
 
 MARBLE_ADAPTERS: dict[str, MarbleAdapter] = {
@@ -94,6 +119,12 @@ MARBLE_ADAPTERS: dict[str, MarbleAdapter] = {
         ),  # fmt: skip
         MarbleAdapter(
             "vocalset-technique", "VocalSet", "multiclass", label_field="technique", alt_datasets=("VocalSetT",)
+        ),  # fmt: skip
+        MarbleAdapter("hooktheory-key", "HookTheoryKey", "key", folders=("HookTheory",), major_minor_only=True),
+        MarbleAdapter(
+            "hooktheory-structure", "HookTheoryStructure", "multiclass",
+            ("intro", "verse", "pre-chorus", "chorus", "bridge", "outro", "inst"),
+            folders=("HookTheory",), label_map=HOOKTHEORY_SECTIONS,
         ),  # fmt: skip
     )
 }
@@ -137,6 +168,8 @@ def load_marble_task(task: str, root: str | os.PathLike[str]) -> TaskData:
                 sample_rate = int(entry.get("sample_rate", 0)) or 1
                 num_samples = int(entry.get("num_samples", round(float(entry.get("duration", 0)) * sample_rate)))
                 label = adapter.label(entry)
+                if label is None:  # outside the task's classes (a modal key, an unlisted section)
+                    continue
                 record = AudioRecord(
                     id=f"{adapter.dataset}:{entry['audio_path']}",
                     path=str(path),

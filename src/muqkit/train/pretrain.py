@@ -54,7 +54,7 @@ class PretrainTrainingConfig:
         latent_model: previous-iteration MuQ folder whose ``latent_layer`` the latent RVQ tokenizes.
         latent_layer: hidden-state index for ``latent_model``.
         labels: folder of labels pre-extracted by :func:`muqkit.train.refine.extract_labels`
-            (instead of ``tokenizer``; read with :func:`muqkit.data.labels.read_labels`).
+            (instead of ``tokenizer``; read with :func:`muqkit.data.label_shards.read_labels`).
         mask_seconds, mask_prob, noise_std: span masking.
         recon_weight: mel-reconstruction weight (0: off).
         crop_seconds: random crop length (large: 30 s).
@@ -548,7 +548,7 @@ def train_pretrain(
     labels = None
     label_shape = None
     if config.labels is not None:
-        from muqkit.data.labels import read_labels
+        from muqkit.data.label_shards import read_labels
 
         labels, meta = read_labels(config.labels)
         label_shape = (int(meta["num_codebooks"]), int(meta["codebook_size"]))

@@ -26,7 +26,7 @@ import torch
 
 from muqkit.atomic import atomic_path
 from muqkit.audio.io import read_crop
-from muqkit.data.labels import (
+from muqkit.data.label_shards import (
     LABELS_INDEX,
     label_dtype,
     shard_name,

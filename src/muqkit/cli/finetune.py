@@ -1,0 +1,133 @@
+"""``muqkit finetune`` and ``muqkit predict``: fine-tune MuQ on a task, run the result on files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``muqkit finetune`` and ``muqkit predict``."""
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune MuQ on a corpus or MARBLE task (freeze, LoRA or full)",
+        description="Train a MuQ backbone and a task head on a clip-level or frame-level task; write the merged "
+        "backbone (OUT/model, a plain MuQ checkpoint), the LoRA adapter alone (OUT/adapter), the head and "
+        "OUT/finetune.json with the test metrics.",
+    )
+    p.add_argument("--model", required=True, help="MuQ checkpoint folder or Hub id (or random:PRESET)")
+    p.add_argument("--task", required=True, help="corpus task (key, ..., beat, chord, melody, onset) or MARBLE task")
+    p.add_argument("--corpus", default=None, help="corpus folder (corpus and frame tasks)")
+    p.add_argument("--marble-root", default=None, help="local MARBLE root (MARBLE tasks)")
+    p.add_argument("--mode", choices=("freeze", "lora", "full"), default="lora")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--head", choices=("linear", "mlp"), default="linear")
+    p.add_argument("--lr", type=float, default=1e-4, help="backbone learning rate (top layer)")
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--layer-decay", type=float, default=0.9, help="layer-wise learning-rate decay")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-epochs", type=int, default=10)
+    p.add_argument("--patience", type=int, default=3, help="early stopping on the validation loss")
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="clips are cut to this length (every split)")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument(
+        "--lora-targets", default="attention", help="comma-separated groups (attention, ffn, conv) or module names"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.set_defaults(func=_finetune)
+
+    q = subparsers.add_parser(
+        "predict",
+        help="run a fine-tuned model on audio files",
+        description="Print one JSON line per file (clip label, or beat times / chord segments / melody); "
+        "--lab-dir also writes chord segments as .lab files.",
+    )
+    q.add_argument("model", help="folder written by `muqkit finetune`")
+    q.add_argument("files", nargs="+", help="audio files")
+    q.add_argument("--out", default=None, help="JSONL file (default: standard output)")
+    q.add_argument("--lab-dir", default=None, help="write <stem>.lab chord files here (chord models)")
+    q.set_defaults(func=_predict)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from muqkit.finetune.lora import LoRAConfig
+    from muqkit.finetune.train import FineTuneConfig, finetune
+
+    out = Path(args.out)
+    if (out / "finetune.json").is_file() and not args.overwrite:
+        logger.error("%s holds a finished run; pass --overwrite to replace it", out)
+        return 2
+    config = FineTuneConfig(
+        mode=args.mode, head=args.head, lr=args.lr, head_lr=args.head_lr, layer_decay=args.layer_decay,
+        batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
+        precision="bf16" if args.bf16 else "32", seed=args.seed, max_seconds=args.max_seconds,
+        lora=LoRAConfig(rank=args.lora_rank, alpha=args.lora_alpha,
+                        targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())),
+    )  # fmt: skip
+    task = _load_task(args)
+    model = _load_model(args.model)
+    result = finetune(model, task, out, config, resume=args.resume)
+    print(json.dumps({"task": args.task, "mode": args.mode, "trainable": result.trainable,
+                      "seconds": round(result.seconds, 1), "val": result.val, "test": result.test}))  # fmt: skip
+    return 0
+
+
+def _load_task(args: argparse.Namespace):  # noqa: ANN202 - TaskData or FrameTaskData
+    from muqkit.eval.frames import FRAME_TASKS, load_frame_task
+    from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task
+    from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS, load_marble_frame_task
+    from muqkit.eval.tasks import CORPUS_TASKS, load_corpus_task
+
+    if args.task in CORPUS_TASKS or args.task in FRAME_TASKS:
+        if args.corpus is None:
+            raise ValueError(f"task {args.task} needs --corpus")
+        return (
+            load_frame_task(args.task, args.corpus)
+            if args.task in FRAME_TASKS
+            else load_corpus_task(args.task, args.corpus)
+        )
+    if args.task in MARBLE_ADAPTERS or args.task in MARBLE_FRAME_ADAPTERS:
+        if args.marble_root is None:
+            raise ValueError(f"task {args.task} needs --marble-root")
+        if args.task in MARBLE_FRAME_ADAPTERS:
+            return load_marble_frame_task(args.task, args.marble_root)
+        return load_marble_task(args.task, args.marble_root)
+    known = sorted({*CORPUS_TASKS, *FRAME_TASKS, *MARBLE_ADAPTERS, *MARBLE_FRAME_ADAPTERS})
+    raise ValueError(f"unknown task {args.task!r}; known: {', '.join(known)}")
+
+
+def _load_model(spec: str):  # noqa: ANN202 - a MuQ
+    from muqkit import MuQ
+
+    if spec.startswith("random:"):
+        return MuQ.from_preset(spec.split(":", 1)[1], seed=0)
+    return MuQ.from_pretrained(spec.removeprefix("muq:"))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from muqkit.atomic import atomic_path
+    from muqkit.finetune.predict import chords_to_lab, load_finetuned, predict_files
+
+    model = load_finetuned(args.model)
+    results = predict_files(model, args.files)
+    lines = "".join(json.dumps(r) + "\n" for r in results)
+    if args.out:
+        with atomic_path(args.out, suffix=".jsonl") as tmp:
+            tmp.write_text(lines)
+    else:
+        print(lines, end="")
+    if args.lab_dir:
+        for r in results:
+            if "chords" not in r:
+                raise ValueError(f"{args.model} is a {r['task']} model; --lab-dir needs a chord model")
+            with atomic_path(Path(args.lab_dir) / f"{Path(r['file']).stem}.lab", suffix=".lab") as tmp:
+                tmp.write_text(chords_to_lab(r["chords"]))
+    return 0

@@ -1,0 +1,450 @@
+"""Fine-tune MuQ on a probing task: the backbone frozen, with LoRA adapters, or entirely.
+
+``finetune(model, task, out, config)`` trains a :class:`~muqkit.finetune.model.TaskModel` with Lightning on the
+task's training split, keeps the epoch with the lowest validation loss (early stopping after ``patience``
+epochs), scores the test split with the probes' metrics and writes::
+
+    out/model/        the backbone, adapters merged: a plain MuQ checkpoint (``MuQ.from_pretrained``)
+    out/adapter/      the LoRA adapter alone (mode ``lora``)
+    out/head.json, out/head.safetensors   the task head
+    out/finetune.json settings, trainable parameters, wall time, validation and test metrics
+    out/checkpoints/  Lightning checkpoints (``last.ckpt`` resumes an interrupted run)
+
+Learning rates: the head has its own (``head_lr``); backbone layer ``i`` of ``L`` gets ``lr * layer_decay ** (L - i)``
+(the convolutional front end counts as layer 0), so lower layers move less.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from muqkit.data.manifest import AudioRecord
+from muqkit.finetune.lora import LoRAConfig, trainable_parameters
+from muqkit.finetune.model import HeadSpec, TaskHead, TaskModel, save_head
+
+logger = logging.getLogger(__name__)
+MODES: tuple[str, ...] = ("freeze", "lora", "full")
+IGNORE = -1
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Settings of a fine-tuning run.
+
+    Attributes:
+        mode: ``freeze`` (head only), ``lora`` (adapters and head) or ``full`` (everything).
+        head: ``linear`` or ``mlp``.
+        lr: backbone learning rate of the top layer.
+        head_lr: learning rate of the head and the layer weights.
+        layer_decay: layer-wise learning-rate decay (1: none).
+        batch_size: clips per step.
+        max_epochs: upper bound on epochs.
+        patience: epochs without a lower validation loss before stopping.
+        precision: ``"32"`` or ``"bf16"`` (bf16 autocast).
+        max_seconds: clips are cut to this length (from their start).
+        lora: adapters of the ``lora`` mode.
+        seed: seed of initialisation and shuffling.
+    """
+
+    mode: str = "lora"
+    head: str = "linear"
+    lr: float = 1e-4
+    head_lr: float = 1e-3
+    layer_decay: float = 0.9
+    batch_size: int = 8
+    max_epochs: int = 10
+    patience: int = 3
+    precision: str = "32"
+    max_seconds: float = 10.0
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"FineTuneConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if self.head not in ("linear", "mlp"):
+            raise ValueError(f"FineTuneConfig.head must be 'linear' or 'mlp', got {self.head!r}")
+        if self.lr <= 0 or self.head_lr <= 0 or not 0 < self.layer_decay <= 1:
+            raise ValueError("FineTuneConfig: lr > 0, head_lr > 0 and layer_decay in (0, 1] required")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.max_seconds <= 0:
+            raise ValueError("FineTuneConfig: batch_size, max_epochs, patience >= 1 and max_seconds > 0 required")
+        if self.precision not in ("32", "bf16"):
+            raise ValueError(f"FineTuneConfig.precision must be '32' or 'bf16', got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    """What a run produced.
+
+    Attributes:
+        out: the output folder.
+        val: validation metrics of the kept weights.
+        test: test metrics.
+        trainable: trainable parameters (backbone and head).
+        seconds: wall time of training.
+        epochs: epochs run.
+    """
+
+    out: Path
+    val: dict[str, float]
+    test: dict[str, float]
+    trainable: int
+    seconds: float
+    epochs: int
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class _Task:
+    """A clip task (:class:`~muqkit.eval.tasks.TaskData`) or a frame task, seen the same way."""
+
+    name: str
+    kind: str
+    num_outputs: int
+    classes: tuple[str, ...]
+    root: Path
+    records: dict[str, tuple[AudioRecord, ...]]
+    clip_targets: dict[str, np.ndarray] | None
+    frame_task: Any = None
+
+
+def _as_task(task: Any) -> _Task:
+    from muqkit.eval.frames import FrameTaskData
+    from muqkit.eval.tasks import TaskData
+
+    if isinstance(task, FrameTaskData):
+        classes: tuple[str, ...] = ()
+        if task.spec.name == "chord":
+            from muqkit.data.labels import MAJMIN_CLASSES
+
+            classes = MAJMIN_CLASSES
+        return _Task(
+            task.name, task.spec.kind, task.spec.num_outputs, classes, task.root, dict(task.records), None, task
+        )
+    if isinstance(task, TaskData):
+        return _Task(
+            task.name, task.kind, task.num_outputs, tuple(task.classes or ()), task.root, dict(task.records),
+            dict(task.targets),
+        )  # fmt: skip
+    raise TypeError(f"need a TaskData or a FrameTaskData, got {type(task).__name__}")
+
+
+class _Clips(Dataset):
+    def __init__(self, task: _Task, split: str, max_samples: int, y_mean: np.ndarray | None, y_std: np.ndarray | None):
+        self.task, self.split, self.max_samples = task, split, max_samples
+        self.records = task.records[split]
+        self.y_mean, self.y_std = y_mean, y_std
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from muqkit.audio.io import load_audio
+
+        record = self.records[i]
+        wav = load_audio(record.resolve(self.task.root), sample_rate=24000)[: self.max_samples]
+        item: dict[str, Any] = {"wav": wav, "id": record.id}
+        if self.task.clip_targets is not None:
+            y = self.task.clip_targets[self.split][i]
+            if self.y_mean is not None and self.y_std is not None:
+                y = (y - self.y_mean) / self.y_std
+            item["y"] = torch.as_tensor(np.asarray(y))
+        return item
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    lengths = torch.tensor([len(i["wav"]) for i in items])
+    wavs = torch.zeros(len(items), int(lengths.max()))
+    for k, item in enumerate(items):
+        wavs[k, : len(item["wav"])] = item["wav"]
+    batch: dict[str, Any] = {"wavs": wavs, "lengths": lengths, "ids": [i["id"] for i in items]}
+    if "y" in items[0]:
+        batch["y"] = torch.stack([i["y"] for i in items])
+    return batch
+
+
+def _frame_targets(task: _Task, ids: list[str], frames: torch.Tensor, total: int) -> torch.Tensor:
+    """(batch, total frames, outputs) float for events, (batch, total frames) long (IGNORE padded) for classes."""
+    rows = []
+    for item_id, n in zip(ids, frames.tolist(), strict=True):
+        y = task.frame_task.targets(item_id, int(n))
+        pad = total - len(y)
+        if task.kind == "events":
+            rows.append(np.pad(y, ((0, pad), (0, 0))))
+        else:
+            rows.append(np.pad(y, (0, pad), constant_values=IGNORE))
+    return torch.from_numpy(np.stack(rows))
+
+
+def _widen(y: torch.Tensor) -> torch.Tensor:
+    """Event targets with 0.5 on the frames next to each event (batch, frames, outputs)."""
+    out = y.clone()
+    out[:, 1:] = torch.maximum(out[:, 1:], 0.5 * y[:, :-1])
+    out[:, :-1] = torch.maximum(out[:, :-1], 0.5 * y[:, 1:])
+    return out
+
+
+class _FineTuneTask(nn.Module):
+    """The plain training task Lightning wraps: loss of a batch."""
+
+    def __init__(self, model: TaskModel, task: _Task) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        out, frames = self.model(batch["wavs"], batch["lengths"])
+        out = out.float()
+        kind = self.task.kind
+        if kind == "events":
+            y = _frame_targets(self.task, batch["ids"], frames, out.shape[1]).to(out.device)
+            mask = (torch.arange(out.shape[1], device=out.device)[None] < frames[:, None]).float()[..., None]
+            loss = nn.functional.binary_cross_entropy_with_logits(out, _widen(y), reduction="none")
+            return (loss * mask).sum() / (mask.sum() * out.shape[-1]).clamp(min=1)
+        if kind == "classes":
+            y = _frame_targets(self.task, batch["ids"], frames, out.shape[1]).to(out.device)
+            # a sum over the labelled frames: a batch without any (a clip of open fifths) gives 0, not NaN
+            total = nn.functional.cross_entropy(
+                out.reshape(-1, out.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="sum"
+            )
+            return total / (y != IGNORE).sum().clamp(min=1)
+        if kind in ("key", "multiclass"):
+            return nn.functional.cross_entropy(out, batch["y"].long())
+        if kind == "multilabel":
+            return nn.functional.binary_cross_entropy_with_logits(out, batch["y"].float())
+        return nn.functional.mse_loss(out, batch["y"].float())
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"loss": self.loss(batch)}
+
+    def validation_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"loss": self.loss(batch)}
+
+
+def layerwise_groups(model: TaskModel, config: FineTuneConfig) -> list[dict[str, Any]]:
+    """Optimiser parameter groups: the head at ``head_lr``, backbone layer ``i`` at ``lr * decay ** (L - i)``."""
+    depth = 1 + max(
+        (int(m.group(1)) for n, _ in model.backbone.named_parameters() if (m := re.search(r"layers\.(\d+)\.", n))),
+        default=-1,
+    )
+    groups: dict[int, list[nn.Parameter]] = {}
+    for name, p in model.backbone.named_parameters():
+        if not p.requires_grad:
+            continue
+        m = re.search(r"layers\.(\d+)\.", name)
+        level = int(m.group(1)) + 1 if m else (depth if "conformer" in name else 0)
+        groups.setdefault(level, []).append(p)
+    out = [{"params": list(model.head.parameters()), "lr": config.head_lr, "name": "head"}]
+    for level, params in sorted(groups.items()):
+        out.append({"params": params, "lr": config.lr * config.layer_decay ** (depth - level), "name": f"layer{level}"})
+    return out
+
+
+def _lightning_module(task_module: _FineTuneTask, config: FineTuneConfig) -> Any:
+    from muqkit.train.lightning import LightningTask
+
+    class _Module(LightningTask):
+        def configure_optimizers(self) -> Any:
+            return torch.optim.AdamW(layerwise_groups(task_module.model, config), weight_decay=0.0)
+
+        def on_train_epoch_start(self) -> None:
+            # A frozen backbone stays in eval mode; with LoRA its BatchNorm statistics stay as they were, so
+            # that the adapter alone reproduces the fine-tuned model.
+            backbone = task_module.model.backbone
+            if config.mode == "freeze":
+                backbone.eval()
+            elif config.mode == "lora":
+                for module in backbone.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+
+    return _Module(task_module)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def _predict(model: TaskModel, loader: DataLoader) -> tuple[list[str], list[np.ndarray]]:
+    model.eval()
+    ids, outs = [], []
+    for batch in loader:
+        out, frames = model(batch["wavs"], batch["lengths"])
+        for k, item_id in enumerate(batch["ids"]):
+            o = out[k].float()
+            ids.append(item_id)
+            outs.append((o[: int(frames[k])] if o.dim() == 2 else o).numpy())
+    return ids, outs
+
+
+def _score(task: _Task, split: str, outputs: list[np.ndarray], threshold: float | None) -> dict[str, float]:
+    if task.frame_task is None:
+        from muqkit.eval.probes import evaluate
+
+        assert task.clip_targets is not None
+        return evaluate(task.kind, task.clip_targets[split], np.stack(outputs))
+    from muqkit.eval.frames import FRAME_RATE, FrameSplit, score_outputs
+
+    ft = task.frame_task
+    records = task.records[split]
+    ys = [ft.targets(r.id, len(o)) for r, o in zip(records, outputs, strict=True)]
+    offsets = np.concatenate([[0], np.cumsum([len(o) for o in outputs])]).astype(np.int64)
+    # clips may have been cut (max_seconds): score against the labels of the part the model saw
+    labels = tuple(ft.labels[r.id].crop(len(o) / FRAME_RATE) for r, o in zip(records, outputs, strict=True))
+    data = FrameSplit(np.zeros((0, 1, 1), np.float32), np.concatenate(ys), offsets, labels)
+    flat = np.concatenate(outputs)
+    if task.kind == "events":
+        flat = 1 / (1 + np.exp(-flat))
+    return score_outputs(ft.spec, flat, data, threshold=threshold or 0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# entry point
+
+
+def finetune(
+    model: nn.Module,
+    task: Any,
+    out: str | os.PathLike[str],
+    config: FineTuneConfig,
+    *,
+    resume: bool = False,
+    num_workers: int = 0,
+) -> FineTuneResult:
+    """Fine-tune a MuQ ``model`` on a clip task (:class:`~muqkit.eval.tasks.TaskData`) or a frame task
+    (:class:`~muqkit.eval.frames.FrameTaskData`) and write ``out`` (see the module docstring).
+
+    Args:
+        model: a MuQ (modified in place in ``full`` mode).
+        task: the task's data.
+        out: output folder.
+        config: settings.
+        resume: continue from ``out/checkpoints/last.ckpt`` when it exists.
+        num_workers: data-loading processes.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from muqkit.finetune.lora import add_lora, merge_lora, save_adapter
+    from muqkit.train.lightning import fit_checkpoint_kwargs
+
+    out = Path(out)
+    t = _as_task(task)
+    torch.manual_seed(config.seed)
+    y_mean = y_std = None
+    if t.kind == "regression" and t.clip_targets is not None:
+        y_mean = t.clip_targets["train"].mean(0)
+        y_std = t.clip_targets["train"].std(0) + 1e-8
+    depth = getattr(getattr(model, "config", None), "encoder_depth", None)
+    dim = getattr(getattr(model, "config", None), "encoder_dim", None)
+    if depth is None or dim is None:
+        raise ValueError("fine-tuning needs a MuQ (its config names encoder_depth and encoder_dim)")
+    spec = HeadSpec(
+        t.name, t.kind, t.num_outputs, depth + 1, dim, head=config.head, classes=t.classes,
+        target_mean=tuple(float(v) for v in np.atleast_1d(y_mean)) if y_mean is not None else (),
+        target_std=tuple(float(v) for v in np.atleast_1d(y_std)) if y_std is not None else (),
+    )  # fmt: skip
+    backbone: nn.Module = model
+    if config.mode == "lora":
+        backbone = add_lora(model, config.lora)
+    elif config.mode == "freeze":
+        for p in model.parameters():
+            p.requires_grad_(False)
+    net = TaskModel(backbone, TaskHead(spec))
+    trainable = trainable_parameters(net)
+    max_samples = int(config.max_seconds * 24000)
+    loaders = {
+        s: DataLoader(
+            _Clips(t, s, max_samples, y_mean, y_std),
+            batch_size=config.batch_size,
+            shuffle=s == "train",
+            collate_fn=_collate,
+            num_workers=num_workers,
+            generator=torch.Generator().manual_seed(config.seed),
+        )  # fmt: skip
+        for s in ("train", "valid", "test")
+    }
+    module = _lightning_module(_FineTuneTask(net, t), config)
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints", monitor="val_loss", mode="min", save_top_k=1, save_last=True, filename="best"
+    )
+    trainer = L.Trainer(
+        max_epochs=config.max_epochs, accelerator="cpu" if not torch.cuda.is_available() else "auto", devices=1,
+        precision="bf16-mixed" if config.precision == "bf16" else "32-true",
+        callbacks=[EarlyStopping("val_loss", patience=config.patience, mode="min"), checkpoints],
+        logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=str(out),
+    )  # fmt: skip
+    last = out / "checkpoints" / "last.ckpt"
+    t0 = time.perf_counter()
+    trainer.fit(
+        module, loaders["train"], loaders["valid"], **fit_checkpoint_kwargs(last if resume and last.is_file() else None)
+    )
+    seconds = time.perf_counter() - t0
+    if checkpoints.best_model_path:
+        from muqkit.hub.weights import safe_torch_load
+
+        state = safe_torch_load(checkpoints.best_model_path)["state_dict"]
+        module.load_state_dict(state)
+    net = module.task.model
+    net.cpu()
+    threshold = None
+    _, valid_out = _predict(net, loaders["valid"])
+    _, test_out = _predict(net, loaders["test"])
+    if t.kind == "events":
+        from muqkit.eval.frames import THRESHOLDS
+
+        scores = [_score(t, "valid", valid_out, th)[t.frame_task.spec.metric] for th in THRESHOLDS]
+        threshold = THRESHOLDS[int(np.argmax(scores))]
+    if y_mean is not None and y_std is not None:
+        valid_out = [o * y_std + y_mean for o in valid_out]
+        test_out = [o * y_std + y_mean for o in test_out]
+    val, test = _score(t, "valid", valid_out, threshold), _score(t, "test", test_out, threshold)
+    head = net.head
+    if threshold is not None:
+        from dataclasses import replace
+
+        head.spec = replace(head.spec, threshold=threshold)
+    if config.mode == "lora":
+        save_adapter(net.backbone, out / "adapter")
+        backbone = merge_lora(net.backbone)
+    else:
+        backbone = net.backbone
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    backbone.save_pretrained(out / "model")  # type: ignore[operator]
+    save_head(head, out)
+    result = FineTuneResult(out, val, test, trainable, seconds, trainer.current_epoch)
+    report = {
+        "task": t.name,
+        "config": asdict(config),
+        "trainable_parameters": trainable,
+        "seconds": round(seconds, 1),
+        "epochs": trainer.current_epoch,
+        "val": val,
+        "test": test,
+    }
+    from muqkit.atomic import atomic_path
+
+    with atomic_path(out / "finetune.json", suffix=".json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return result
+
+
+__all__ = ["FineTuneConfig", "FineTuneResult", "MODES", "finetune", "layerwise_groups"]
