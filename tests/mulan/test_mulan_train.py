@@ -153,3 +153,33 @@ def test_training_draws_cover_each_epoch_once():
     assert [again.locate(i)[0] for i in range(24)] == [i for e in epochs for i in e]  # a function of the index
     first, second = data.locate(5)[1], again.locate(5)[1]
     assert first is not None and second is not None and first.random() == second.random()
+
+
+def test_train_config_holds_the_typed_architecture(tmp_path):
+    """``model`` is a MuQMuLanConfig built once from the preset (or ``model_config``) and the overrides; a
+    config rebuilt from its asdict is the same; ``init`` leaves the checkpoint's architecture."""
+    from dataclasses import asdict
+
+    from muqkit.mulan.config import MuQMuLanConfig, mulan_preset
+    from muqkit.train.mulan import MuLanTrainConfig, build_model
+
+    base = dict(manifests=("m.jsonl",), out=str(tmp_path / "run"))
+    config = MuLanTrainConfig(**base, preset="test", audio_layer=1, lag_pooling=3, muq="some/muq")
+    assert isinstance(config.model, MuQMuLanConfig)
+    assert (config.model.audio.layer, config.model.audio.lag_pooling) == (1, 3)
+    assert (config.model.audio.backbone, config.model.audio.backbone_config) == ("some/muq", None)
+    assert MuLanTrainConfig(**asdict(config)) == config
+
+    (tmp_path / "arch.json").write_text(json.dumps(mulan_preset("test", dim_latent=8).to_dict()))
+    from_file = MuLanTrainConfig(**base, model_config=str(tmp_path / "arch.json"))
+    assert from_file.model == mulan_preset("test", dim_latent=8)
+    assert MuLanTrainConfig(**asdict(from_file)) == from_file
+    assert build_model(from_file).config.dim_latent == 8  # the model is built from the stored architecture
+    with pytest.raises(ValueError, match="MuLanTrainConfig.model_config: cannot read"):
+        MuLanTrainConfig(**base, model_config=str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="unknown"):
+        MuLanTrainConfig(**base, model={"dim_latentx": 8})
+
+    assert MuLanTrainConfig(**base, init="some/checkpoint").model is None
+    with pytest.raises(ValueError, match="model or init"):
+        MuLanTrainConfig(**base, init="some/checkpoint", model=from_file.model)

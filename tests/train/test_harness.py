@@ -58,3 +58,31 @@ def test_pretraining_architecture_is_typed_and_checked_at_once(tiny_tokenizer):
         PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model={"dropout": 2.0})
     with pytest.raises(ValueError, match="unknown config keys \\['depth_x'\\]"):
         PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model={"depth_x": 1})
+
+
+def test_pretraining_config_stores_the_typed_architecture_and_round_trips(tiny_tokenizer):
+    """``model`` is a MuQConfig once the config is made; asdict -> from_dict gives the same config, and an
+    old run_config.json (``model`` as overrides of the preset) resumes with the same architecture."""
+    from dataclasses import asdict, replace
+
+    from muqkit.hub.presets import muq_preset
+    from muqkit.train.pretrain import PretrainTrainingConfig
+
+    config = PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), preset="small", model={"dropout": 0.2})
+    assert config.model == muq_preset("small", dropout=0.2) and config.model is config.architecture
+    assert config.mel_stats == "auto"
+    saved = asdict(config)
+    assert saved["model"]["conformer"]["dropout"] == 0.2  # stored in full, nested
+    assert PretrainTrainingConfig.from_dict(saved) == config
+    assert PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model=config.model, preset="small") == config
+    assert PretrainTrainingConfig(tokenizer=str(tiny_tokenizer)).model == muq_preset("tiny")
+
+    # a run's settings after the statistics are resolved, in the old (overrides) and the new (full) form
+    old = {**saved, "preset": "tiny", "model": {"dropout": 0.1, "mel_mean": -20.0, "mel_std": 20.0}}
+    resumed = PretrainTrainingConfig.from_dict(old)
+    assert resumed.mel_stats == "config" and resumed.model == muq_preset("tiny", dropout=0.1, mel_mean=-20.0,
+                                                                         mel_std=20.0)  # fmt: skip
+    stated = replace(resumed, model=resumed.architecture.replace(mel_mean=-3.0, mel_std=4.0))
+    assert PretrainTrainingConfig.from_dict(asdict(stated)).model.mel_mean == -3.0  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="must be a MuQConfig or a dict"):
+        PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model=[1, 2])  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from muqkit.data.loader import ResumableSampler, absolute_records
 from muqkit.data.manifest import AudioRecord
 from muqkit.mulan.captions import caption_from_metadata
+from muqkit.mulan.config import MuQMuLanConfig, mulan_preset
 from muqkit.mulan.loss import ContrastiveLoss
 from muqkit.mulan.model import MuQMuLan
 from muqkit.mulan.text import TextBatch
@@ -224,8 +225,14 @@ class MuLanTrainConfig:
         manifests: corpus manifests (JSONL) with the (audio, metadata/caption) items.
         out: output folder (Lightning checkpoints under ``checkpoints/``, the final model under ``model/``,
             the one with the lowest validation loss under ``model-best/``).
-        preset: model preset (:func:`muqkit.mulan.config.mulan_preset`) when ``model_config`` is not given.
-        model_config: path of a JSON :class:`MuQMuLanConfig` (overrides ``preset``).
+        preset: model preset (:func:`muqkit.mulan.config.mulan_preset`) when neither ``model`` nor
+            ``model_config`` is given.
+        model_config: path of a JSON :class:`MuQMuLanConfig` (overrides ``preset``), read when the config
+            is made.
+        model: the architecture, a :class:`~muqkit.mulan.config.MuQMuLanConfig` (a dict of its fields is
+            converted; overrides ``model_config`` and ``preset``); ``None``: built from those when the
+            config is made, with ``muq``, ``audio_layer``, ``lag_pooling`` and ``text_backbone`` applied.
+            Stays ``None`` with ``init`` (the checkpoint's architecture is used).
         muq: pretrained MuQ checkpoint (folder or Hub id) for the audio backbone; ``None`` keeps the preset's.
         audio_layer: the backbone hidden state that feeds the audio tower (``None``: the model's, ``-1``:
             the last; ``0``: the conv front end; ``k``: Conformer layer ``k``).
@@ -276,6 +283,7 @@ class MuLanTrainConfig:
     resume: bool = True
     overwrite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    model: MuQMuLanConfig | Mapping[str, Any] | None = None  # a MuQMuLanConfig after __post_init__ (None: init)
 
     def __post_init__(self) -> None:
         if not self.manifests:
@@ -284,6 +292,47 @@ class MuLanTrainConfig:
             raise ValueError("MuLanTrainConfig.batch_size must be >= 2 (contrastive negatives)")
         if self.max_steps < 1 or self.val_every < 1:
             raise ValueError("MuLanTrainConfig.max_steps and val_every must be >= 1")
+        if self.init is not None:
+            if self.model is not None:
+                raise ValueError("MuLanTrainConfig: give model or init (a checkpoint has its architecture), not both")
+            return
+        object.__setattr__(self, "model", self._architecture())
+
+    def _architecture(self) -> MuQMuLanConfig:
+        """``model`` (or ``model_config``, or ``preset``) with the backbone and tower overrides applied (each
+        one idempotent, so that a config rebuilt from its own ``asdict`` is the same)."""
+        if isinstance(self.model, MuQMuLanConfig):
+            mconf = self.model
+        elif isinstance(self.model, Mapping):
+            mconf = MuQMuLanConfig.from_dict(dict(self.model))
+        elif self.model is not None:
+            raise ValueError(
+                "MuLanTrainConfig.model must be a MuQMuLanConfig or a dict of its fields, "
+                f"got {type(self.model).__name__}"
+            )
+        elif self.model_config is not None:
+            try:
+                with open(self.model_config, encoding="utf-8") as fh:
+                    mconf = MuQMuLanConfig.from_dict(json.load(fh))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"MuLanTrainConfig.model_config: cannot read {self.model_config}: {exc}") from None
+        else:
+            mconf = mulan_preset(self.preset, text_backbone=self.text_backbone)
+        if self.muq is not None and (mconf.audio.backbone, mconf.audio.backbone_config) != (self.muq, None):
+            mconf = replace(mconf, audio=replace(mconf.audio, backbone=self.muq, backbone_config=None))
+        if self.audio_layer is not None:
+            mconf = replace(mconf, audio=replace(mconf.audio, layer=self.audio_layer))
+        if self.lag_pooling is not None:
+            mconf = replace(mconf, audio=replace(mconf.audio, lag_pooling=self.lag_pooling))
+        if self.text_backbone is not None and mconf.text.backbone != self.text_backbone:
+            mconf = replace(mconf, text=replace(mconf.text, backbone=self.text_backbone, backbone_config=None))
+        return mconf
+
+    @property
+    def architecture(self) -> MuQMuLanConfig | None:
+        """The typed architecture ``model`` (``None`` when the run starts from ``init``)."""
+        assert self.model is None or isinstance(self.model, MuQMuLanConfig)
+        return self.model
 
     def run_config(self) -> RunConfig:
         """The shared run settings (:class:`muqkit.train.harness.RunConfig`): the run resumes when ``resume``
@@ -300,26 +349,13 @@ class MuLanTrainConfig:
 
 
 def build_model(config: MuLanTrainConfig) -> MuQMuLan:
-    """The model a run starts from."""
-    from muqkit.mulan.config import MuQMuLanConfig, mulan_preset
-
-    if config.init is not None:
+    """The model a run starts from: ``config.init``'s checkpoint, or a new model of ``config.architecture``."""
+    mconf = config.architecture
+    if mconf is None:
+        assert config.init is not None
         model = MuQMuLan.from_pretrained(config.init)
         model.train()
         return model
-    if config.model_config is not None:
-        with open(config.model_config, encoding="utf-8") as fh:
-            mconf = MuQMuLanConfig.from_dict(json.load(fh))
-    else:
-        mconf = mulan_preset(config.preset, text_backbone=config.text_backbone)
-    if config.muq is not None:
-        mconf = replace(mconf, audio=replace(mconf.audio, backbone=config.muq, backbone_config=None))
-    if config.audio_layer is not None:
-        mconf = replace(mconf, audio=replace(mconf.audio, layer=config.audio_layer))
-    if config.lag_pooling is not None:
-        mconf = replace(mconf, audio=replace(mconf.audio, lag_pooling=config.lag_pooling))
-    if config.text_backbone is not None and config.model_config is not None:
-        mconf = replace(mconf, text=replace(mconf.text, backbone=config.text_backbone, backbone_config=None))
     load = config.muq is not None or mconf.text.backbone_config is None
     torch.manual_seed(config.seed)
     return MuQMuLan.from_config(mconf, load_backbone_weights=load)

@@ -1,6 +1,7 @@
 """Pretraining MuQ with Lightning: one CPU to many GPU nodes, from a preset and a few overrides.
 
-``train_pretrain(manifests, out, config)`` builds the encoder (``config.preset`` + ``config.model``),
+``train_pretrain(manifests, out, config)`` builds the encoder (``config.model``, a typed
+:class:`~muqkit.ssl.muq.MuQConfig` made from ``preset`` and overrides),
 the targets (a tokenizer folder, a latent RVQ over a previous model, or labels pre-extracted to
 disk), the random-crop data and a :class:`lightning.Trainer`, and writes::
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,21 @@ log = logging.getLogger(__name__)
 RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "pretrain.json", "snapshots")
 
 
-MEL_STATS_SOURCES = ("auto", "tokenizer", "corpus", "preset")
+MEL_STATS_SOURCES = ("auto", "tokenizer", "corpus", "preset", "config")
 
 
 @dataclass(frozen=True)
 class PretrainTrainingConfig:
-    """Settings of :func:`train_pretrain` (training knobs; the architecture is ``preset`` + ``model``).
+    """Settings of :func:`train_pretrain`: training knobs and the typed architecture ``model``.
 
     Attributes:
-        preset: MuQ architecture preset (``tiny``, ``small``, ``base``, ``large``).
-        model: MuQConfig field overrides (e.g. ``dropout``).
+        preset: MuQ architecture preset (``tiny``, ``small``, ``base``, ``large``) the architecture
+            starts from.
+        model: the architecture, a :class:`~muqkit.ssl.muq.MuQConfig`. A dict (YAML presets, ``--set
+            model=...``, ``run_config.json``) holds field overrides of ``preset``'s, nested or flat
+            (e.g. ``{"dropout": 0.1}``), or a complete MuQConfig (as :func:`~dataclasses.asdict` gives),
+            converted when the config is made (a bad or unknown field is an error naming it);
+            ``None``: the preset's.
         tokenizer: target tokenizer folder (Mel-RVQ, random projection, k-means, or a latent RVQ
             together with ``latent_model``).
         latent_model: previous-iteration MuQ folder whose ``latent_layer`` the latent RVQ tokenizes.
@@ -76,8 +82,9 @@ class PretrainTrainingConfig:
             corpus mean and std, the official ``stat``) comes from: ``auto`` (the target
             tokenizer's when it normalises the same dB mel, the previous model's for a latent RVQ,
             else a statistics pass over the training audio), ``tokenizer``, ``corpus`` (the pass),
-            or ``preset`` (the preset's: the official MSD figures, another corpus's). Explicit
-            ``model: {mel_mean, mel_std}`` overrides win over all of these.
+            ``preset`` (the preset's: the official MSD figures, another corpus's), or ``config``
+            (``model``'s own ``mel_mean`` / ``mel_std``). Explicit ``model: {mel_mean, mel_std}``
+            overrides win over all of these (``mel_stats`` becomes ``config``).
         stats_max_seconds: audio read by the statistics pass (files in a seeded order).
         snapshot_every: also save the encoder (official format) to ``out/snapshots/step-NNNNNNN``
             before the first step and every this many steps, for learning curves
@@ -85,7 +92,7 @@ class PretrainTrainingConfig:
     """
 
     preset: str = "tiny"
-    model: dict[str, Any] = field(default_factory=dict)
+    model: MuQConfig | Mapping[str, Any] | None = None  # a MuQConfig after __post_init__
     tokenizer: str | None = None
     latent_model: str | None = None
     latent_layer: int | None = None
@@ -127,8 +134,11 @@ class PretrainTrainingConfig:
                 f"PretrainTrainingConfig.mel_stats must be one of {', '.join(MEL_STATS_SOURCES)}, "
                 f"got {self.mel_stats!r}"
             )
-        if ("mel_mean" in self.model) != ("mel_std" in self.model):
-            raise ValueError("PretrainTrainingConfig.model: give mel_mean and mel_std together")
+        given = set(self.model) if isinstance(self.model, Mapping) else set()
+        if given & {"mel_mean", "mel_std"} and not {f.name for f in fields(MuQConfig)} <= given:  # overrides
+            if len(given & {"mel_mean", "mel_std"}) == 1:
+                raise ValueError("PretrainTrainingConfig.model: give mel_mean and mel_std together")
+            object.__setattr__(self, "mel_stats", "config")  # explicit statistics win
         if self.snapshot_every < 0:
             raise ValueError(f"PretrainTrainingConfig.snapshot_every must be >= 0 (0: none), got {self.snapshot_every}")
         if not self.stats_max_seconds > 0:
@@ -149,16 +159,26 @@ class PretrainTrainingConfig:
             )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "model", self._architecture(self.model))
+
+    def _architecture(self, model: Any) -> MuQConfig:
+        if isinstance(model, MuQConfig):
+            return model
+        if model is not None and not isinstance(model, Mapping):
+            raise ValueError(
+                f"PretrainTrainingConfig.model must be a MuQConfig or a dict of its fields, got {type(model).__name__}"
+            )
         try:
-            self.architecture  # noqa: B018  (built to validate preset and overrides)
+            return muq_preset(self.preset, **(model or {}))
         except (TypeError, KeyError) as exc:
             raise ValueError(f"PretrainTrainingConfig.model / preset: {exc}") from None
 
     @property
     def architecture(self) -> MuQConfig:
-        """The typed architecture: the ``preset``'s :class:`~muqkit.ssl.muq.MuQConfig` with the ``model``
-        overrides (validated when the config is made, so a bad field is named at once)."""
-        return muq_preset(self.preset, **self.model)
+        """The typed architecture ``model`` (a :class:`~muqkit.ssl.muq.MuQConfig`, built and validated when
+        the config is made)."""
+        assert isinstance(self.model, MuQConfig)
+        return self.model
 
     def run_config(self, out: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> RunConfig:
         """The shared run settings (:class:`muqkit.train.harness.RunConfig`) of a run of this config in ``out``."""
@@ -171,7 +191,8 @@ class PretrainTrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainTrainingConfig:
-        """Build from a dict (YAML preset); unknown keys are an error that lists the allowed ones."""
+        """Build from a dict (YAML preset, ``run_config.json``, old ones with ``model`` overrides too);
+        unknown keys are an error that lists the allowed ones."""
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
@@ -333,8 +354,9 @@ def resolve_mel_statistics(
     Raises:
         ValueError: ``tokenizer`` asked of targets that have none, or ``corpus`` without audio files.
     """
-    if "mel_mean" in config.model:
-        return MelStatistics(float(config.model["mel_mean"]), float(config.model["mel_std"]), "config")
+    if config.mel_stats == "config":
+        arch = config.architecture
+        return MelStatistics(float(arch.mel_mean), float(arch.mel_std), "config")
     if config.mel_stats == "preset":
         c = muq_preset(config.preset)
         log.warning("mel statistics: the %s preset's (mean %.2f dB, std %.2f dB), not the training corpus's",
@@ -373,7 +395,9 @@ def build_pretrainer(
         num_codebooks, codebook_size = label_shape
     else:
         raise ValueError("need targets or the (num_codebooks, codebook_size) of the labels")
-    model = MuQ.from_preset(config.preset, seed=config.seed, **config.model)  # = config.architecture
+    torch.manual_seed(config.seed)
+    model = MuQ(config.architecture)
+    model.name_or_path = f"preset:{config.preset}"
     objective = PretrainConfig(
         num_codebooks=num_codebooks,
         codebook_size=codebook_size,
@@ -543,7 +567,9 @@ def train_pretrain(
     stats = resolve_mel_statistics(config, targets, None if records is None else [path for _, path in records])
     log.info("mel statistics: mean %.3f dB, std %.3f dB (%s)", stats.mean, stats.std, stats.source)
     # Stored with the run's settings: a resumed run normalises exactly as it started.
-    config = replace(config, model={**config.model, "mel_mean": stats.mean, "mel_std": stats.std})
+    config = replace(
+        config, model=config.architecture.replace(mel_mean=stats.mean, mel_std=stats.std), mel_stats="config"
+    )
     write_run_settings(out, {"config": asdict(config), "manifests": manifests, "mel_statistics": asdict(stats)})
     labels = None
     label_shape = None
