@@ -91,7 +91,6 @@ def test_bad_options_exit_with_2(
     assert exit_info.value.code == 2
 
 
-@pytest.mark.slow
 def test_ten_minute_file_with_the_tiny_preset(tmp_path: Path, checkpoint: Path) -> None:
     second = _noise(1.0)[:, 0]
     sf.write(tmp_path / "long.flac", np.tile(second, 600), SR)
