@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -44,6 +43,7 @@ from muqkit.embed.store import (
     write_embedding,
 )
 from muqkit.hub.defaults import OFFICIAL_MUQ, default_muq_model
+from muqkit.hub.weights import model_fingerprint
 
 if TYPE_CHECKING:
     from muqkit.ssl.muq import MuQ
@@ -312,25 +312,6 @@ def load_muq(
     from muqkit.ssl.muq import MuQ
 
     return MuQ.from_pretrained(model, revision=revision, cache_dir=cache_dir)
-
-
-def model_fingerprint(muq: torch.nn.Module) -> str:
-    """SHA-256 of a model's config and weights: what identifies the model in the embedding index.
-
-    Hashes the config (as sorted JSON) and every tensor of the state dict (name, dtype, shape, bytes),
-    so it changes when the weights change and not when the same weights are loaded from another path.
-    """
-    from dataclasses import asdict, is_dataclass
-
-    digest = hashlib.sha256()
-    config = getattr(muq, "config", None)
-    config_dict = asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
-    digest.update(json.dumps(config_dict, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(muq.state_dict().items()):
-        data = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"\n{name}:{data.dtype}:{tuple(tensor.shape)}\n".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:

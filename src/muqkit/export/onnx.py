@@ -162,7 +162,7 @@ def export_muq(
         ValueError: a layer out of range.
     """
     from muqkit.atomic import atomic_path
-    from muqkit.embed.api import model_fingerprint
+    from muqkit.hub.weights import model_fingerprint
 
     muq = muq.float().eval()
     graph = MuQGraph(muq, layers).eval()
@@ -366,7 +366,7 @@ def export_mulan(
     """Write MuQ-MuLan's towers to ``folder``: ``audio.onnx`` (clips -> latents), ``text.onnx`` (token ids ->
     latents), ``tokenizer/`` (the text tower's tokenizer) and ``mulan.json`` (model identity, clip length)."""
     from muqkit.atomic import atomic_path
-    from muqkit.embed.api import model_fingerprint
+    from muqkit.hub.weights import model_fingerprint
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

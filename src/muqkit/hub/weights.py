@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -189,3 +190,22 @@ def write_checkpoint(folder: Path, config: dict, state: Mapping[str, torch.Tenso
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     atomic_write_bytes(folder / SAFETENSORS_NAME, save(tensors, metadata={"format": "pt"}))
     atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+
+
+def model_fingerprint(muq: torch.nn.Module) -> str:
+    """SHA-256 of a model's config and weights: what identifies a model in embedding files, indexes and exports.
+
+    Hashes the config (as sorted JSON) and every tensor of the state dict (name, dtype, shape, bytes),
+    so it changes when the weights change and not when the same weights are loaded from another path.
+    """
+    from dataclasses import asdict, is_dataclass
+
+    digest = hashlib.sha256()
+    config = getattr(muq, "config", None)
+    config_dict = asdict(config) if is_dataclass(config) and not isinstance(config, type) else {}
+    digest.update(json.dumps(config_dict, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(muq.state_dict().items()):
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"\n{name}:{data.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -366,7 +366,7 @@ def run_demo(
         print("search app: no index (install the search extra: pip install 'muqkit[search]')")
         return out / "model"
     if not (out / "index" / "meta.json").is_file():
-        from muqkit.embed.api import model_fingerprint
+        from muqkit.hub.weights import model_fingerprint
         from muqkit.search.build import MuQAudioLatents, index_audio
 
         pieces = [p for _, p in load_records(manifests[:1], splits=None)]

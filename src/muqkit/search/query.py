@@ -59,7 +59,8 @@ def load_index_model(
     """
     import torch
 
-    from muqkit.embed.api import load_muq, model_fingerprint
+    from muqkit.embed.api import load_muq
+    from muqkit.hub.weights import model_fingerprint
 
     if model_kind(id_or_folder) == "mulan":
         if layer is not None:
