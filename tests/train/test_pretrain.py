@@ -94,7 +94,8 @@ def test_ddp_two_gloo_processes_stay_in_sync(tone_manifest, tiny_tokenizer, tmp_
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("PL_")}  # no Lightning state of this process
+        env = {**clean, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
                "RANK": str(rank), "LOCAL_RANK": str(rank), "NODE_RANK": "0", "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, str(script), str(tone_manifest), str(tiny_tokenizer), str(tmp_path / "run"),
                str(tmp_path / f"rank{rank}.json")]
