@@ -101,7 +101,7 @@ def main() -> None:
             )  # fmt: skip
             check = {
                 "killed_exit_status": proc.returncode,
-                "killed_message": stderr.strip().splitlines()[-1] if stderr.strip() else "",
+                "killed_message": next((x for x in stderr.splitlines() if "died" in x), stderr.strip()[-200:]),
                 "outputs_after_kill": len(on_disk),
                 "rerun_exit_status": rerun.returncode,
                 "rerun_summary": stdout.strip().splitlines()[0] if stdout.strip() else "",

@@ -19,12 +19,8 @@ PARITY = Path(__file__).resolve().parents[2] / ".." / "shared" / "parity" / "muq
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    if not (PARITY / "model" / "config.json").is_file():
-        pytest.skip(f"official MuQ parity fixture not found at ../shared/parity/muq_small ({PARITY})")
-    out = tmp_path_factory.mktemp("onnx") / "muq.onnx"
-    assert main(["export", "onnx", "--model", str(PARITY / "model"), "--layers", "all", "--out", str(out)]) == 0
-    return out
+def exported(export_parity):
+    return export_parity("muq_small", "model", "--layers", "all")
 
 
 @pytest.fixture(scope="module")

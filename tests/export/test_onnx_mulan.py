@@ -20,12 +20,8 @@ PARITY = Path(__file__).resolve().parents[2] / ".." / "shared" / "parity" / "mul
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    if not (PARITY / "mulan" / "config.json").is_file():
-        pytest.skip(f"official MuQ-MuLan parity fixture not found at ../shared/parity/mulan_small ({PARITY})")
-    out = tmp_path_factory.mktemp("onnx") / "mulan"
-    assert main(["export", "onnx", "--mulan", "--model", str(PARITY / "mulan"), "--out", str(out)]) == 0
-    return out
+def exported(export_parity):
+    return export_parity("mulan_small", "mulan", "--mulan")
 
 
 def test_towers_match_the_official_outputs(exported):

@@ -7,7 +7,15 @@ import json
 import logging
 from pathlib import Path
 
+from muqkit.cli.errors import positive_int
+from muqkit.cli.options import field_option
+
 logger = logging.getLogger(__name__)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """``"attention,ffn"`` -> ``("attention", "ffn")``."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,23 +31,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="corpus task (key, ..., beat, chord, melody, onset) or MARBLE task")
     p.add_argument("--corpus", default=None, help="corpus folder (corpus and frame tasks)")
     p.add_argument("--marble-root", default=None, help="local MARBLE root (MARBLE tasks)")
-    p.add_argument("--mode", choices=("freeze", "lora", "full"), default="lora")
+    F, L = "muqkit.finetune.train:FineTuneConfig.", "muqkit.finetune.lora:LoRAConfig."
+    field_option(p, "--mode", F + "mode", "lora", choices=("freeze", "lora", "full"))
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--head", choices=("linear", "mlp"), default="linear")
-    p.add_argument("--lr", type=float, default=1e-4, help="backbone learning rate (top layer)")
-    p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--layer-decay", type=float, default=0.9, help="layer-wise learning-rate decay")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-epochs", type=int, default=10)
-    p.add_argument("--patience", type=int, default=3, help="early stopping on the validation loss")
+    field_option(p, "--head", F + "head", "linear", choices=("linear", "mlp"))
+    field_option(p, "--lr", F + "lr", 1e-4, type=float, help="backbone learning rate (top layer)")
+    field_option(p, "--head-lr", F + "head_lr", 1e-3, type=float, help="head and layer-weight learning rate")
+    field_option(p, "--layer-decay", F + "layer_decay", 0.9, type=float, help="layer-wise learning-rate decay")
+    field_option(p, "--batch-size", F + "batch_size", 8, type=positive_int)
+    field_option(p, "--max-epochs", F + "max_epochs", 10, type=positive_int)
+    field_option(p, "--patience", F + "patience", 3, type=positive_int, help="early stopping on the val loss")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="clips are cut to this length (every split)")
-    p.add_argument("--lora-rank", type=int, default=8)
-    p.add_argument("--lora-alpha", type=int, default=16)
-    p.add_argument(
-        "--lora-targets", default="attention", help="comma-separated groups (attention, ffn, conv) or module names"
-    )
-    p.add_argument("--seed", type=int, default=0)
+    field_option(p, "--max-seconds", F + "max_seconds", 10.0, type=float, help="clips are cut to this length")
+    field_option(p, "--lora-rank", L + "rank", 8, type=positive_int)
+    field_option(p, "--lora-alpha", L + "alpha", 16, type=positive_int)
+    field_option(
+        p, "--lora-targets", L + "targets", ("attention",), type=_names,
+        help="comma-separated groups (attention, ffn, conv) or module names",
+    )  # fmt: skip
+    field_option(p, "--seed", F + "seed", 0, type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.set_defaults(func=_finetune)
@@ -69,8 +79,8 @@ def _finetune(args: argparse.Namespace) -> int:
         mode=args.mode, head=args.head, lr=args.lr, head_lr=args.head_lr, layer_decay=args.layer_decay,
         batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
         precision="bf16" if args.bf16 else "32", seed=args.seed, max_seconds=args.max_seconds,
-        lora=LoRAConfig(rank=args.lora_rank, alpha=args.lora_alpha,
-                        targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())),
+        lora=LoRAConfig(rank=args.rank, alpha=args.alpha,
+                        targets=args.targets),
     )  # fmt: skip
     task = _load_task(args)
     model = _load_model(args.model)

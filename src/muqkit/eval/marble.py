@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,12 @@ MARBLE_ADAPTERS: dict[str, MarbleAdapter] = {
         ),  # fmt: skip
         MarbleAdapter("hooktheory-key", "HookTheoryKey", "key", folders=("HookTheory",), major_minor_only=True),
         MarbleAdapter(
-            "hooktheory-structure", "HookTheoryStructure", "multiclass",
+            "hooktheory-structure",
+            "HookTheoryStructure",
+            "multiclass",
             ("intro", "verse", "pre-chorus", "chorus", "bridge", "outro", "inst"),
-            folders=("HookTheory",), label_map=HOOKTHEORY_SECTIONS,
+            folders=("HookTheory",),
+            label_map=HOOKTHEORY_SECTIONS,
         ),  # fmt: skip
     )
 }
@@ -138,6 +142,39 @@ def _resolve(audio_path: str, root: Path, jsonl: Path) -> Path:
         if (base / path).is_file():
             return (base / path).resolve()
     return (root / path).resolve()
+
+
+def read_marble_records(adapter: MarbleAdapter, root: Path) -> Iterator[tuple[AudioRecord, dict[str, Any]]]:
+    """Every item of a MARBLE task's train, valid and test JSONL files, as a record and its raw entry.
+
+    The record has no labels (each task reads its own from the entry); its id is ``DATASET:audio_path``.
+
+    Raises:
+        FileNotFoundError: a split's metadata or an audio file is missing.
+    """
+    for split in ("train", "valid", "test"):
+        jsonl = adapter.split_file(root, split)
+        with open(jsonl, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                entry = json.loads(line)
+                path = _resolve(entry["audio_path"], root, jsonl)
+                if not path.is_file():
+                    raise FileNotFoundError(f"{jsonl}:{line_no}: audio file {entry['audio_path']} not found")
+                sample_rate = int(entry.get("sample_rate", 0)) or 1
+                num_samples = int(entry.get("num_samples", round(float(entry.get("duration", 0)) * sample_rate)))
+                record = AudioRecord(
+                    id=f"{adapter.dataset}:{entry['audio_path']}",
+                    path=str(path),
+                    duration=float(entry.get("duration", num_samples / sample_rate)),
+                    sample_rate=sample_rate,
+                    num_samples=num_samples,
+                    split=split,
+                    group=str(entry["audio_path"]),
+                    source=f"marble-{adapter.dataset}",
+                )
+                yield record, entry
 
 
 def load_marble_task(task: str, root: str | os.PathLike[str]) -> TaskData:
@@ -155,31 +192,9 @@ def load_marble_task(task: str, root: str | os.PathLike[str]) -> TaskData:
     adapter = MARBLE_ADAPTERS[task]
     root = Path(root)
     items: list[tuple[AudioRecord, Any]] = []
-    for split in ("train", "valid", "test"):
-        jsonl = adapter.split_file(root, split)
-        with open(jsonl, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                entry = json.loads(line)
-                path = _resolve(entry["audio_path"], root, jsonl)
-                if not path.is_file():
-                    raise FileNotFoundError(f"{jsonl}:{line_no}: audio file {entry['audio_path']} not found")
-                sample_rate = int(entry.get("sample_rate", 0)) or 1
-                num_samples = int(entry.get("num_samples", round(float(entry.get("duration", 0)) * sample_rate)))
-                label = adapter.label(entry)
-                if label is None:  # outside the task's classes (a modal key, an unlisted section)
-                    continue
-                record = AudioRecord(
-                    id=f"{adapter.dataset}:{entry['audio_path']}",
-                    path=str(path),
-                    duration=float(entry.get("duration", num_samples / sample_rate)),
-                    sample_rate=sample_rate,
-                    num_samples=num_samples,
-                    split=split,
-                    group=str(entry["audio_path"]),
-                    source=f"marble-{adapter.dataset}",
-                    labels={"label": label},
-                )
-                items.append((record, label))
+    for record, entry in read_marble_records(adapter, root):
+        label = adapter.label(entry)
+        if label is None:  # outside the task's classes (a modal key, an unlisted section)
+            continue
+        items.append((replace(record, labels={"label": label}), label))
     return encode_task(task, adapter.kind, root, items, classes=adapter.classes)

@@ -13,7 +13,6 @@ clips first); chord symbols outside the 25 classes are kept in mir_eval's syntax
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 from muqkit.data.labels import ScoreLabels
 from muqkit.data.manifest import SPLITS, AudioRecord
 from muqkit.eval.frames import FRAME_TASKS, FrameTaskData
-from muqkit.eval.marble import MarbleAdapter, _resolve
+from muqkit.eval.marble import MarbleAdapter, read_marble_records
 
 
 @dataclass(frozen=True)
@@ -75,33 +74,9 @@ def load_marble_frame_task(task: str, root: str | os.PathLike[str]) -> FrameTask
     root = Path(root)
     records: dict[str, list[AudioRecord]] = {s: [] for s in SPLITS}
     labels: dict[str, ScoreLabels] = {}
-    for split in SPLITS:
-        jsonl = finder.split_file(root, split)
-        with open(jsonl, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                entry = json.loads(line)
-                path = _resolve(entry["audio_path"], root, jsonl)
-                if not path.is_file():
-                    raise FileNotFoundError(f"{jsonl}:{line_no}: audio file {entry['audio_path']} not found")
-                sample_rate = int(entry.get("sample_rate", 0)) or 1
-                num_samples = int(entry.get("num_samples", round(float(entry.get("duration", 0)) * sample_rate)))
-                duration = float(entry.get("duration", num_samples / sample_rate))
-                item_id = f"{adapter.dataset}:{entry['audio_path']}"
-                records[split].append(
-                    AudioRecord(
-                        item_id,
-                        str(path),
-                        duration,
-                        sample_rate,
-                        num_samples,
-                        split,
-                        str(entry["audio_path"]),
-                        f"marble-{adapter.dataset}",
-                    )  # fmt: skip
-                )
-                labels[item_id] = adapter.labels(item_id, duration, entry["label"])
+    for record, entry in read_marble_records(finder, root):
+        records[record.split].append(record)
+        labels[record.id] = adapter.labels(record.id, record.duration, entry["label"])
     for split in SPLITS:
         if not records[split]:
             raise ValueError(f"{task}: the {split} split is empty")
