@@ -83,3 +83,17 @@ def test_build_corpus_cli_refuses_mixing(tmp_path):
     out.mkdir()
     (out / "corpus.json").write_text(json.dumps({"format": 1, "size": "small", "seed": 0}))
     assert main(["data", "build-corpus", "--out", str(out), "--size", "ci", "--seed", "0", "--no-game-music"]) == 1
+
+
+def test_a_zero_shot_reference_has_no_spread_and_no_validation_figure():
+    from muqkit.eval.report import long_table, markdown_table
+    from muqkit.eval.suite import ResultRow
+
+    nan = float("nan")
+    rows = [
+        ResultRow("madmom-beats", "beat", "zero-shot", "-", "beat_f", 0.669, 0.0, nan, {"beat_f": 0.669}),
+        ResultRow("mel", "beat", "mlp", "-", "beat_f", 0.519, 0.002, 0.5, {"beat_f": 0.519}),
+    ]
+    compact, full = markdown_table(rows), long_table(rows)
+    assert "| 0.669 |" in compact and "0.519 ± 0.002" in compact and "0.669 ±" not in compact
+    assert "| 0.669 | - |" in full and "nan" not in full

@@ -623,7 +623,10 @@ def madmom_reference(name: str, task: FrameTaskData, split: str = "test") -> dic
         cnn, crf = CNNChordFeatureProcessor(), CRFChordRecognitionProcessor()
     beat_f, down_f = [], []
     sums = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0]}
-    for r in records:
+    start = time.perf_counter()
+    for i, r in enumerate(records, 1):
+        if i % 10 == 0 or i == len(records):
+            logger.info("%s: %d/%d %s clips (%.0f s)", name, i, len(records), split, time.perf_counter() - start)
         audio = soxr.resample(_load(r, task.root).numpy().astype(np.float32), SAMPLE_RATE, 44100)
         signal = madmom.audio.Signal(audio, sample_rate=44100, num_channels=1)
         labels = task.labels[r.id]

@@ -13,7 +13,13 @@ from muqkit.eval.suite import ResultRow
 
 
 def _cell(row: ResultRow) -> str:
+    if row.head == "zero-shot":  # a fixed model: no probe seeds, so no spread
+        return f"{row.mean:.3f}"
     return f"{row.mean:.3f} ± {row.std:.3f}"
+
+
+def _number(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # NaN: not measured (no validation for zero-shot rows)
 
 
 def markdown_table(rows: Sequence[ResultRow], *, head: str = "mlp") -> str:
@@ -52,7 +58,7 @@ def long_table(rows: Sequence[ResultRow]) -> str:
     for r in rows:
         others = ", ".join(f"{k} {v:.3f}" for k, v in r.metrics.items() if k != r.metric)
         lines.append(
-            f"| {r.model} | {r.task} | {r.head} | {r.layer} | {r.metric} | {_cell(r)} | {r.val:.3f} | {others} "
+            f"| {r.model} | {r.task} | {r.head} | {r.layer} | {r.metric} | {_cell(r)} | {_number(r.val)} | {others} "
             f"| {r.embed_seconds:.1f} | {r.probe_seconds:.1f} |"
         )
     return "\n".join(lines)
