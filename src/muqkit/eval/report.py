@@ -71,6 +71,7 @@ def plot_layers(rows: Sequence[ResultRow], out_dir: str | os.PathLike[str]) -> l
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,7 @@ def plot_layers(rows: Sequence[ResultRow], out_dir: str | os.PathLike[str]) -> l
                 ax.errorbar(layers, means, yerr=stds, marker="o", capsize=3, label=f"{r.model} {r.head}")
             elif r.layer == "-":
                 ax.axhline(r.mean, linestyle="--", linewidth=1, label=f"{r.model} {r.head}", color=None)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel(task_rows[0].metric)
         ax.set_title(task)
