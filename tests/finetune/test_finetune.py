@@ -72,6 +72,13 @@ def test_cli_finetune_then_predict(tmp_path, capsys):
     bad = [*args[:-1], "q_proj", "--overwrite"]
     assert main(bad) == 2
     assert "unknown LoRA target 'q_proj'" in capsys.readouterr().err
+    assert (out / "finetune.json").is_file()  # a refused command replaces nothing
+    (out / "finetune.json").unlink()  # as if interrupted: checkpoints, no finished run
+    assert main(args) == 2
+    assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    (out / "checkpoints" / "stale.ckpt").write_bytes(b"")
+    assert main([*args, "--overwrite"]) == 0
+    assert not (out / "checkpoints" / "stale.ckpt").exists() and (out / "finetune.json").is_file()
 
 
 def test_a_batch_without_labelled_frames_has_zero_loss(tmp_path):

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     field_option(p, "--seed", F + "seed", 0, type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run (finished or interrupted) in --out")
     p.set_defaults(func=_finetune)
 
     q = subparsers.add_parser(
@@ -72,9 +72,6 @@ def _finetune(args: argparse.Namespace) -> int:
     from muqkit.finetune.train import FineTuneConfig, finetune
 
     out = Path(args.out)
-    if (out / "finetune.json").is_file() and not args.overwrite:
-        logger.error("%s holds a finished run; pass --overwrite to replace it", out)
-        return 2
     config = FineTuneConfig(
         mode=args.mode, head=args.head, lr=args.lr, head_lr=args.head_lr, layer_decay=args.layer_decay,
         batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
@@ -84,7 +81,7 @@ def _finetune(args: argparse.Namespace) -> int:
     )  # fmt: skip
     task = _load_task(args)
     model = _load_model(args.model)
-    result = finetune(model, task, out, config, resume=args.resume)
+    result = finetune(model, task, out, config, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({"task": args.task, "mode": args.mode, "trainable": result.trainable,
                       "seconds": round(result.seconds, 1), "val": result.val, "test": result.test}))  # fmt: skip
     return 0

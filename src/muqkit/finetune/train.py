@@ -35,6 +35,8 @@ from muqkit.finetune.lora import LoRAConfig, trainable_parameters
 from muqkit.finetune.model import HeadSpec, TaskHead, TaskModel, save_head
 
 logger = logging.getLogger(__name__)
+
+FINETUNE_OUTPUTS = ("model", "adapter", "head.json", "head.safetensors", "finetune.json", "checkpoints")
 MODES: tuple[str, ...] = ("freeze", "lora", "full")
 IGNORE = -1
 
@@ -325,6 +327,7 @@ def finetune(
     config: FineTuneConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     num_workers: int = 0,
 ) -> FineTuneResult:
     """Fine-tune a MuQ ``model`` on a clip task (:class:`~muqkit.eval.tasks.TaskData`) or a frame task
@@ -336,15 +339,20 @@ def finetune(
         out: output folder.
         config: settings.
         resume: continue from ``out/checkpoints/last.ckpt`` when it exists.
+        overwrite: replace a run already in ``out`` (its outputs are deleted first).
         num_workers: data-loading processes.
+
+    Raises:
+        muqkit.runfolder.RunFolderError: ``out`` holds a run (finished or interrupted) and neither ``resume``
+            nor ``overwrite`` was given.
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from muqkit.finetune.lora import add_lora, merge_lora, save_adapter
+    from muqkit.runfolder import prepare_run_folder
     from muqkit.train.lightning import fit_checkpoint_kwargs
 
-    out = Path(out)
     t = _as_task(task)
     torch.manual_seed(config.seed)
     y_mean = y_std = None
@@ -381,6 +389,8 @@ def finetune(
         for s in ("train", "valid", "test")
     }
     module = _lightning_module(_FineTuneTask(net, t), config)
+    # Only now, with the settings checked (an unknown LoRA target fails above), may a run in `out` be replaced.
+    out = prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=FINETUNE_OUTPUTS)
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints", monitor="val_loss", mode="min", save_top_k=1, save_last=True, filename="best"
     )
