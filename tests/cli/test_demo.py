@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from muqkit.recipes.demo import QUICK, plan_for
@@ -14,8 +16,14 @@ def test_verdict_is_computed_from_the_table():
     def row(model, task, mean):
         return ResultRow(model, task, "linear", "best:0", "accuracy", mean, 0.0, mean, {})
 
-    rows = [row("muq-melrvq-iter1", "key", 0.6), row(RANDOM_START, "key", 0.5), row("mel", "key", 0.7),
-            row("muq-melrvq-iter1", "pitch", 0.4), row(RANDOM_START, "pitch", 0.6), row("mel", "pitch", 0.8)]
+    rows = [
+        row("muq-melrvq-iter1", "key", 0.6),
+        row(RANDOM_START, "key", 0.5),
+        row("mel", "key", 0.7),
+        row("muq-melrvq-iter1", "pitch", 0.4),
+        row(RANDOM_START, "pitch", 0.6),
+        row("mel", "pitch", 0.8),
+    ]
     text = verdict(rows, ["key", "pitch"], 600, test_items=40)
     assert "below its random-weight start on average (0.500 vs 0.550 over 2 tasks; higher on 1 of 2)" in text
     assert "has not yet added" in text
@@ -61,3 +69,11 @@ def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
     assert index.vectors().shape == (len(pieces), model.config.encoder_dim)
     assert index.meta.source == f"muq-mean:layer_{model.config.encoder_depth}"
     assert index.meta.model_id == str((tmp_path / "demo" / "model").absolute())
+
+    # a demo made with other settings is not resumed (its finished steps would be reused as they are)
+    plan_file = tmp_path / "demo" / "plan.json"
+    plan = json.loads(plan_file.read_text())
+    plan_file.write_text(json.dumps({**plan, "pretrain_preset": {**plan["pretrain_preset"], "lr": 0.002}}))
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--no-plots", "--resume"]) == 2
+    assert "(pretrain_preset.lr 0.002 -> 0.0002); pass --overwrite" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,17 @@ DEMO_ENTRIES = ("plan.json", "corpus", "pretrain-audio.txt", "tokenizer-audio.tx
                 "iter2", "cache", "model", "report", "index")  # fmt: skip
 
 QUICK = DemoPlan(
-    corpus="quick", rvq_steps=10, pretrain_steps=6, refine_rvq_steps=5, crop_seconds=2.0, batch_size=4,
-    num_codebooks=2, codebook_size=64, tasks=("instrument", "pitch"), probe_seeds=(0,), probe_epochs=10,
+    corpus="quick",
+    rvq_steps=10,
+    pretrain_steps=6,
+    refine_rvq_steps=5,
+    crop_seconds=2.0,
+    batch_size=4,
+    num_codebooks=2,
+    codebook_size=64,
+    tasks=("instrument", "pitch"),
+    probe_seeds=(0,),
+    probe_epochs=10,
     snapshots=2,
 )
 
@@ -82,6 +92,32 @@ def plan_for(budget_minutes: float, quick: bool) -> DemoPlan:
         rvq_steps=max(20, int(base.rvq_steps * scale)),
         pretrain_steps=max(20, int(base.pretrain_steps * scale)),
         refine_rvq_steps=max(20, int(base.refine_rvq_steps * scale)),
+    )
+
+
+def plan_record(plan: DemoPlan) -> dict[str, Any]:
+    """What ``plan.json`` holds: the plan and the pretraining preset's settings it was run with."""
+    from muqkit.train.pretrain import load_preset
+
+    record = {**dataclasses.asdict(plan), "pretrain_preset": load_preset(plan.preset)}
+    return json.loads(json.dumps(record))  # as read back from the file (tuples become lists)
+
+
+def check_same_plan(stored: dict[str, Any], current: dict[str, Any], out: Path) -> None:
+    """Refuse to resume a demo made with other settings: its finished steps would be reused as they are.
+
+    Raises:
+        ValueError: the settings differ (named with their old and new values).
+    """
+    if stored == current:
+        return
+    flat_old = {**stored, **{f"pretrain_preset.{k}": v for k, v in stored.get("pretrain_preset", {}).items()}}
+    flat_new = {**current, **{f"pretrain_preset.{k}": v for k, v in current["pretrain_preset"].items()}}
+    changed = [f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in sorted(set(flat_old) | set(flat_new))
+               if k != "pretrain_preset" and flat_old.get(k) != flat_new.get(k)]  # fmt: skip
+    raise ValueError(
+        f"--out {out}: its demo was made with other settings ({'; '.join(changed[:4])}); pass --overwrite to "
+        "start again"
     )
 
 
@@ -181,8 +217,9 @@ def train_arms(
     start = time.perf_counter()
     iter1 = out / "iter1"
     if not (iter1 / "model" / "config.json").is_file():
-        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}),
-                       overwrite=True)  # an unfinished step is redone whole
+        train_pretrain(
+            manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}), overwrite=True
+        )  # an unfinished step is redone whole
     arms["muq-melrvq-iter1"] = iter1 / "model"
     lap("pretrain_iter1", start)
 
@@ -194,8 +231,12 @@ def train_arms(
                          model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size})  # fmt: skip
         bestrq_dir = out / "bestrq"
         if not (bestrq_dir / "model" / "config.json").is_file():
-            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}),
-                           overwrite=True)
+            train_pretrain(
+                manifests,
+                bestrq_dir,
+                PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}),
+                overwrite=True,
+            )
         arms["muq-bestrq"] = bestrq_dir / "model"
         lap("pretrain_bestrq", start)
 
@@ -223,11 +264,17 @@ def verdict(
     and the mel baseline (best-layer linear probes, test split); ``test_items``, the smallest test
     set, below 30 says the figures cannot tell the models apart."""
     if test_items is not None and test_items < 30:
-        return (f"The smallest test set has {test_items} items: too few to tell the models apart, so this "
-                "table shows that the pipeline runs, not what the model learned.")
+        return (
+            f"The smallest test set has {test_items} items: too few to tell the models apart, so this "
+            "table shows that the pipeline runs, not what the model learned."
+        )
+
     def score(name: str, task: str) -> float | None:
-        found = [r.mean for r in rows if r.model == name and r.task == task and r.head == "linear"
-                 and not r.layer.startswith("weighted")]
+        found = [
+            r.mean
+            for r in rows
+            if r.model == name and r.task == task and r.head == "linear" and not r.layer.startswith("weighted")
+        ]
         return found[0] if found else None
 
     shared = [t for t in tasks if None not in (score(model, t), score(RANDOM_START, t), score("mel", t))]
@@ -240,11 +287,16 @@ def verdict(
     mean = sum(ours) / len(ours)
     mean_start, mean_mel = sum(start) / len(start), sum(mel) / len(mel)
     relation = "above" if mean > mean_start else "below"
-    return (f"After {steps} steps the pretrained model ({model}) is {relation} its random-weight start on average "
-            f"({mean:.3f} vs {mean_start:.3f} over {len(shared)} tasks; higher on {above} of {len(shared)}) and "
-            f"{'above' if mean > mean_mel else 'below'} the mel baseline ({mean_mel:.3f}): at this budget, "
-            + ("pretraining added to what the random network already encodes."
-               if mean > mean_start else "pretraining has not yet added to what the random network encodes."))
+    return (
+        f"After {steps} steps the pretrained model ({model}) is {relation} its random-weight start on average "
+        f"({mean:.3f} vs {mean_start:.3f} over {len(shared)} tasks; higher on {above} of {len(shared)}) and "
+        f"{'above' if mean > mean_mel else 'below'} the mel baseline ({mean_mel:.3f}): at this budget, "
+        + (
+            "pretraining added to what the random network already encodes."
+            if mean > mean_start
+            else "pretraining has not yet added to what the random network encodes."
+        )
+    )
 
 
 def run_demo(
@@ -283,7 +335,10 @@ def run_demo(
     from muqkit.runfolder import prepare_run_folder
 
     out = prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=DEMO_ENTRIES)
-    (out / "plan.json").write_text(json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
+    record = plan_record(plan)
+    if resume and (out / "plan.json").is_file():
+        check_same_plan(json.loads((out / "plan.json").read_text()), record, out)
+    (out / "plan.json").write_text(json.dumps(record, indent=2) + "\n")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     def lap(name: str, start: float) -> None:
@@ -356,8 +411,10 @@ def run_demo(
     from muqkit.hub.defaults import install_default_model
 
     installed = install_default_model(out / "model")
-    print(f"embedding model: {out / 'model'}, installed as muqkit's offline default ({installed}): "
-          f"muqkit embed AUDIO --out EMB")
+    print(
+        f"embedding model: {out / 'model'}, installed as muqkit's offline default ({installed}): "
+        f"muqkit embed AUDIO --out EMB"
+    )
     # 7. the search app's index: MuQ latents of every piece of the corpus (music search and the map)
     # (the FAISS index `muqkit mulan index --model outputs/demo/model` writes; needs the search extra)
     import importlib.util
