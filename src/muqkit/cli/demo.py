@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the whole pipeline offline on CPU: corpus, Mel-RVQ, pretraining, refinement, probes",
         description="Builds the offline corpus, trains a Mel-RVQ, pretrains a tiny MuQ, runs one refinement "
         "iteration, probes everything against the baselines, prints the table, writes the plots and "
-        "installs the final model as muqkit's offline default. About 15 minutes on 2 cores.",
+        "installs the final model as muqkit's offline default. About 18 minutes on 2 idle cores.",
     )
     p.add_argument("--out", required=True, help="demo folder")
     p.add_argument("--resume", action="store_true", help="continue the demo in --out (finished steps are skipped)")
