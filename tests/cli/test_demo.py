@@ -16,14 +16,8 @@ def test_verdict_is_computed_from_the_table():
     def row(model, task, mean):
         return ResultRow(model, task, "linear", "best:0", "accuracy", mean, 0.0, mean, {})
 
-    rows = [
-        row("muq-melrvq-iter1", "key", 0.6),
-        row(RANDOM_START, "key", 0.5),
-        row("mel", "key", 0.7),
-        row("muq-melrvq-iter1", "pitch", 0.4),
-        row(RANDOM_START, "pitch", 0.6),
-        row("mel", "pitch", 0.8),
-    ]
+    rows = [row("muq-melrvq-iter1", "key", 0.6), row(RANDOM_START, "key", 0.5), row("mel", "key", 0.7),
+            row("muq-melrvq-iter1", "pitch", 0.4), row(RANDOM_START, "pitch", 0.6), row("mel", "pitch", 0.8)]
     text = verdict(rows, ["key", "pitch"], 600, test_items=40)
     assert "below its random-weight start on average (0.500 vs 0.550 over 2 tasks; higher on 1 of 2)" in text
     assert "has not yet added" in text

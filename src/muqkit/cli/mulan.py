@@ -34,9 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     train.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints/, model/)")
     field_option(train, "--preset", M + "preset", "tiny", choices=("tiny", "large", "test"), help="model preset")
-    train.add_argument("--model-config", default=None, metavar="JSON", help="MuQMuLanConfig JSON (overrides --preset)")
+    train.add_argument(
+        "--model-config", default=None, metavar="JSON", help="MuQMuLanConfig JSON (overrides --preset)"
+    )
     train.add_argument("--init", default=None, metavar="CKPT", help="start from a MuQ-MuLan checkpoint")
-    train.add_argument("--muq", default=None, metavar="CKPT", help="pretrained MuQ checkpoint for the audio backbone")
+    train.add_argument(
+        "--muq", default=None, metavar="CKPT", help="pretrained MuQ checkpoint for the audio backbone"
+    )
     train.add_argument(
         "--audio-layer",
         type=int,
@@ -51,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="add autocorrelations up to this lag (25 Hz frames; 50 = 2 s) to the audio tower's mean, "
         "a muqkit extension that keeps rhythm (0: none, the official tower)",
     )
-    train.add_argument("--text-backbone", default=None, help="text encoder (HF id or folder, or all-MiniLM-L6-v2)")
+    train.add_argument(
+        "--text-backbone", default=None, help="text encoder (HF id or folder, or all-MiniLM-L6-v2)"
+    )
     train.add_argument(
         "--freeze",
         default="text_backbone",
@@ -67,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         train, "--clip-seconds", M + "clip_seconds", None, type=float, help="training clip length (None: the model's)"
     )
     hidden_alias(train, "--clip-secs", "clip_seconds", type=float)
-    train.add_argument("--no-decoupled", action="store_true", help="classic InfoNCE instead of the decoupled loss")
+    train.add_argument(
+        "--no-decoupled", action="store_true", help="classic InfoNCE instead of the decoupled loss"
+    )
     field_option(train, "--precision", M + "precision", "32", help="32, bf16-mixed or 16-mixed")
     field_option(train, "--accelerator", M + "accelerator", "auto")
     field_option(train, "--devices", M + "devices", 1, type=int, help="devices (DDP with gathered negatives when > 1)")
@@ -135,7 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     zeroshot = subparsers.add_parser("zeroshot", help="zero-shot tagging of audio from tag names")
     zeroshot.add_argument("audio", nargs="+", metavar="AUDIO", help=AUDIO_INPUTS_HELP)
-    zeroshot.add_argument("--tags", required=True, help="comma-separated tag names, or @FILE with one tag per line")
+    zeroshot.add_argument(
+        "--tags", required=True, help="comma-separated tag names, or @FILE with one tag per line"
+    )
     zeroshot.add_argument(
         "--prompt",
         action="append",
@@ -169,7 +179,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"MuQ-MuLan checkpoint (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"MuQ-MuLan checkpoint (default: {DEFAULT_MODEL})"
+    )
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default: cpu)")
     _dtype_arg(parser)
 
@@ -276,11 +288,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from muqkit.data.manifest import without_groups_of
 
         kept = without_groups_of(records, args.exclude_groups, splits=args.exclude_splits)
-        print(
-            f"left out {len(records) - len(kept)} of {len(records)} items whose group is in "
-            f"{', '.join(args.exclude_groups)}",
-            file=sys.stderr,
-        )
+        print(f"left out {len(records) - len(kept)} of {len(records)} items whose group is in "
+              f"{', '.join(args.exclude_groups)}", file=sys.stderr)
         records = kept
     if not records:
         print(f"no items in split {args.split!r}", file=sys.stderr)
@@ -299,17 +308,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from muqkit.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {
-                        **result.to_dict(),
-                        "excluded_groups_from": args.exclude_groups,
-                        "excluded_splits": args.exclude_splits,
-                        "min_positives": args.min_positives,
-                    },
-                    indent=2,
-                )
-            )
+            tmp.write_text(json.dumps({**result.to_dict(), "excluded_groups_from": args.exclude_groups,
+                                      "excluded_splits": args.exclude_splits,
+                                      "min_positives": args.min_positives}, indent=2))
     return 0
 
 

@@ -173,11 +173,8 @@ def run_report(args: argparse.Namespace) -> int:
     audio = hasattr(tokenizer, "features")
     files = list_files(args.data, extensions=AUDIO_EXTENSIONS if audio else FEATURE_EXTENSIONS)
     chunks = iterate_chunks(
-        files,
-        kind="audio" if audio else "features",
-        sample_rate=int(getattr(tokenizer.config, "sample_rate", 0)),
-        chunk_seconds=30.0,
-        max_seconds=args.max_seconds,
+        files, kind="audio" if audio else "features", sample_rate=int(getattr(tokenizer.config, "sample_rate", 0)),
+        chunk_seconds=30.0, max_seconds=args.max_seconds,
     )
     report = make_report(
         tokenizer,

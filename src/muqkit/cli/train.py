@@ -27,8 +27,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--preset",
-        default="tiny",
+        "--preset", default="tiny",
         help="a preset shipped in muqkit/configs/pretrain (tiny, small, base, large) or a YAML file (default: tiny)",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable; JSON values)")
@@ -54,9 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "SLURM srun with --devices N (and --set num_nodes=M).",
     )
     p.add_argument(
-        "manifests",
-        nargs="+",
-        metavar="DATA",
+        "manifests", nargs="+", metavar="DATA",
         help="manifests (muqkit data build-corpus writes them), folders of audio or plain lists of paths",
     )
     p.add_argument("--out", required=True, help="run folder")
@@ -65,12 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-model", help="previous MuQ whose layer a latent-RVQ tokenizer reads")
     p.add_argument("--latent-layer", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument(
-        "--mel-stats",
-        choices=["auto", "tokenizer", "corpus", "preset"],
-        help="input normalisation: the tokenizer's statistics, a pass over the training audio, or the "
-        "preset's (MSD); default auto: the tokenizer's when it has them, else the pass",
-    )
+    p.add_argument("--mel-stats", choices=["auto", "tokenizer", "corpus", "preset"],
+                   help="input normalisation: the tokenizer's statistics, a pass over the training audio, or the "
+                        "preset's (MSD); default auto: the tokenizer's when it has them, else the pass")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
     _common(p)
     p.set_defaults(func=run_pretrain)

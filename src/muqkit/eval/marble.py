@@ -123,12 +123,9 @@ MARBLE_ADAPTERS: dict[str, MarbleAdapter] = {
         ),  # fmt: skip
         MarbleAdapter("hooktheory-key", "HookTheoryKey", "key", folders=("HookTheory",), major_minor_only=True),
         MarbleAdapter(
-            "hooktheory-structure",
-            "HookTheoryStructure",
-            "multiclass",
+            "hooktheory-structure", "HookTheoryStructure", "multiclass",
             ("intro", "verse", "pre-chorus", "chorus", "bridge", "outro", "inst"),
-            folders=("HookTheory",),
-            label_map=HOOKTHEORY_SECTIONS,
+            folders=("HookTheory",), label_map=HOOKTHEORY_SECTIONS,
         ),  # fmt: skip
     )
 }

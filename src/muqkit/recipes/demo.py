@@ -66,17 +66,8 @@ DEMO_ENTRIES = ("plan.json", "corpus", "pretrain-audio.txt", "tokenizer-audio.tx
                 "iter2", "cache", "model", "report", "index")  # fmt: skip
 
 QUICK = DemoPlan(
-    corpus="quick",
-    rvq_steps=10,
-    pretrain_steps=6,
-    refine_rvq_steps=5,
-    crop_seconds=2.0,
-    batch_size=4,
-    num_codebooks=2,
-    codebook_size=64,
-    tasks=("instrument", "pitch"),
-    probe_seeds=(0,),
-    probe_epochs=10,
+    corpus="quick", rvq_steps=10, pretrain_steps=6, refine_rvq_steps=5, crop_seconds=2.0, batch_size=4,
+    num_codebooks=2, codebook_size=64, tasks=("instrument", "pitch"), probe_seeds=(0,), probe_epochs=10,
     snapshots=2,
 )
 
@@ -217,9 +208,8 @@ def train_arms(
     start = time.perf_counter()
     iter1 = out / "iter1"
     if not (iter1 / "model" / "config.json").is_file():
-        train_pretrain(
-            manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}), overwrite=True
-        )  # an unfinished step is redone whole
+        train_pretrain(manifests, iter1, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(mel_rvq)}),
+                       overwrite=True)  # an unfinished step is redone whole
     arms["muq-melrvq-iter1"] = iter1 / "model"
     lap("pretrain_iter1", start)
 
@@ -231,12 +221,8 @@ def train_arms(
                          model={"num_codebooks": plan.num_codebooks, "codebook_size": plan.codebook_size})  # fmt: skip
         bestrq_dir = out / "bestrq"
         if not (bestrq_dir / "model" / "config.json").is_file():
-            train_pretrain(
-                manifests,
-                bestrq_dir,
-                PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}),
-                overwrite=True,
-            )
+            train_pretrain(manifests, bestrq_dir, PretrainTrainingConfig.from_dict({**settings, "tokenizer": str(rp)}),
+                           overwrite=True)
         arms["muq-bestrq"] = bestrq_dir / "model"
         lap("pretrain_bestrq", start)
 
@@ -264,17 +250,11 @@ def verdict(
     and the mel baseline (best-layer linear probes, test split); ``test_items``, the smallest test
     set, below 30 says the figures cannot tell the models apart."""
     if test_items is not None and test_items < 30:
-        return (
-            f"The smallest test set has {test_items} items: too few to tell the models apart, so this "
-            "table shows that the pipeline runs, not what the model learned."
-        )
-
+        return (f"The smallest test set has {test_items} items: too few to tell the models apart, so this "
+                "table shows that the pipeline runs, not what the model learned.")
     def score(name: str, task: str) -> float | None:
-        found = [
-            r.mean
-            for r in rows
-            if r.model == name and r.task == task and r.head == "linear" and not r.layer.startswith("weighted")
-        ]
+        found = [r.mean for r in rows if r.model == name and r.task == task and r.head == "linear"
+                 and not r.layer.startswith("weighted")]
         return found[0] if found else None
 
     shared = [t for t in tasks if None not in (score(model, t), score(RANDOM_START, t), score("mel", t))]
@@ -287,16 +267,11 @@ def verdict(
     mean = sum(ours) / len(ours)
     mean_start, mean_mel = sum(start) / len(start), sum(mel) / len(mel)
     relation = "above" if mean > mean_start else "below"
-    return (
-        f"After {steps} steps the pretrained model ({model}) is {relation} its random-weight start on average "
-        f"({mean:.3f} vs {mean_start:.3f} over {len(shared)} tasks; higher on {above} of {len(shared)}) and "
-        f"{'above' if mean > mean_mel else 'below'} the mel baseline ({mean_mel:.3f}): at this budget, "
-        + (
-            "pretraining added to what the random network already encodes."
-            if mean > mean_start
-            else "pretraining has not yet added to what the random network encodes."
-        )
-    )
+    return (f"After {steps} steps the pretrained model ({model}) is {relation} its random-weight start on average "
+            f"({mean:.3f} vs {mean_start:.3f} over {len(shared)} tasks; higher on {above} of {len(shared)}) and "
+            f"{'above' if mean > mean_mel else 'below'} the mel baseline ({mean_mel:.3f}): at this budget, "
+            + ("pretraining added to what the random network already encodes."
+               if mean > mean_start else "pretraining has not yet added to what the random network encodes."))
 
 
 def run_demo(
@@ -411,10 +386,8 @@ def run_demo(
     from muqkit.hub.defaults import install_default_model
 
     installed = install_default_model(out / "model")
-    print(
-        f"embedding model: {out / 'model'}, installed as muqkit's offline default ({installed}): "
-        f"muqkit embed AUDIO --out EMB"
-    )
+    print(f"embedding model: {out / 'model'}, installed as muqkit's offline default ({installed}): "
+          f"muqkit embed AUDIO --out EMB")
     # 7. the search app's index: MuQ latents of every piece of the corpus (music search and the map)
     # (the FAISS index `muqkit mulan index --model outputs/demo/model` writes; needs the search extra)
     import importlib.util
