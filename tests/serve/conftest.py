@@ -37,14 +37,19 @@ def mulan_embedder(mulan_dir: Path):
     return load_embedder(mulan_dir)
 
 
+def _index(tmp_path_factory: pytest.TempPathFactory, collection: Path, model: Path, name: str) -> Path:
+    """The collection indexed by ``muqkit mulan index --model MODEL`` into a fresh folder."""
+    from muqkit.cli.main import main
+
+    folder = tmp_path_factory.mktemp(name) / "index"
+    assert main(["mulan", "index", str(collection), "--model", str(model), "--out", str(folder)]) == 0
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mulan_index(tmp_path_factory: pytest.TempPathFactory, collection: Path, mulan_dir: Path) -> Path:
     """An index of the collection made by ``muqkit mulan index``."""
-    from muqkit.cli.main import main
-
-    folder = tmp_path_factory.mktemp("index") / "index"
-    assert main(["mulan", "index", str(collection), "--model", str(mulan_dir), "--out", str(folder)]) == 0
-    return folder
+    return _index(tmp_path_factory, collection, mulan_dir, "index")
 
 
 @pytest.fixture(scope="session")
@@ -63,11 +68,7 @@ def muq_dir(parity_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def muq_index(tmp_path_factory: pytest.TempPathFactory, collection: Path, muq_dir: Path) -> Path:
     """The collection indexed with MuQ latents (no text tower) by ``muqkit mulan index --model MUQ``."""
-    from muqkit.cli.main import main
-
-    folder = tmp_path_factory.mktemp("muq-index") / "index"
-    assert main(["mulan", "index", str(collection), "--model", str(muq_dir), "--out", str(folder)]) == 0
-    return folder
+    return _index(tmp_path_factory, collection, muq_dir, "muq-index")
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,9 @@ import logging
 from pathlib import Path
 
 from muqkit.cli.errors import positive_int
-from muqkit.cli.options import field_option
+from muqkit.cli.options import comma_list, field_option
 
 logger = logging.getLogger(__name__)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    """``"attention,ffn"`` -> ``("attention", "ffn")``."""
-    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     field_option(p, "--lora-rank", L + "rank", 8, type=positive_int)
     field_option(p, "--lora-alpha", L + "alpha", 16, type=positive_int)
     field_option(
-        p, "--lora-targets", L + "targets", ("attention",), type=_names,
+        p, "--lora-targets", L + "targets", ("attention",), type=comma_list,
         help="comma-separated groups (attention, ffn, conv) or module names",
     )  # fmt: skip
     field_option(p, "--seed", F + "seed", 0, type=int)

@@ -56,6 +56,11 @@ def hidden_alias(parser: argparse.ArgumentParser, flag: str, dest: str, **kwargs
     return parser.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """``"attention, ffn,"`` -> ``("attention", "ffn")``: an option holding a comma-separated list."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def device_count(text: str) -> int | str:
     """``--devices``: a count (``"2"``) or a Lightning spelling (``"auto"``, ``"0,1"``)."""
     return int(text) if text.isdigit() else text

@@ -8,6 +8,8 @@ import shlex
 import sys
 import time
 
+from muqkit.cli.options import comma_list
+
 logger = logging.getLogger(__name__)
 
 SUITE_MODELS = ("mel", "mfcc", "chroma", "rhythm", "random:tiny", "madmom-key", "madmom-beats", "madmom-chords")
@@ -77,21 +79,19 @@ def _curve(args: argparse.Namespace) -> int:
     from muqkit.eval.suite import SuiteConfig
 
     config = SuiteConfig(
-        heads=tuple(_split(args.heads)), seeds=tuple(int(s) for s in _split(args.seeds)),
-        layer_modes=tuple(_split(args.layers)),
+        heads=comma_list(args.heads), seeds=tuple(int(s) for s in comma_list(args.seeds)),
+        layer_modes=comma_list(args.layers),
         probe=ProbeConfig(max_epochs=args.max_epochs, patience=args.patience),
     )  # fmt: skip
     curve = learning_curve(
-        args.run, args.corpus, args.out, tasks=_split(args.tasks), config=config,
-        baselines=_split(args.baselines), every=args.every,
+        args.run, args.corpus, args.out, tasks=comma_list(args.tasks), config=config,
+        baselines=comma_list(args.baselines), every=args.every,
     )  # fmt: skip
     print(curve.summary())
     print(f"wrote {args.out}/curve.json and {args.out}/curve.png")
     return 0
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _probe(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -19,7 +20,7 @@ def _cell(row: ResultRow) -> str:
 
 
 def _number(value: float) -> str:
-    return "-" if value != value else f"{value:.3f}"  # NaN: not measured (no validation for zero-shot rows)
+    return "-" if math.isnan(value) else f"{value:.3f}"  # not measured (no validation for zero-shot rows)
 
 
 def markdown_table(rows: Sequence[ResultRow], *, head: str = "mlp") -> str:
