@@ -40,32 +40,19 @@ def _sync(device: str) -> None:
 
 
 def phase_parity(args: argparse.Namespace) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    from muqkit import MuQ
+    from muqkit.hub.official.inference import check_inference
     from muqkit.hub.official.objective import check_objective
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     result: dict[str, Any] = {}
-    folder = Path(args.parity) / "muq_small"
-    model = MuQ.from_pretrained(folder / "model").to(args.device).eval()
-    inputs = load_file(str(folder / "inputs.safetensors"))
-    expected = load_file(str(folder / "expected.safetensors"))
-    worst = 0.0
-    for name in ("batch", "odd"):
-        with torch.no_grad():
-            out = model(inputs[name].to(args.device), output_hidden_states=True)
-            mel = model.frontend(inputs[name].to(args.device), None).mel
-        for i, state in enumerate(out.hidden_states):
-            diff = float((state.cpu() - expected[f"{name}.hidden_states.{i}"]).abs().max())
-            worst = max(worst, diff)
-        mel_db = mel.cpu() * model.config.mel_std + model.config.mel_mean
-        ref = expected[f"{name}.mel_db"]
-        frames = min(mel_db.shape[-1], ref.shape[-1])
-        result[f"{name}.mel_db_max_diff"] = float((mel_db[..., :frames] - ref[..., :frames]).abs().max())
-    result["hidden_states_max_diff"] = worst
-    result["hidden_states_ok"] = worst <= 1e-4
+    inference = check_inference(Path(args.parity) / "muq_small", device=args.device)
+    log.info("%s", inference.format())
+    for row in inference.rows:
+        if row.name.endswith(".mel_db"):
+            result[f"{row.name}_max_diff"] = row.difference
+    result["hidden_states_max_diff"] = max(row.difference for row in inference.rows if "hidden_state" in row.name)
+    result["hidden_states_ok"] = inference.ok
     objective = Path(args.parity) / "objective_small"
     if objective.is_dir():
         report = check_objective(objective, device=args.device)

@@ -10,6 +10,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PARITY_DIR = REPO_ROOT.parent / "shared" / "parity"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that reads the official fixtures (``parity_dir``, directly or through another
+    fixture) is marked ``parity``: tests/test_cpu_capabilities.py replays them under other CPUs'
+    vector code."""
+    for item in items:
+        if "parity_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.parity)
+
+
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
     """``../shared/parity`` relative to the repository root; tests that need it skip without it."""

@@ -4,16 +4,23 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from muqkit.audio.mel import MelFrontend, mel_filterbank, reflect_indices
+from muqkit.audio.mel import MelFrontend, linspace32, mel_filterbank, reflect_indices
+from muqkit.hub.official.inference import compare_with_noise_floor
 
 
 @pytest.mark.parametrize("name", ["batch", "odd"])
 def test_log_mel_matches_official(parity_dir, name):
     inputs = load_file(str(parity_dir / "muq_small" / "inputs.safetensors"))
     expected = load_file(str(parity_dir / "muq_small" / "expected.safetensors"))
-    out = MelFrontend()(inputs[name])
-    assert out.mel.shape == expected[f"{name}.mel_db"].shape
-    assert (out.mel - expected[f"{name}.mel_db"]).abs().max() <= 1e-3
+    frontend = MelFrontend()
+    out = frontend(inputs[name])
+    assert out.mel.dtype == torch.float32
+    wide = frontend(inputs[name].double())  # float64 end to end: float32's own noise on this input
+    assert wide.mel.dtype == torch.float64
+    row = compare_with_noise_floor(name, out.mel, wide.mel, expected[f"{name}.mel_db"], tolerance=1e-3, unit="dB")
+    assert row.ok, row
+    if name == "batch":  # no near-silent bins: the plain tolerance holds
+        assert row.difference <= 1e-3
 
 
 def test_filterbank_is_htk_triangles():
@@ -60,3 +67,29 @@ def test_shortest_input_gives_one_frame_and_shorter_fails():
     assert fe(torch.randn(1, 960)).mel.shape == (1, 128, 4)
     with pytest.raises(ValueError, match="too short"):
         fe(torch.randn(1, 239))
+
+
+@pytest.mark.parametrize(("start", "end", "steps"), [(0, 12000, 1025), (0.0, 3266.3412420437116, 130), (-3.5, 7.25, 9),
+                                                     (1.0, 1.0, 5), (2.0, 5.0, 1), (0.0, 2840.023046708319, 130)])
+def test_linspace32_is_the_vectorised_kernel_on_every_cpu(start, end, steps):
+    """linspace32 equals torch.linspace where ATen's kernel is vectorised; under the scalar kernel
+    (ATEN_CPU_CAPABILITY=default) torch.linspace differs in a few last bits, linspace32 does not."""
+    ours = linspace32(start, end, steps)
+    assert ours.dtype == torch.float32 and ours.shape == (steps,)
+    assert ours[0] == torch.tensor(start, dtype=torch.float32)
+    assert steps == 1 or ours[-1] == torch.tensor(end, dtype=torch.float32)
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        assert torch.equal(ours, torch.linspace(start, end, steps))
+
+
+def test_float64_input_is_computed_in_float64_end_to_end():
+    torch.manual_seed(0)
+    wavs = torch.randn(2, 24000, dtype=torch.float64) * 0.1
+    frontend = MelFrontend(mean=-30.0, std=25.0)
+    wide = frontend(wavs)
+    narrow = frontend(wavs.float())
+    assert wide.mel.dtype == torch.float64 and narrow.mel.dtype == torch.float32
+    assert (wide.mel - narrow.mel.double()).abs().max() < 1e-4  # the same numbers, to float32 rounding
+    assert not torch.equal(wide.mel.float(), narrow.mel)  # computed wider, not widened afterwards
+    bf16 = frontend(wavs.bfloat16())
+    assert bf16.mel.dtype == torch.float32

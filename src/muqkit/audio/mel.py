@@ -89,9 +89,36 @@ class WithMel:
         return self.mel.n_mels
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the frontend computes in for input ``x``: float64 for float64 input (a reference
+    replay, end to end), float32 for everything else (bfloat16 and float16 included)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def hz_to_mel_htk(freq: float) -> float:
     """HTK mel scale: ``2595 log10(1 + f / 700)``."""
     return 2595.0 * math.log10(1.0 + freq / 700.0)
+
+
+def linspace32(start: float, end: float, steps: int) -> torch.Tensor:
+    """``torch.linspace(start, end, steps)`` in float32 as ATen's vectorised kernel computes it, on any CPU.
+
+    The vectorised kernel (AVX2, AVX-512) computes each point as one fused multiply-add,
+    ``start + step * i`` for the first half and ``end - step * (steps - 1 - i)`` for the second, with
+    ``step`` rounded to float32; ATen's scalar kernel (``ATEN_CPU_CAPABILITY=default``) rounds the
+    product first and so differs in the last bit of a few points, which moves a mel filterbank (and
+    a float64 replay of the official step) by a few parts in a million. Here the product is exact in
+    float64 and the sum is rounded once, so every CPU gets the vectorised kernel's values.
+    """
+    first = torch.tensor(start, dtype=torch.float32)
+    last = torch.tensor(end, dtype=torch.float32)
+    if steps == 1:
+        return first.reshape(1)
+    step = ((last - first) / (steps - 1)).double()
+    index = torch.arange(steps, dtype=torch.float64)
+    lower = first.double() + step * index
+    upper = last.double() - step * (steps - 1 - index)
+    return torch.where(index < steps // 2, lower, upper).float()
 
 
 def mel_filterbank(
@@ -102,14 +129,15 @@ def mel_filterbank(
     f_min: float = 0.0,
     f_max: float | None = None,
 ) -> torch.Tensor:
-    """Triangular HTK mel filterbank without normalisation, as torchaudio's defaults build it.
+    """Triangular HTK mel filterbank without normalisation, as torchaudio's defaults build it (in
+    float32, with its linspace as vectorised CPUs compute it: :func:`linspace32`).
 
     Returns:
         Tensor of shape (n_freqs, n_mels), float32.
     """
     f_max = float(sample_rate // 2) if f_max is None else f_max
-    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
-    m_pts = torch.linspace(hz_to_mel_htk(f_min), hz_to_mel_htk(f_max), n_mels + 2)
+    all_freqs = linspace32(0, sample_rate // 2, n_freqs)
+    m_pts = linspace32(hz_to_mel_htk(f_min), hz_to_mel_htk(f_max), n_mels + 2)
     f_pts = 700.0 * (10.0 ** (m_pts / 2595.0) - 1.0)
     f_diff = f_pts[1:] - f_pts[:-1]  # (n_mels + 1)
     slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
@@ -198,6 +226,13 @@ class MelFrontend(nn.Module):
         self.register_buffer("filterbank", fb, persistent=False)
         self._sparse_filterbank: torch.Tensor | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The module's state without the sparse filterbank cache, which cannot be copied or pickled
+        (``copy.deepcopy`` of a model would fail on it); it is rebuilt on the next call."""
+        state = dict(super().__getstate__())
+        state["_sparse_filterbank"] = None
+        return state
+
     @classmethod
     def from_config(cls, config: MelConfig, *, mean: float | None = None, std: float | None = None) -> MelFrontend:
         """The frontend of a :class:`MelConfig`."""
@@ -220,7 +255,7 @@ class MelFrontend(nn.Module):
         """
         batch, frames, n_freqs = power.shape
         if power.device.type != "cpu" or power.requires_grad:
-            return torch.matmul(power, self.filterbank.float()).transpose(1, 2)
+            return torch.matmul(power, self.filterbank.to(power.dtype)).transpose(1, 2)
         if self._sparse_filterbank is None or self._sparse_filterbank.dtype != power.dtype:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # sparse CSR support is marked beta
@@ -231,17 +266,20 @@ class MelFrontend(nn.Module):
     def power_mel(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> MelOutput:
         """Mel power spectrogram (before dB) of a batch.
 
+        The window and the filterbank are built in float32, as torchaudio builds them; float64 input
+        is computed in float64 throughout (the window and filterbank widened), any other in float32.
+
         Args:
             wavs: (batch, samples) float waveforms.
             lengths: (batch,) valid samples per item; ``None`` means every item fills the batch.
 
         Returns:
-            MelOutput with ``mel`` (batch, n_mels, frames) in power units; frames past an item's
-            length are zero.
+            MelOutput with ``mel`` (batch, n_mels, frames) in power units (float32, or float64 for
+            float64 input); frames past an item's length are zero.
         """
         if wavs.dim() != 2:
             raise ValueError(f"wavs must be (batch, samples), got shape {tuple(wavs.shape)}")
-        wavs = wavs.float()
+        wavs = wavs.to(compute_dtype(wavs))
         batch, samples = wavs.shape
         if lengths is None:
             lengths = torch.full((batch,), samples, dtype=torch.long, device=wavs.device)
@@ -263,7 +301,7 @@ class MelFrontend(nn.Module):
         # The frames torch.stft(center=False) would cut, windowed and transformed: the same numbers,
         # about a third faster on the CPU.
         frames_td = padded[:, :total].unfold(-1, self.n_fft, self.hop_length)  # (batch, frames, n_fft)
-        spec = torch.fft.rfft(frames_td * self.window.float(), dim=-1)  # (batch, frames, n_freqs)
+        spec = torch.fft.rfft(frames_td * self.window.to(wavs.dtype), dim=-1)  # (batch, frames, n_freqs)
         # |X|^2 as re^2 + im^2 on contiguous memory.
         power = spec.real.square()
         power = power.add_(spec.imag.square()) if not power.requires_grad else power + spec.imag.square()

@@ -344,7 +344,7 @@ class MuQ(nn.Module):
                 f"({1000 * self.min_samples / self.config.sample_rate:g} ms)"
             )
         with torch.autocast(wavs.device.type, enabled=False):
-            mel = self.frontend(wavs.float(), lengths)  # (batch, n_mels, frames), fp32
+            mel = self.frontend(wavs, lengths)  # (batch, n_mels, frames), fp32 (fp64 for fp64 input)
         states, out_lengths = self.embed_mel(mel.mel, mel.lengths, num_layers=num_layers)
         return MuQOutput(
             last_hidden_state=states[-1],

@@ -215,11 +215,14 @@ class MuQPretrainer(nn.Module):
 
     @torch.no_grad()
     def encode_targets(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Codes (batch, num_codebooks, frames) of the clean audio, in float32."""
+        """Codes (batch, num_codebooks, frames) of the clean audio, in float32 (float64 when both the
+        audio and the target tokenizer are float64)."""
         if self.targets is None:
             raise ValueError("this pretrainer has no target tokenizer: pass codes= with each batch")
+        weight = next(self.targets.parameters(), None)
+        wide = wavs.dtype == torch.float64 and weight is not None and weight.dtype == torch.float64
         with torch.autocast(wavs.device.type, enabled=False):
-            return self.targets.encode(wavs.float(), lengths).long()
+            return self.targets.encode(wavs if wide else wavs.float(), lengths).long()
 
     def forward(
         self,
@@ -276,7 +279,7 @@ class MuQPretrainer(nn.Module):
             noisy = torch.where(sample_mask, noise.to(wavs.device, wavs.dtype), wavs)
 
         with torch.autocast(wavs.device.type, enabled=False):
-            mel = self.model.frontend(noisy.float(), lengths)  # (B, n_mels, Tm), normalised
+            mel = self.model.frontend(noisy, lengths)  # (B, n_mels, Tm), normalised; fp32 (fp64 for fp64)
         states, out_lengths = self.model.embed_mel(mel.mel, mel.lengths)
         x = states[-1]  # (B, T, dim)
         frames = min(x.shape[1], code_frames)
@@ -302,7 +305,7 @@ class MuQPretrainer(nn.Module):
         recon_loss = None
         if self.recon is not None:
             with torch.no_grad(), torch.autocast(wavs.device.type, enabled=False):
-                clean = self.model.frontend(wavs.float(), lengths).mel  # (B, n_mels, Tm)
+                clean = self.model.frontend(wavs, lengths).mel  # (B, n_mels, Tm)
                 s = mc.stack_factor
                 t = min(frames, clean.shape[2] // s)
                 clean = clean[:, :, : t * s].transpose(1, 2).reshape(batch, t, s * mc.n_mels)  # (B, t, s*F)
