@@ -66,7 +66,7 @@ def prepare_run_folder(
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{option} {path}: exists and is not a folder")
-    if not _global_rank_zero():  # rank 0 checks (and clears) the folder; it may already have written to it
+    if not global_rank_zero():  # rank 0 checks (and clears) the folder; it may already have written to it
         path.mkdir(parents=True, exist_ok=True)
         return path
     if resume and overwrite:
@@ -92,10 +92,10 @@ def prepare_run_folder(
     return path
 
 
-def _global_rank_zero() -> bool:
+def global_rank_zero() -> bool:
     """Whether this process is rank 0 of a distributed run (or not distributed): the launchers (torchrun,
     Lightning's subprocess launcher, SLURM) set these variables in every process."""
     return all(os.environ.get(name, "0") in ("", "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-__all__ = ["RunFolderError", "existing_entries", "prepare_run_folder"]
+__all__ = ["RunFolderError", "existing_entries", "global_rank_zero", "prepare_run_folder"]

@@ -85,3 +85,26 @@ def test_another_model_is_refused(setup, capsys, tmp_path):
     assert main(["search", "a tune", "--index", out, "--model", str(other)]) == 2
     err = capsys.readouterr().err
     assert "the index was built by model" in err and "Traceback" not in err
+
+
+def test_two_index_add_runs_at_once_keep_both(setup, capsys, tmp_path):
+    """Two `muqkit index add` processes on one index, started together: every file of both is kept and
+    the later run's total counts both (once, both runs printed the same total and one run's files were lost)."""
+    import subprocess
+    import sys
+
+    root, model_dir, audio = setup
+    files = sorted(audio.glob("*.wav"))
+    out = str(tmp_path / "i")
+    assert main(["mulan", "index", *map(str, files[:4]), "--model", str(model_dir), "--out", out]) == 0
+    cli = "import sys; from muqkit.cli.main import main; sys.exit(main())"
+    runs = [subprocess.Popen([sys.executable, "-c", cli, "index", "add", *map(str, part), "--index", out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for part in (files[4:9], files[9:14])]  # fmt: skip
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    totals = sorted(int(o.split("(")[1].split()[0]) for o, _ in outputs)
+    assert totals[-1] == 14  # "added 5 files to ... (14 in all, flat)"
+    capsys.readouterr()
+    hits = search(["--like", str(files[0]), "--index", out, "--top-k", "20"], capsys)[0]["hits"]
+    assert sorted(h["path"] for h in hits) == sorted(map(str, files[1:]))

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("faiss")
 
 from muqkit.search import IndexConfig, IndexMismatchError, VectorIndex, open_index  # noqa: E402
+from muqkit.search.index import IndexChangedError  # noqa: E402
 
 
 def clustered(n: int, dim: int = 32, *, seed: int = 0, clusters: int = 20) -> np.ndarray:
@@ -132,7 +133,7 @@ def test_saves_are_atomic_generations(tmp_path, monkeypatch):
     assert len(open_index(tmp_path / "i")) == 2000  # the previous generation, whole
     index.save(tmp_path / "i")
     names = sorted(p.name for p in (tmp_path / "i").iterdir())
-    assert names == ["faiss-1.index", "items-1.jsonl", "meta.json", "vectors-1.npy"]
+    assert names == [".muqkit-index.lock", "faiss-1.index", "items-1.jsonl", "meta.json", "vectors-1.npy"]
     assert len(open_index(tmp_path / "i")) == 1990
 
 
@@ -182,3 +183,113 @@ def test_config_errors_name_the_field():
         IndexConfig(nprobe=0)
     with pytest.raises(ValueError, match="pq_m"):
         VectorIndex.create(30, model_id=None, model_sha256=None, config=IndexConfig(pq_m=8))
+
+
+# -- concurrent writers and readers --------------------------------------------------------------
+
+
+def test_two_writers_from_one_version_keep_both_updates(tmp_path):
+    """Two runs read the same version and each add files: the second save applies its changes to the
+    first's version instead of overwriting it (the lost update of two `index add` runs)."""
+    base, paths, _ = make(n=30)
+    base.save(tmp_path / "i")
+    first, second = open_index(tmp_path / "i", mmap=False), open_index(tmp_path / "i", mmap=False)
+    first.add([f"a/{i}.flac" for i in range(50)], clustered(50, seed=2))
+    second.add([f"b/{i}.flac" for i in range(50)], clustered(50, seed=3))
+    second.remove(paths[:5])
+    first.save(tmp_path / "i")
+    second.save(tmp_path / "i")
+    assert len(second) == 30 + 50 + 50 - 5  # the saving index becomes the merged one
+    merged = open_index(tmp_path / "i")
+    assert len(merged) == 125
+    assert all(f"a/{i}.flac" in merged and f"b/{i}.flac" in merged for i in range(50))
+    assert not any(p in merged for p in paths[:5])
+    # vectors travel with their files
+    assert np.allclose(merged.vector("b/7.flac"), clustered(50, seed=3)[7], atol=1e-6)
+    assert np.allclose(merged.vector("a/7.flac"), clustered(50, seed=2)[7], atol=1e-6)
+    # the first writer's next change applies to the merged version too
+    first.remove(["a/0.flac"])
+    first.save(tmp_path / "i")
+    assert len(open_index(tmp_path / "i")) == 124 and "b/3.flac" in open_index(tmp_path / "i")
+
+
+def test_a_writer_whose_index_went_away_saves_nothing(tmp_path):
+    index, _, _ = make(n=30)
+    index.save(tmp_path / "i")
+    stale = open_index(tmp_path / "i", mmap=False)
+    stale.add(["x.flac"], clustered(1, seed=4))
+    other = VectorIndex.create(32, model_id="other", model_sha256="c" * 64)
+    other.add(["y.flac"], clustered(1, seed=5))
+    other.save(tmp_path / "i", replace=True)  # explicitly replaced by another model's index
+    with pytest.raises(IndexChangedError, match="replaced by one of another model"):
+        stale.save(tmp_path / "i")
+    assert open_index(tmp_path / "i").paths == ["y.flac"]
+    for name in os.listdir(tmp_path / "i"):
+        if not name.startswith("."):
+            os.remove(tmp_path / "i" / name)
+    with pytest.raises(IndexChangedError, match="was removed"):
+        stale.save(tmp_path / "i")
+
+
+def test_a_new_index_never_silently_replaces_one_saved_meanwhile(tmp_path):
+    first, _, _ = make(n=20)
+    first.save(tmp_path / "i")
+    second, _, _ = make(n=10)
+    with pytest.raises(IndexChangedError, match="another index was saved there"):
+        second.save(tmp_path / "i")
+    assert len(open_index(tmp_path / "i")) == 20
+    second.save(tmp_path / "i", replace=True)
+    assert len(open_index(tmp_path / "i")) == 10
+
+
+def test_a_reader_racing_a_save_reads_the_new_generation(tmp_path, monkeypatch):
+    """meta.json names generation 0; a writer saves generation 1 and deletes 0 before the reader opens
+    its files: the reader reads meta.json again and gets generation 1, whole."""
+    from muqkit.search import index as module
+
+    index, _, _ = make(n=20)
+    index.save(tmp_path / "i")
+    writer = open_index(tmp_path / "i", mmap=False)
+    writer.add(["late.flac"], clustered(1, seed=6))
+    real = module._read_generation
+    calls = []
+
+    def racing(folder, raw, *, mmap):
+        if not calls:
+            writer.save(tmp_path / "i")  # commits between the reader's meta.json and its files
+        calls.append(raw["generation"])
+        return real(folder, raw, mmap=mmap)
+
+    monkeypatch.setattr(module, "_read_generation", racing)
+    loaded = open_index(tmp_path / "i")
+    assert calls == [0, 1] and len(loaded) == 21 and "late.flac" in loaded
+
+
+def test_concurrent_processes_lose_no_update(tmp_path):
+    """Four processes add 25 files each to one index at the same moment: all 100 are there."""
+    import subprocess
+    import sys
+
+    index, _, _ = make(n=10)
+    index.save(tmp_path / "i")
+    script = (
+        "import sys, time, numpy as np\n"
+        "from muqkit.search import open_index\n"
+        "name, folder, start = sys.argv[1], sys.argv[2], float(sys.argv[3])\n"
+        "index = open_index(folder, mmap=False)\n"
+        "while time.time() < start: time.sleep(0.001)\n"
+        "vectors = np.random.default_rng(abs(hash(name)) % 1000).standard_normal((25, 32))\n"
+        "index.add([f'{name}/{i}.flac' for i in range(25)], vectors)\n"
+        "index.save(folder)\n"
+        "print(len(index))\n"
+    )
+    import time
+
+    start = time.time() + 4.0
+    procs = [subprocess.Popen([sys.executable, "-c", script, f"w{k}", str(tmp_path / "i"), str(start)],
+                              stdout=subprocess.PIPE, text=True) for k in range(4)]  # fmt: skip
+    totals = sorted(int(p.communicate(timeout=120)[0]) for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    final = open_index(tmp_path / "i")
+    assert len(final) == 110 and totals[-1] == 110
+    assert all(f"w{k}/{i}.flac" in final for k in range(4) for i in range(25))

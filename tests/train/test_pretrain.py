@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,17 @@ def test_ddp_two_gloo_processes_stay_in_sync(tone_manifest, tiny_tokenizer, tmp_
         cmd = [sys.executable, str(script), str(tone_manifest), str(tiny_tokenizer), str(tmp_path / "run"),
                str(tmp_path / f"rank{rank}.json")]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = [p.communicate(timeout=240)[0] for p in procs]
-    for p, log in zip(procs, logs, strict=False):
+    # a rank that fails leaves the other waiting for it: stop the others then, and show the failing log
+    deadline = time.monotonic() + 240
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.poll() not in (None, 0) for p in procs):
+            break
+        time.sleep(0.2)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    logs = [p.communicate()[0] for p in procs]
+    for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2

@@ -9,7 +9,15 @@ An index folder holds::
 
 ``<g>`` is a generation number: a save writes the new generation's files, then replaces ``meta.json``
 atomically, then deletes the older generation, so a reader (or a run killed mid-save) always sees one
-complete generation.
+complete generation; a reader that finds its generation deleted under it reads the new one.
+
+Writers never lose each other's updates. A save holds an advisory lock on ``.muqkit-index.lock`` in
+the folder while it writes, and ``meta.json`` carries a ``version`` that every save changes. An index
+remembers the version it was read at and the changes made to it since (``add`` and ``remove``): when
+another process saved the folder in between (two ``muqkit index add`` runs on one index), the save
+reads the newer index, applies its own changes to it and writes the result, so both runs' files are
+kept. An index created new is never saved over one another process wrote meanwhile
+(:class:`IndexChangedError`) unless ``replace=True``.
 
 Scores are inner products of L2-normalised vectors (cosine similarity); vectors are normalised on add
 and queries on search. Kinds:
@@ -26,11 +34,14 @@ A save compacts the rows when more than a quarter of them are removed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -44,12 +55,48 @@ log = logging.getLogger(__name__)
 IndexKind = Literal["auto", "flat", "ivfpq", "hnsw"]
 KINDS = ("auto", "flat", "ivfpq", "hnsw")
 META_NAME = "meta.json"
+LOCK_NAME = ".muqkit-index.lock"
 FORMAT_VERSION = 1
 _COMPACT_FRACTION = 0.25
 
 
 class IndexMismatchError(ValueError):
     """An index was built with another model or latent dimension than the one querying it."""
+
+
+class IndexChangedError(ValueError):
+    """The index folder changed under a writer in a way its changes cannot be applied to (the index
+    was removed, replaced by another model's, or written new by another process)."""
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One ``add`` or ``remove`` made to an index since it was read (replayed on a newer version)."""
+
+    op: Literal["add", "remove"]
+    paths: tuple[str, ...]
+    vectors: np.ndarray | None = None
+    checksums: tuple[str | None, ...] | None = None
+
+
+@contextmanager
+def _write_lock(folder: Path) -> Iterator[None]:
+    """Hold the folder's advisory write lock (waiting for another writer's save to finish)."""
+    with open(folder / LOCK_NAME, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: waiting for another process to finish saving the index", folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _version(meta: dict[str, Any]) -> str:
+    """The version a ``meta.json`` names (older files, without one, by their generation)."""
+    return str(meta.get("version") or f"generation-{meta.get('generation')}")
 
 
 @dataclass(frozen=True)
@@ -188,6 +235,9 @@ class VectorIndex:
         self._faiss = faiss_index  # None until built
         self._removed = {row for row, item in enumerate(items) if item.get("removed")}
         self._rows = {item["abs"]: row for row, item in enumerate(items) if not item.get("removed")}
+        self._origin: Path | None = None  # the folder this index was read from or last saved to
+        self._version: str | None = None  # the folder's version then
+        self._changes: list[_Change] = []  # adds and removes since then
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -292,7 +342,9 @@ class VectorIndex:
         keys = [absolute(p) for p in paths]
         if len(set(keys)) != len(keys):
             raise ValueError("a file is given twice")
-        self.remove([k for k in keys if k in self._rows])
+        self._changes.append(_Change("add", tuple(os.fspath(p) for p in paths), array,
+                                     None if checksums is None else tuple(checksums)))
+        self._remove_rows([k for k in keys if k in self._rows])
         start = len(self._items)
         self._vectors = np.concatenate([np.asarray(self._vectors), array]) if start else array
         for offset, (given, key) in enumerate(zip(paths, keys, strict=True)):
@@ -312,6 +364,10 @@ class VectorIndex:
 
     def remove(self, paths: Sequence[str | os.PathLike[str]]) -> int:
         """Remove files from the index (without a rebuild); returns how many were in it."""
+        self._changes.append(_Change("remove", tuple(os.fspath(p) for p in paths)))
+        return self._remove_rows(paths)
+
+    def _remove_rows(self, paths: Sequence[str | os.PathLike[str]]) -> int:
         rows = []
         for path in paths:
             row = self._rows.pop(absolute(path), None)
@@ -398,16 +454,68 @@ class VectorIndex:
         ]
 
     # -- storage --------------------------------------------------------------------------------
-    def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write the index folder: a new generation of files, then ``meta.json`` atomically."""
-        faiss = _faiss()
+    def save(self, folder: str | os.PathLike[str], *, replace: bool = False) -> Path:
+        """Write the index folder: a new generation of files, then ``meta.json`` atomically.
+
+        When another process saved the folder since this index was read from it, this index's changes
+        are applied to that newer index and the result is written (and becomes this index): no update
+        is lost.
+
+        Args:
+            folder: the index folder (created if needed).
+            replace: let an index that was not read from ``folder`` replace one that another process
+                saved there (otherwise that is an error).
+
+        Raises:
+            IndexChangedError: the folder's index was removed, or holds another model's vectors, since
+                this index was read; or an index not read from it would replace one saved there.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        with _write_lock(folder):
+            meta_path = folder / META_NAME
+            previous = _read_meta_file(meta_path) if meta_path.is_file() else {}
+            here = self._origin is not None and self._origin == folder.resolve()
+            if here and not previous:
+                raise IndexChangedError(
+                    f"{folder}: the index was removed while this change was made; nothing was saved"
+                )
+            if here and _version(previous) != self._version:
+                self._apply_to_newer(folder)
+            elif not here and previous and not replace:
+                raise IndexChangedError(
+                    f"{folder}: another index was saved there while this one was built; nothing was saved "
+                    "(write to an empty folder, or replace it with --overwrite)"
+                )
+            self._write(folder, previous)
+        return folder
+
+    def _apply_to_newer(self, folder: Path) -> None:
+        """Make this index the folder's newer index with this index's changes applied to it."""
+        latest = open_index(folder, mmap=False)
+        if latest.meta.source != self.meta.source or latest.dim != self.dim or (
+            latest.meta.model_sha256 != self.meta.model_sha256
+        ):
+            raise IndexChangedError(
+                f"{folder}: the index was replaced by one of another model ({latest.meta.model_id}) while this "
+                "change was made; nothing was saved"
+            )
+        log.info("%s: another process saved the index meanwhile; applying %d change(s) to its version",
+                 folder, len(self._changes))
+        for change in self._changes:
+            if change.op == "add":
+                latest.add(list(change.paths), change.vectors, checksums=change.checksums)
+            else:
+                latest.remove(list(change.paths))
+        self.__dict__.update(latest.__dict__)
+
+    def _write(self, folder: Path, previous: dict[str, Any]) -> None:
+        """Write a new generation after ``previous`` (the folder's current meta; the write lock held)."""
+        faiss = _faiss()
         if self._removed and len(self._removed) > _COMPACT_FRACTION * len(self._items):
             self.compact()
         if self._faiss is None:
             self._rebuild()
-        previous = _read_meta_file(folder / META_NAME) if (folder / META_NAME).is_file() else {}
         generation = int(previous.get("generation", -1)) + 1
         files = {
             "vectors": f"vectors-{generation}.npy",
@@ -421,7 +529,9 @@ class VectorIndex:
                 handle.write(json.dumps(item) + "\n")
         with atomic_path(folder / files["faiss"]) as tmp:
             faiss.write_index(self._faiss, str(tmp))
-        meta = {"format": FORMAT_VERSION, "generation": generation, "files": files, "rows": len(self._items)}
+        version = uuid.uuid4().hex
+        meta = {"format": FORMAT_VERSION, "generation": generation, "version": version, "files": files,
+                "rows": len(self._items)}  # fmt: skip
         meta.update({k: v for k, v in asdict(self.meta).items() if k != "config"})
         meta["config"] = asdict(self.meta.config)
         with atomic_path(folder / META_NAME) as tmp:
@@ -429,7 +539,7 @@ class VectorIndex:
         for name in previous.get("files", {}).values():
             if name not in files.values():
                 (folder / name).unlink(missing_ok=True)
-        return folder
+        self._origin, self._version, self._changes = folder.resolve(), version, []
 
 
 def build_faiss(
@@ -516,18 +626,37 @@ def open_index(
         IndexMismatchError: another model or dimension.
         ValueError: a corrupt index file (the message names it).
     """
-    faiss = _faiss()
     folder = Path(path)
     meta_path = folder / META_NAME
     if not meta_path.is_file():
         hint = (
             "it was written by an older muqkit; rebuild it with `muqkit mulan index`"
             if (folder / "latents.safetensors").is_file()
-            else "build one with `muqkit mulan index` or `muqkit index build`"
+            else "build one with `muqkit mulan index` or `muqkit index embeddings`"
         )
         raise FileNotFoundError(f"{folder}: not a muqkit search index (no {META_NAME}); {hint}")
-    raw = _read_meta_file(meta_path)
-    current = meta_path
+    for attempt in range(10):
+        raw = _read_meta_file(meta_path)
+        try:
+            index = _read_generation(folder, raw, mmap=mmap)
+            break
+        except FileNotFoundError:
+            # a writer saved a newer generation and deleted this one after meta.json was read: read again
+            if attempt == 9 or not meta_path.is_file() or _version(_read_meta_file(meta_path)) == _version(raw):
+                raise
+    index.check(model_sha256=model_sha256, dim=dim)
+    return index
+
+
+def _read_generation(folder: Path, raw: dict[str, Any], *, mmap: bool) -> VectorIndex:
+    """The index of the generation ``raw`` (a ``meta.json``) names.
+
+    Raises:
+        FileNotFoundError: one of its files is gone (the message names it).
+        ValueError: a corrupt file (the message names it).
+    """
+    faiss = _faiss()
+    current = folder / META_NAME
     try:
         if raw.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {raw.get('format')!r}, this muqkit reads format {FORMAT_VERSION}")
@@ -553,6 +682,8 @@ def open_index(
         if vectors.dtype != np.float32 or vectors.shape != (len(items), meta.dim):
             raise ValueError(f"expected float32 ({len(items)}, {meta.dim}), got {vectors.dtype} {vectors.shape}")
         current = folder / files["faiss"]
+        if not current.is_file():  # FAISS would say "could not open" as a RuntimeError
+            raise FileNotFoundError(current)
         faiss_index = faiss.read_index(str(current))
         if faiss_index.d != meta.dim:
             raise ValueError(f"a {faiss_index.d}-d FAISS index, the metadata says {meta.dim}")
@@ -561,5 +692,5 @@ def open_index(
     except Exception as exc:  # JSON, key, numpy and FAISS errors alike
         raise ValueError(f"{current}: corrupt index file ({type(exc).__name__}: {exc}); rebuild the index") from exc
     index = VectorIndex(meta, vectors=vectors, items=items, faiss_index=faiss_index)
-    index.check(model_sha256=model_sha256, dim=dim)
+    index._origin, index._version = folder.resolve(), _version(raw)
     return index

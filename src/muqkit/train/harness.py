@@ -133,10 +133,15 @@ def read_run_settings(out: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_run_settings(out: str | os.PathLike[str], settings: dict[str, Any], *, sort_keys: bool = False) -> Path:
-    """Save a run's settings to ``out/run_config.json`` (atomically)."""
+    """Save a run's settings to ``out/run_config.json`` (atomically), on global rank 0 only: every rank
+    computes the same settings, and a file another rank wrote first would make rank 0 take the folder
+    for an earlier run and refuse it (leaving the other ranks waiting for it)."""
     from muqkit.atomic import atomic_path
+    from muqkit.runfolder import global_rank_zero
 
     path = Path(out) / RUN_CONFIG
+    if not global_rank_zero():
+        return path
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2, sort_keys=sort_keys) + "\n")
     return path
