@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -178,3 +179,85 @@ def test_warmup_longer_than_the_run_is_an_error(tiny_tokenizer):
     with pytest.raises(ValueError, match=r"warmup_steps \(30\) must lie in \[0, max_steps\)"):
         _config(tiny_tokenizer, max_steps=10, warmup_steps=30)
     assert _config(tiny_tokenizer, max_steps=10, warmup_steps=1, decay="cosine").warmup_steps == 1
+
+
+def test_logged_accuracy_and_majority_equal_an_independent_computation(tone_manifest, tiny_tokenizer, tmp_path):
+    """train/acc_i and train/majority_i in metrics.csv are, for the very batch of that step, the share of
+    masked frames whose argmax of the head's logits is the target, and the commonest target's share:
+    recomputed here from the weights before the step, the same mask draw and dropout, by hand."""
+    import copy
+    import csv
+
+    import torch.nn.functional as F
+
+    from muqkit.train import pretrain as P
+
+    seen: list[tuple] = []
+    original = P.PretrainTask.training_step
+
+    def spy(self, batch):
+        seen.append((copy.deepcopy(self.pretrainer.state_dict()), {k: v.clone() for k, v in batch.items()},
+                     torch.get_rng_state()))  # fmt: skip
+        return original(self, batch)
+
+    P.PretrainTask.training_step = spy
+    try:
+        config = _config(tiny_tokenizer, max_steps=3, batch_size=3)
+        train_pretrain([tone_manifest], tmp_path / "run", config)
+    finally:
+        P.PretrainTask.training_step = original
+    with open(tmp_path / "run" / "logs" / "version_0" / "metrics.csv", newline="") as handle:
+        rows = {int(r["step"]): r for r in csv.DictReader(handle) if r.get("train/acc_0")}
+    # the run's own settings: they hold the mel statistics the model normalises with
+    saved = P.PretrainTrainingConfig.from_dict(json.loads((tmp_path / "run" / "run_config.json").read_text())["config"])
+    task = P.PretrainTask(P.build_pretrainer(saved, P.build_targets(saved)), seed=saved.seed)
+    for step, (state, batch, rng) in enumerate(seen):
+        task.pretrainer.load_state_dict(state)
+        task.train()
+        torch.set_rng_state(rng)  # the step's dropout
+        with torch.no_grad():
+            out = task.pretrainer(batch["audio"], batch["lengths"], generator=task._generator(batch),
+                                  output_hidden_states=True)  # fmt: skip
+            codes = task.pretrainer.encode_targets(batch["audio"], batch["lengths"])
+            hidden = out.hidden_states[-1]
+            frames = min(hidden.shape[1], codes.shape[2])
+            select = out.mask[:, :frames] & (codes[:, 0, :frames] >= 0)
+            head = task.pretrainer.heads.proj
+            logits = F.linear(hidden[:, :frames][select], head.weight, head.bias)  # (M, N * K)
+            k = task.pretrainer.config.codebook_size
+            predicted = logits.view(logits.shape[0], -1, k).argmax(-1)  # (M, N)
+            targets = codes[:, :, :frames].transpose(1, 2)[select]  # (M, N)
+        for i in range(targets.shape[1]):
+            accuracy = (predicted[:, i] == targets[:, i]).double().mean().item()
+            majority = max(targets[:, i].tolist().count(c) for c in set(targets[:, i].tolist())) / len(targets)
+            assert float(rows[step]["train/acc_" + str(i)]) == pytest.approx(accuracy, abs=1e-6), (step, i)
+            assert float(rows[step]["train/majority_" + str(i)]) == pytest.approx(majority, abs=1e-6), (step, i)
+    assert len(seen) == 3 and set(rows) >= {0, 1, 2}
+
+
+def test_crop_sampling_and_short_items(tone_manifest, tmp_path):
+    """``file`` sampling draws every file alike, ``duration`` in proportion to its length; ``pad_short``
+    turns a short file into a full-length crop ending in silence."""
+    import soundfile as sf
+
+    from muqkit.data.manifest import AudioRecord
+
+    long, short = tmp_path / "long.wav", tmp_path / "short.wav"
+    sf.write(long, np.full(24000 * 9, 0.1, dtype=np.float32), 24000)
+    sf.write(short, np.full(24000, 0.2, dtype=np.float32), 24000)
+    def record(name: str, seconds: int, path: Path) -> tuple[AudioRecord, Path]:
+        return AudioRecord(id=name, path=str(path), duration=float(seconds), sample_rate=24000,
+                           num_samples=24000 * seconds, split="train", group=name, source="test"), path  # fmt: skip
+
+    records = [record("long", 9, long), record("short", 1, short)]
+    by_duration = RandomCropDataset(records, crop_seconds=2.0, sampling="duration")
+    by_file = RandomCropDataset(records, crop_seconds=2.0, sampling="file")
+    share = [np.mean([ds.locate(i)[0] == 1 for i in range(2000)]) for ds in (by_duration, by_file)]
+    assert abs(share[0] - 0.1) < 0.03 and abs(share[1] - 0.5) < 0.04
+    first_short = next(i for i in range(100) if by_file.locate(i)[0] == 1)
+    assert len(by_file[first_short]["audio"]) == 24000  # kept short: the batch masks its padding
+    padded = RandomCropDataset(records, crop_seconds=2.0, sampling="file", pad_short=True)[first_short]["audio"]
+    assert len(padded) == 48000 and not padded[24000:].any()
+    assert float(padded[:24000].mean()) == pytest.approx(0.2, abs=1e-3)
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        RandomCropDataset(records, crop_seconds=2.0, sampling="uniform")

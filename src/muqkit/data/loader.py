@@ -89,18 +89,27 @@ def absolute_records(
     return [replace(record, path=str(path.absolute())) for record, path in pairs]
 
 
+CROP_SAMPLING = ("duration", "file")
+
+
 class RandomCropDataset(Dataset):
-    """Random crops of audio files, chosen in proportion to their duration.
+    """Random crops of audio files, chosen in proportion to their duration (or every file alike).
 
     Args:
         records: ``(record, audio path)`` pairs (see :func:`load_records`).
-        crop_seconds: crop length; shorter files give the whole file (padded in the batch).
+        crop_seconds: crop length; shorter files give the whole file (padded in the batch, the padding
+            masked by the batch's ``lengths``), or, with ``pad_short``, the file followed by silence up
+            to the crop length, as one full-length crop.
         sample_rate: output rate in Hz.
         seed: crop ``i`` depends on ``(seed, i)`` only.
         frame_samples: crop starts are multiples of this (one target frame).
         labels: optional ``record id -> (num_codebooks, frames)`` codes of whole files; each crop
             then carries the matching slice under ``"codes"``.
         preload: decode every file once into memory (fast for small corpora).
+        sampling: ``duration``: a file's chance is proportional to its duration (every second of
+            audio alike); ``file``: every file alike (short files are drawn far more often).
+        pad_short: give short files as full-length crops ending in silence (the silence is trained
+            on as audio), instead of short crops whose padding is masked.
     """
 
     def __init__(
@@ -113,9 +122,17 @@ class RandomCropDataset(Dataset):
         frame_samples: int = 960,
         labels: Mapping[str, torch.Tensor] | None = None,
         preload: bool = False,
+        sampling: str = "duration",
+        pad_short: bool = False,
     ) -> None:
         if not crop_seconds > 0:
             raise ValueError(f"crop_seconds must be positive, got {crop_seconds}")
+        if sampling not in CROP_SAMPLING:
+            raise ValueError(f"sampling must be one of {', '.join(CROP_SAMPLING)}, got {sampling!r}")
+        if pad_short and labels is not None:
+            raise ValueError("pad_short needs targets computed from the audio, not pre-extracted labels")
+        self.sampling = sampling
+        self.pad_short = pad_short
         self.records = list(records)
         self.sample_rate = sample_rate
         self.crop_samples = int(round(crop_seconds * sample_rate / frame_samples)) * frame_samples
@@ -127,7 +144,8 @@ class RandomCropDataset(Dataset):
             if missing:
                 raise ValueError(f"{len(missing)} records have no labels, e.g. {missing[:3]}")
         self.num_samples = np.array([round(r.duration * sample_rate) for r, _ in self.records], dtype=np.int64)
-        self.cumulative = np.cumsum(self.num_samples / self.num_samples.sum())
+        weights = self.num_samples if sampling == "duration" else np.ones(len(self.records))
+        self.cumulative = np.cumsum(weights / weights.sum())
         self.cache = [read_crop(p, sample_rate, 0, 1 << 40) for _, p in self.records] if preload else None
         if self.cache is not None:
             self.num_samples = np.array([len(a) for a in self.cache], dtype=np.int64)
@@ -149,6 +167,8 @@ class RandomCropDataset(Dataset):
             audio = self.cache[record][start : start + self.crop_samples]
         else:
             audio = read_crop(self.records[record][1], self.sample_rate, start, self.crop_samples)
+        if self.pad_short and len(audio) < self.crop_samples:
+            audio = torch.nn.functional.pad(torch.as_tensor(audio), (0, self.crop_samples - len(audio)))
         item = {"audio": audio, "index": torch.tensor(index)}
         if self.labels is not None:
             codes = self.labels[self.records[record][0].id]
@@ -263,6 +283,7 @@ def collate_crops(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
 
 
 __all__ = [
+    "CROP_SAMPLING",
     "FrameCropDataset",
     "absolute_records",
     "RandomCropDataset",

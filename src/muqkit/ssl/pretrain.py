@@ -78,6 +78,9 @@ class PretrainOutput:
         ce_loss: mean cross-entropy over codebooks.
         codebook_losses: (num_codebooks,) cross-entropy of each codebook on masked frames.
         codebook_accuracies: (num_codebooks,) top-1 accuracy of each codebook on masked frames.
+        codebook_majority: (num_codebooks,) share of the masked frames whose target is the batch's
+            commonest code of that codebook: the accuracy of always predicting it, to read an accuracy
+            against.
         num_masked: number of masked target frames in the batch (scalar long).
         mask: (batch, frames) bool, the masked target frames.
         lengths: (batch,) valid target frames.
@@ -89,6 +92,7 @@ class PretrainOutput:
     ce_loss: torch.Tensor
     codebook_losses: torch.Tensor
     codebook_accuracies: torch.Tensor
+    codebook_majority: torch.Tensor
     num_masked: torch.Tensor
     mask: torch.Tensor
     lengths: torch.Tensor
@@ -96,19 +100,34 @@ class PretrainOutput:
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
     def metrics(self) -> dict[str, torch.Tensor]:
-        """Scalars for logging: loss, ce, acc (mean), per-codebook ce_i / acc_i, recon."""
+        """Scalars for logging: loss, ce, acc (mean), per-codebook ce_i / acc_i / majority_i, recon."""
         out = {
             "loss": self.loss,
             "ce": self.ce_loss.detach(),
             "acc": self.codebook_accuracies.mean(),
             "masked_frames": self.num_masked.float(),
         }
-        for i, (ce, acc) in enumerate(zip(self.codebook_losses, self.codebook_accuracies, strict=True)):
+        per_codebook = zip(self.codebook_losses, self.codebook_accuracies, self.codebook_majority, strict=True)
+        for i, (ce, acc, majority) in enumerate(per_codebook):
             out[f"ce_{i}"] = ce.detach()
             out[f"acc_{i}"] = acc
+            out[f"majority_{i}"] = majority
         if self.recon_loss is not None:
             out["recon"] = self.recon_loss.detach()
         return out
+
+
+def majority_share(targets: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """(N,) share of the rows of ``targets`` (M, N) whose code is the commonest of its column (ignored
+    codes, below 0, count in the denominator as they do in the accuracy); zeros when M is 0."""
+    count, columns = targets.shape
+    if count == 0:
+        return torch.zeros(columns, device=targets.device)
+    valid = targets >= 0
+    offsets = torch.arange(columns, device=targets.device) * codebook_size  # one histogram per column
+    flat = (targets.clamp_min(0) + offsets)[valid]
+    counts = torch.bincount(flat, minlength=columns * codebook_size).view(columns, codebook_size)
+    return counts.max(-1).values.float() / count
 
 
 class LatentTargets(nn.Module):
@@ -299,6 +318,7 @@ class MuQPretrainer(nn.Module):
         codebook_losses = ce.sum(0) / denom  # (N,)
         with torch.no_grad():
             accuracies = (logits.argmax(-1) == targets).float().sum(0) / denom
+            majority = majority_share(targets, self.config.codebook_size)
         ce_loss = codebook_losses.mean()
         loss = ce_loss
 
@@ -319,6 +339,7 @@ class MuQPretrainer(nn.Module):
             ce_loss=ce_loss,
             codebook_losses=codebook_losses,
             codebook_accuracies=accuracies,
+            codebook_majority=majority,
             num_masked=torch.as_tensor(count, device=x.device),
             mask=mask.frames,
             lengths=frame_lengths,
@@ -327,4 +348,4 @@ class MuQPretrainer(nn.Module):
         )
 
 
-__all__ = ["LatentTargets", "MuQPretrainer", "PretrainConfig", "PretrainOutput", "TargetTokenizer"]
+__all__ = ["LatentTargets", "MuQPretrainer", "majority_share", "PretrainConfig", "PretrainOutput", "TargetTokenizer"]

@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from torch import nn
 
+DECAYS = ("constant", "cosine", "linear")
 _NOISE = ("Tip:", "litlogger", "TPU available", "HPU available", "GPU available: False")
 
 
@@ -73,8 +74,13 @@ class OptimizerConfig:
         betas: Adam betas.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
         warmup_steps: linear warm-up steps.
-        decay: ``"constant"`` after warm-up, or ``"cosine"`` to zero at ``total_steps``.
-        total_steps: schedule length for the cosine decay.
+        decay: ``"constant"`` after warm-up, ``"cosine"`` to zero at ``total_steps``, or ``"linear"`` to
+            zero at ``total_steps`` (fairseq's ``polynomial_decay`` with power 1 and end learning rate 0,
+            the official MuQ recipe's schedule).
+        total_steps: schedule length for the decay.
+        eps: Adam's epsilon (the official recipe: 1e-6).
+        decay_1d: apply weight decay to one-dimensional parameters (norm weights, biases) too, as
+            fairseq's Adam does; ``False`` leaves them undecayed (the common transformer practice).
     """
 
     name: str = "adam"
@@ -84,25 +90,47 @@ class OptimizerConfig:
     warmup_steps: int = 0
     decay: str = "constant"
     total_steps: int = 0
+    eps: float = 1e-8
+    decay_1d: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in ("adam", "adamw"):
             raise ValueError(f"OptimizerConfig.name must be 'adam' or 'adamw', got '{self.name}'")
         if not self.lr > 0:
             raise ValueError(f"OptimizerConfig.lr must be positive, got {self.lr}")
-        if self.decay not in ("constant", "cosine"):
-            raise ValueError(f"OptimizerConfig.decay must be 'constant' or 'cosine', got '{self.decay}'")
-        if self.decay == "cosine" and self.total_steps <= self.warmup_steps:
-            raise ValueError("OptimizerConfig: cosine decay needs total_steps > warmup_steps")
+        if self.decay not in DECAYS:
+            raise ValueError(f"OptimizerConfig.decay must be one of {', '.join(DECAYS)}, got '{self.decay}'")
+        if self.decay != "constant" and self.total_steps <= self.warmup_steps:
+            raise ValueError(f"OptimizerConfig: {self.decay} decay needs total_steps > warmup_steps")
+        if not self.eps > 0:
+            raise ValueError(f"OptimizerConfig.eps must be positive, got {self.eps}")
 
     def factor(self, step: int) -> float:
         """Learning-rate multiplier at ``step``."""
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
-        if self.decay == "cosine":
-            progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
+        if self.decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        if self.decay == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def parameter_groups(self, module: nn.Module) -> list[dict[str, Any]]:
+        """The trainable parameters of ``module`` as optimiser groups: one, or with ``decay_1d=False``
+        the matrices (decayed) and the one-dimensional parameters (not decayed)."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        if self.decay_1d:
+            return [{"params": params}]
+        return [{"params": [p for p in params if p.dim() > 1]},
+                {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]  # fmt: skip
+
+    def build(self, module: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        """The optimiser over ``module``'s trainable parameters and its per-step schedule."""
+        cls = torch.optim.AdamW if self.name == "adamw" else torch.optim.Adam
+        optimizer = cls(self.parameter_groups(module), lr=self.lr, betas=self.betas, eps=self.eps,
+                        weight_decay=self.weight_decay)  # fmt: skip
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self.factor)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -193,11 +221,7 @@ class LightningTask(L.LightningModule):
         self._log("val", out, batch, on_step=False)
 
     def configure_optimizers(self) -> Any:
-        c = self.optimizer_config
-        params = [p for p in self.task.parameters() if p.requires_grad]
-        cls = torch.optim.AdamW if c.name == "adamw" else torch.optim.Adam
-        optimizer = cls(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, c.factor)
+        optimizer, scheduler = self.optimizer_config.build(self.task)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

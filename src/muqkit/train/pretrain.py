@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from muqkit.data.loader import CROP_SAMPLING
 from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
 from muqkit.ssl.muq import MuQ, MuQConfig
@@ -67,7 +68,15 @@ class PretrainTrainingConfig:
         batch_size: crops per device per micro-batch.
         accumulate: micro-batches per optimiser step (global batch = batch_size * accumulate * devices * nodes).
         max_steps: optimiser steps.
-        lr, weight_decay, betas, warmup_steps, decay: AdamW with linear warm-up and cosine (or constant) decay.
+        lr, weight_decay, betas, warmup_steps, decay: AdamW with linear warm-up, then ``cosine``,
+            ``linear`` (the official recipe's polynomial decay, power 1) or ``constant``.
+        eps: Adam's epsilon.
+        decay_1d: weight decay on one-dimensional parameters (norm weights, biases) too (fairseq's Adam,
+            the official recipe, decays every parameter); ``False`` leaves them undecayed.
+        crop_sampling: ``duration`` (a file's chance is proportional to its duration) or ``file``
+            (every file alike); see :class:`~muqkit.data.loader.RandomCropDataset`.
+        pad_short: files shorter than a crop become full-length crops ending in silence (trained on as
+            audio) instead of short crops whose padding is masked.
         grad_clip: gradient-norm clipping (0: off).
         precision: Lightning precision (``32-true``, ``bf16-mixed``, ``16-mixed``).
         accelerator, devices, num_nodes, strategy: Lightning placement (``strategy``: auto, ddp, fsdp).
@@ -110,6 +119,10 @@ class PretrainTrainingConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 100
     decay: str = "cosine"
+    eps: float = 1e-8
+    decay_1d: bool = True
+    crop_sampling: str = "duration"
+    pad_short: bool = False
     grad_clip: float = 1.0
     precision: str = "32-true"
     accelerator: str = "auto"
@@ -152,10 +165,15 @@ class PretrainTrainingConfig:
             raise ValueError("PretrainTrainingConfig: latent_model and latent_layer go together")
         if self.strategy not in ("auto", "ddp", "fsdp", "ddp_spawn", "ddp_find_unused_parameters_true"):
             raise ValueError(f"PretrainTrainingConfig.strategy must be auto, ddp or fsdp, got {self.strategy!r}")
-        if self.warmup_steps < 0 or (self.decay == "cosine" and self.warmup_steps >= self.max_steps):
+        if self.warmup_steps < 0 or (self.decay != "constant" and self.warmup_steps >= self.max_steps):
             raise ValueError(
                 f"PretrainTrainingConfig.warmup_steps ({self.warmup_steps}) must lie in [0, max_steps) "
-                f"(max_steps {self.max_steps}) with the cosine decay; e.g. warmup_steps={self.max_steps // 10}"
+                f"(max_steps {self.max_steps}) with the {self.decay} decay; e.g. warmup_steps={self.max_steps // 10}"
+            )
+        if self.crop_sampling not in CROP_SAMPLING:
+            raise ValueError(
+                f"PretrainTrainingConfig.crop_sampling must be one of {', '.join(CROP_SAMPLING)}, "
+                f"got {self.crop_sampling!r}"
             )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
@@ -407,6 +425,35 @@ def build_pretrainer(
     return MuQPretrainer(model, objective, targets)
 
 
+@torch.no_grad()
+def target_statistics(pretrainer: MuQPretrainer, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """What the targets look like on some training batches: per codebook, the perplexity of the code
+    histogram (``exp`` of its entropy; the codebook size when every code is equally used) and the share
+    of the commonest code (an accuracy that predicting it alone reaches).
+
+    Args:
+        pretrainer: gives the targets (its tokenizer) for batches without ``codes``.
+        batches: collated crops (``audio``, ``lengths`` and optionally ``codes``).
+
+    Returns:
+        ``{"batches", "frames", "perplexity": [N], "majority_share": [N]}``.
+    """
+    size = pretrainer.config.codebook_size
+    counts = torch.zeros(pretrainer.config.num_codebooks, size, dtype=torch.float64)
+    for batch in batches:
+        codes = batch.get("codes")
+        if codes is None:
+            codes = pretrainer.encode_targets(batch["audio"], batch["lengths"])
+        valid = codes[:, 0] >= 0  # (B, T)
+        for i in range(codes.shape[1]):
+            counts[i] += torch.bincount(codes[:, i][valid].clamp_min(0), minlength=size).double()
+    frames = int(counts[0].sum())
+    share = counts / counts.sum(-1, keepdim=True).clamp_min(1)
+    entropy = -(share * share.clamp_min(1e-30).log()).sum(-1)
+    return {"batches": len(batches), "frames": frames, "perplexity": [round(float(v), 2) for v in entropy.exp()],
+            "majority_share": [round(float(v), 4) for v in share.max(-1).values]}
+
+
 class PretrainTask(nn.Module):
     """The plain training task the Lightning adapter drives: batch dict in, scalars out.
 
@@ -442,12 +489,13 @@ class PretrainTask(nn.Module):
 
 
 def _optimizer(config: PretrainTrainingConfig) -> Any:
-    """AdamW with linear warm-up and cosine (or constant) decay over ``max_steps``."""
+    """AdamW with linear warm-up and the configured decay over ``max_steps``."""
     from muqkit.train.lightning import OptimizerConfig
 
     return OptimizerConfig(
         name="adamw", lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps,
+        warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps, eps=config.eps,
+        decay_1d=config.decay_1d,
     )  # fmt: skip
 
 
@@ -602,6 +650,7 @@ def train_pretrain(
         dataset = RandomCropDataset(
             records, crop_seconds=config.crop_seconds, sample_rate=sample_rate, seed=config.seed,
             frame_samples=pretrainer.frame_samples, labels=labels, preload=config.preload,
+            sampling=config.crop_sampling, pad_short=config.pad_short,
         )  # fmt: skip
         crop_samples = dataset.crop_samples
         sampler = ResumableSampler(
@@ -613,6 +662,14 @@ def train_pretrain(
             dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_crops,
             num_workers=config.num_workers, persistent_workers=config.num_workers > 0, generator=loader_generator,
         )  # fmt: skip
+    targets_seen = None
+    if not shard_dirs:  # the run's first batches (crop i depends on (seed, i) only)
+        first = [collate_crops([dataset[b * config.batch_size + j] for j in range(config.batch_size)])
+                 for b in range(min(8, config.max_steps))]  # fmt: skip
+        targets_seen = target_statistics(pretrainer, first)
+        log.info("targets on %d frames of the first %d batches: perplexity per codebook %s, commonest code's "
+                 "share %s", targets_seen["frames"], len(first), targets_seen["perplexity"],
+                 targets_seen["majority_share"])  # fmt: skip
     val_loader = None
     if config.val_batches > 0 and not shard_dirs:
         val_records = load_records(manifests, splits=("valid",), min_seconds=0.05)
@@ -663,7 +720,7 @@ def train_pretrain(
         (out / "pretrain.json").write_text(json.dumps(
             {"tokenizer": config.tokenizer, "labels": config.labels, "latent_model": config.latent_model,
              "latent_layer": config.latent_layer, "steps": fitted.steps, "seconds": round(seconds, 2),
-             "mel_statistics": asdict(stats)},
+             "mel_statistics": asdict(stats), "targets": targets_seen},
             indent=2) + "\n")  # fmt: skip
     steps_run = fitted.steps - start_step
     crop_seconds = crop_samples / sample_rate
@@ -687,5 +744,6 @@ __all__ = [
     "preset_names",
     "preset_settings",
     "snapshot_dir",
+    "target_statistics",
     "train_pretrain",
 ]
