@@ -1,4 +1,5 @@
-"""The JSON API: every endpoint, its errors and status codes, byte ranges, path traversal, upload limits."""
+"""The JSON API: every endpoint, its errors and status codes, byte ranges (RFC 9110) and HEAD, path traversal,
+upload limits, and no server path in any answer."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def test_info_and_tracks(client, mulan_backend):
     assert [t["id"] for t in tracks] == list(range(7))
     assert {t["folder"] for t in tracks} == {"tones", "noise", "chords"}
     assert [t["name"] for t in tracks if not t["playable"]] == ["minor.aiff"]
+    # paths relative to the collection's common folder; the server's files stay on the server
+    assert [t["path"] for t in tracks] == [f"{t['folder']}/{t['name']}" for t in tracks]
+    assert all("file" not in t for t in tracks)
 
 
 def test_text_search_equals_the_library(client, mulan_backend):
@@ -60,7 +64,7 @@ def test_text_search_equals_the_library(client, mulan_backend):
     body = client.get("/api/search", params={"q": query, "k": 5}).json()
     index, model = mulan_backend.index, mulan_backend.embedder.model
     expected = index.search(model.extract_text_latents([query]), k=5)[0]
-    assert [h["track"]["path"] for h in body["hits"]] == [h.path for h in expected]
+    assert [mulan_backend.tracks[h["track"]["id"]].file for h in body["hits"]] == [h.path for h in expected]
     assert [h["score"] for h in body["hits"]] == pytest.approx([h.score for h in expected], abs=1e-5)
     assert [h["rank"] for h in body["hits"]] == [1, 2, 3, 4, 5]
 
@@ -113,23 +117,60 @@ def test_audio_is_served_with_ranges(client, collection):
     whole = client.get("/api/tracks/0/audio")
     assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
     path = client.get("/api/tracks").json()["tracks"][0]["path"]
-    assert whole.content == Path(path).read_bytes()
+    assert whole.content == (collection / path).read_bytes()
     part = client.get("/api/tracks/0/audio", headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == whole.content[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
 
 
-def test_aiff_is_transcoded_to_wav_with_ranges(client):
+def test_aiff_is_transcoded_to_wav_with_ranges(client, collection):
     track = next(t for t in client.get("/api/tracks").json()["tracks"] if not t["playable"])
     whole = client.get(track["audio"])
     assert whole.status_code == 200 and whole.headers["content-type"] == "audio/wav"
     data, rate = sf.read(io.BytesIO(whole.content))
-    original, original_rate = sf.read(track["path"])
+    original, original_rate = sf.read(collection / track["path"])
     assert rate == original_rate and np.abs(data - original).max() < 1e-4
     tail = client.get(track["audio"], headers={"Range": "bytes=-50"})
     assert tail.status_code == 206 and tail.content == whole.content[-50:]
     message = error(client.get(track["audio"], headers={"Range": f"bytes={len(whole.content)}-"}), 416)
     assert "outside" in message
+
+
+@pytest.mark.parametrize("playable", [True, False], ids=["wav", "transcoded"])
+def test_ranges_follow_rfc_9110(client, playable):
+    """An invalid Range (another unit, bad syntax, last before first) is ignored: 200 and the whole audio. One
+    that starts past the end is 416 with ``Content-Range: bytes */LENGTH`` and the JSON error, on the WAV path
+    (once 400 text/plain and an empty 416) as on the transcoded one."""
+    track = next(t for t in client.get("/api/tracks").json()["tracks"] if t["playable"] == playable)
+    whole = client.get(track["audio"])
+    size = len(whole.content)
+    for header in ("bytes=5-3", "bytes=abc", "items=0-5", "bytes=-", "bytes=0-1,5-6", "bytes 0-5"):
+        answer = client.get(track["audio"], headers={"Range": header})
+        assert answer.status_code == 200 and answer.content == whole.content, header
+    for header in ("bytes=999999999-", f"bytes={size}-", "bytes=-0"):
+        answer = client.get(track["audio"], headers={"Range": header})
+        assert "audio" in error(answer, 416), header
+        assert answer.headers["content-range"] == f"bytes */{size}"
+    part = client.get(track["audio"], headers={"Range": "BYTES=10-19"})  # the unit is case-insensitive
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    end = client.get(track["audio"], headers={"Range": f"bytes={size - 5}-{size + 100}"})  # clipped to the end
+    assert end.status_code == 206 and end.content == whole.content[-5:]
+    assert end.headers["content-range"] == f"bytes {size - 5}-{size - 1}/{size}"
+
+
+@pytest.mark.parametrize("playable", [True, False], ids=["wav", "transcoded"])
+def test_head_on_audio_gives_the_headers_without_the_body(client, playable):
+    track = next(t for t in client.get("/api/tracks").json()["tracks"] if t["playable"] == playable)
+    whole = client.get(track["audio"])
+    head = client.head(track["audio"])
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(whole.content))
+    assert head.headers["content-type"] == whole.headers["content-type"]
+    assert head.headers["accept-ranges"] == "bytes"
+    part = client.head(track["audio"], headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == b"" and part.headers["content-length"] == "100"
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
+    assert client.head(track["audio"], headers={"Range": "bytes=999999999-"}).status_code == 416
 
 
 @pytest.mark.parametrize(
@@ -159,13 +200,34 @@ def test_a_missing_file_is_a_clear_404(mulan_backend, tmp_path, collection):
     index.add([str(gone)], mulan_backend.index.vectors()[:1])
     client = TestClient(create_app(IndexBackend(index, mulan_backend.embedder)))
     gone.unlink()
-    assert "missing" in error(client.get("/api/tracks/0/audio"), 404)
+    message = error(client.get("/api/tracks/0/audio"), 404)
+    assert "missing" in message and str(tmp_path) not in message
+
+
+def test_a_corrupt_file_is_named_without_its_server_path(mulan_backend, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from muqkit.search import VectorIndex
+    from muqkit.serve.app import create_app
+    from muqkit.serve.backend import IndexBackend
+
+    broken = tmp_path / "music" / "broken.aiff"  # transcoded when played: decoded on the server
+    broken.parent.mkdir()
+    broken.write_bytes(b"FORM" + b"\0" * 200)
+    meta = mulan_backend.index.meta
+    index = VectorIndex.create(meta.dim, model_id=meta.model_id, model_sha256=meta.model_sha256)
+    index.add([str(broken)], mulan_backend.index.vectors()[:1])
+    client = TestClient(create_app(IndexBackend(index, mulan_backend.embedder)))
+    assert client.get("/api/tracks").json()["tracks"][0]["path"] == "broken.aiff"
+    message = error(client.get("/api/tracks/0/audio"), 400)
+    assert "broken.aiff" in message and str(tmp_path) not in message
 
 
 def test_search_by_uploaded_audio(client, collection, mulan_backend):
     example = collection / "tones" / "mid.flac"
     body = client.post("/api/search/audio", params={"k": 3, "name": "mine.flac"}, content=example.read_bytes()).json()
-    assert body["hits"][0]["track"]["path"] == str(example) and body["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert body["hits"][0]["track"]["path"] == "tones/mid.flac"
+    assert body["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert len(body["hits"]) == 3
 
 
@@ -176,8 +238,12 @@ def test_search_by_uploaded_audio(client, collection, mulan_backend):
      (None, "long.wav", 413, "limit is 4 s")],
 )  # fmt: skip
 def test_upload_errors(client, body, name, status, needle):
+    import tempfile
+
     content = wav_bytes(5.0) if body is None else body
-    assert needle in error(client.post("/api/search/audio", params={"name": name}, content=content), status)
+    message = error(client.post("/api/search/audio", params={"name": name}, content=content), status)
+    assert needle in message
+    assert "muqkit-upload-" not in message and tempfile.gettempdir() not in message  # no temporary path
 
 
 def test_upload_limit_without_content_length(client):
@@ -202,7 +268,7 @@ def test_muq_index_searches_music_but_not_text(muq_client, muq_backend):
     hits = muq_client.get("/api/tracks/0/similar", params={"k": 3}).json()["hits"]
     assert len(hits) == 3 and 0 not in [h["track"]["id"] for h in hits]
     assert len(muq_client.get("/api/map").json()["points"]) == 7
-    example = Path(muq_backend.tracks[4].path)
+    example = Path(muq_backend.tracks[4].file)
     body = muq_client.post("/api/search/audio", params={"name": example.name}, content=example.read_bytes()).json()
     assert body["hits"][0]["track"]["id"] == 4
 

@@ -78,7 +78,8 @@ def test_pca_map_spreads_the_leading_direction():
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
     [(None, 100, None), ("bytes=0-9", 100, (0, 9)), ("bytes=90-", 100, (90, 99)), ("bytes=-10", 100, (90, 99)),
-     ("bytes=50-500", 100, (50, 99)), ("bytes=0-1,5-6", 100, None), ("items=0-1", 100, None)],
+     ("bytes=50-500", 100, (50, 99)), ("bytes=0-1,5-6", 100, None), ("items=0-1", 100, None),
+     ("bytes=9-3", 100, None), ("bytes=abc", 100, None), ("bytes=-", 100, None), (" Bytes = 3 - 4 ", 100, (3, 4))],
 )  # fmt: skip
 def test_parse_range(header, size, expected):
     from muqkit.serve.media import parse_range
@@ -92,7 +93,9 @@ def test_parse_range_outside():
     with pytest.raises(RangeNotSatisfiable):
         parse_range("bytes=100-", 100)
     with pytest.raises(RangeNotSatisfiable):
-        parse_range("bytes=9-3", 100)
+        parse_range("bytes=-0", 100)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range("bytes=-5", 0)
 
 
 def test_model_kind(parity_dir, tmp_path):

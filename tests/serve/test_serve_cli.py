@@ -88,18 +88,41 @@ def test_serve_reads_an_index_of_muq_embeddings(muq_index, muq_dir, tmp_path, mo
     assert main(["embed", *music, "--out", str(out), "--model", str(muq_dir), "--pooling", "mean", "--layers", "1",
                  "--no-progress"]) == 0  # fmt: skip
     assert main(["index", "embeddings", str(out), "--layer", "1", "--out", str(tmp_path / "idx")]) == 0
-    assert main(["serve", "--index", str(tmp_path / "idx")]) == 0
+    assert main(["serve", "--index", str(tmp_path / "idx"), "--port", "0"]) == 0
     assert "7 tracks (flat index)" in capsys.readouterr().out
     client = TestClient(started["app"])
     assert client.get("/api/info").json()["text_search"] is False
     hits = client.get("/api/tracks/2/similar", params={"k": 3}).json()["hits"]
     index = open_index(tmp_path / "idx")
-    assert [h["track"]["path"] for h in hits] == [h.path for h in index.search_like(index.paths[2], 3)]
+    expected = index.search_like(index.paths[2], 3)
+    assert [h["track"]["id"] for h in hits] == [index.absolute_paths.index(h.path) for h in expected]
     example = Path(music[4])  # uploaded: embedded like the index's vectors (the same layer)
     upload = client.post("/api/search/audio", params={"k": 1, "name": example.name}, content=example.read_bytes())
     best = upload.json()["hits"][0]
-    assert best["track"]["path"] == str(example.absolute()) and best["score"] == pytest.approx(1.0, abs=1e-3)
+    assert best["track"]["id"] == index.absolute_paths.index(str(example.absolute()))
+    assert best["score"] == pytest.approx(1.0, abs=1e-3)
     assert client.get("/api/search", params={"q": "piano"}).status_code == 409
+
+
+def test_a_busy_port_is_a_user_error_before_the_model_loads(mulan_index, monkeypatch, capsys):
+    """Once the model loaded, "Application startup complete" was printed, then uvicorn exited with 3."""
+    import socket
+
+    import uvicorn
+
+    import muqkit.serve.embedder as embedder_module
+
+    loads: list[str] = []
+    monkeypatch.setattr(embedder_module, "load_embedder", lambda name, **kw: loads.append(str(name)))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("uvicorn started on a busy port"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--index", str(mulan_index), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in err and len(err.strip().splitlines()) == 1
+    assert loads == []
 
 
 def test_non_loopback_host_warns(mulan_index, mulan_embedder, monkeypatch, capsys):
@@ -109,9 +132,10 @@ def test_non_loopback_host_warns(mulan_index, mulan_embedder, monkeypatch, capsy
 
     monkeypatch.setattr(embedder_module, "load_embedder", lambda name, **kw: mulan_embedder)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
-    assert main(["serve", "--index", str(mulan_index), "--host", "0.0.0.0"]) == 0
+    # --port 0: the port check binds the address (8000 may be taken, ::1 missing)
+    assert main(["serve", "--index", str(mulan_index), "--host", "0.0.0.0", "--port", "0"]) == 0
     assert "reachable from other machines" in capsys.readouterr().out
-    assert main(["serve", "--index", str(mulan_index), "--host", "::1"]) == 0
+    assert main(["serve", "--index", str(mulan_index), "--host", "::1", "--port", "0"]) == 0
     assert "reachable" not in capsys.readouterr().out
 
 

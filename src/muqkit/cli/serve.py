@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 
 from muqkit.cli.errors import device, positive_int
@@ -54,6 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(max_k=args.max_k, max_upload_mb=args.max_upload_mb,
                          max_upload_seconds=args.max_upload_seconds, default_tags=tags)  # fmt: skip
     index = open_index(args.index)
+    _check_port(args.host, args.port)  # before the model loads, not after
     embedder = index_embedder(index, model=args.model, device=args.device, dtype=args.dtype)
     backend = IndexBackend(index, embedder, projection=args.projection)
     backend.map_coordinates()  # computed once now, not on the first page load
@@ -64,6 +66,28 @@ def run_serve(args: argparse.Namespace) -> int:
           f"({'text and music search' if embedder.can_embed_text else 'music search only: MuQ latents'})")  # fmt: skip
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)  # prints the URL
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raise ``ValueError`` unless ``host:port`` can be bound now (as uvicorn binds it: ``SO_REUSEADDR``, so a
+    port left in TIME_WAIT by a stopped server counts as free)."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]  # fmt: skip
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            problem = "is already in use (another server?); stop it or give another --port" if (
+                exc.errno == errno.EADDRINUSE) else f"cannot be used ({exc.strerror})"  # fmt: skip
+            raise ValueError(f"--port {port}: {host}:{port} {problem}") from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -3,7 +3,13 @@
 
 Every route under ``/api/`` answers JSON; an error is ``{"error": MESSAGE}`` with its status code (400 bad
 parameter or audio, 404 unknown track or route, 409 no text tower, 413 upload too large or too long,
-416 bad byte range). Audio is served only by track id, so no request names a file.
+416 byte range outside the audio). Audio is served only by track id, so no request names a file, and no
+answer names one on the server: tracks carry their path relative to the collection's common folder, and
+errors about a file name it that way (an upload is "the upload").
+
+Audio answers ``GET`` and ``HEAD`` with byte ranges as RFC 9110 (section 14) asks: one ``bytes`` range gives
+206; a ``Range`` header of another unit, invalid syntax (``bytes=5-3``) or several ranges is ignored (200,
+the whole file); a range that starts past the end is 416 with ``Content-Range: bytes */LENGTH``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import dataclasses
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,10 +26,11 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from muqkit.serve.backend import BROWSER_FORMATS, Hit, SearchBackend, TextSearchUnavailable, Track
 
@@ -71,7 +78,9 @@ def static_folder() -> Path:
 
 
 def track_json(track: Track) -> dict[str, Any]:
-    return {**dataclasses.asdict(track), "audio": f"/api/tracks/{track.id}/audio"}
+    """A track as answers show it: its path relative to the collection, not the server's file."""
+    return {**{k: v for k, v in dataclasses.asdict(track).items() if k != "file"},
+            "audio": f"/api/tracks/{track.id}/audio"}  # fmt: skip
 
 
 def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
@@ -81,7 +90,7 @@ def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
 def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI application over ``backend`` (whose model is already loaded)."""
     from muqkit.audio.io import AudioError
-    from muqkit.serve.media import RangeNotSatisfiable, parse_range, transcode_wav
+    from muqkit.serve.media import RangeNotSatisfiable, parse_range, transcode_wav, without_path
 
     config = config or ServeConfig()
     app = FastAPI(title="muqkit", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -197,28 +206,48 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
         ]  # fmt: skip
         return {"points": points}
 
-    @app.get("/api/tracks/{track}/audio")
+    @app.api_route("/api/tracks/{track}/audio", methods=["GET", "HEAD"])
     def audio(track: int, request: Request) -> Response:
         """The track's audio (byte ranges; formats browsers cannot play are sent as WAV)."""
         item = backend.tracks[track_id(track)]
-        if not os.path.isfile(item.path):
-            raise HTTPException(404, f"track {item.id}: its file {item.name} is missing since the index was built")
+        if not os.path.isfile(item.file):
+            raise HTTPException(404, f"track {item.id}: its file {item.path} is missing since the index was built")
+        head = request.method == "HEAD"
+
+        def byte_range(size: int) -> tuple[int, int] | None:
+            try:
+                return parse_range(request.headers.get("range"), size)
+            except RangeNotSatisfiable as exc:
+                raise HTTPException(416, str(exc), headers={"Content-Range": f"bytes */{size}"}) from None
+
         if item.playable:
-            return FileResponse(item.path, media_type=BROWSER_FORMATS[Path(item.path).suffix.lower()])
+            media_type = BROWSER_FORMATS[Path(item.file).suffix.lower()]
+            size = os.path.getsize(item.file)
+            span = byte_range(size)
+            if span is None:  # the whole file, whatever Range header came (Starlette would answer it itself)
+                return _WholeFile(item.file, media_type=media_type, headers={"Accept-Ranges": "bytes"})
+            start, end = span
+            headers = {"Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end}/{size}",
+                       "Content-Length": str(end - start + 1)}  # fmt: skip
+            if head:
+                return Response(status_code=206, media_type=media_type, headers=headers)
+            return StreamingResponse(_file_bytes(item.file, start, end), status_code=206, media_type=media_type,
+                                     headers=headers)  # fmt: skip
         try:
-            data = transcode_wav(item.path)
+            data = transcode_wav(item.file)
         except AudioError as exc:
-            raise HTTPException(400, f"track {item.id}: {exc}") from None
-        try:
-            span = parse_range(request.headers.get("range"), len(data))
-        except RangeNotSatisfiable as exc:
-            raise HTTPException(416, str(exc), headers={"Content-Range": f"bytes */{len(data)}"}) from None
+            raise HTTPException(400, f"track {item.id}: {without_path(str(exc), item.file, item.path)}") from None
+        span = byte_range(len(data))
         headers = {"Accept-Ranges": "bytes", "X-Transcoded": "wav"}
-        if span is None:
-            return Response(data, media_type="audio/wav", headers=headers)
-        start, end = span
-        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-        return Response(data[start : end + 1], status_code=206, media_type="audio/wav", headers=headers)
+        status, body = 200, data
+        if span is not None:
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            status, body = 206, data[start : end + 1]
+        if head:
+            headers["Content-Length"] = str(len(body))
+            return Response(status_code=status, media_type="audio/wav", headers=headers)
+        return Response(body, status_code=status, media_type="audio/wav", headers=headers)
 
     @app.post("/api/search/audio")
     async def search_audio(request: Request, k: int = 10, name: str = "upload.wav") -> dict[str, Any]:
@@ -252,20 +281,44 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
     return app
 
 
+class _WholeFile(FileResponse):
+    """A file answered whole (200, or headers only for HEAD): the request's ``Range`` header, already judged
+    by :func:`~muqkit.serve.media.parse_range` to be ignored, is hidden from Starlette's own range handling."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"range", b"if-range")]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
+def _file_bytes(path: str, start: int, end: int, block: int = 1 << 16) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` (inclusive) of a file, in blocks."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        left = end - start + 1
+        while left > 0:
+            chunk = fh.read(min(block, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
 def _search_file(backend: SearchBackend, path: Path, name: str, k: int, max_seconds: float) -> list[Hit]:
-    """Decode an uploaded file (duration checked from its header first) and search with it."""
+    """Decode an uploaded file (duration checked from its header first) and search with it; errors name the
+    upload, never its temporary file."""
     import soundfile as sf
 
     from muqkit.audio.io import AudioError, load_audio
+    from muqkit.serve.media import without_path
 
     try:
         seconds = sf.info(str(path)).duration
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise HTTPException(400, f"{name}: not a readable audio file ({exc})") from None
+        raise HTTPException(400, f"{name}: not a readable audio file ({without_path(str(exc), path, name)})") from None
     if seconds > max_seconds:
         raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; the limit is {max_seconds:g} s")
     try:
         wav = load_audio(path, sample_rate=backend.sample_rate)
     except AudioError as exc:
-        raise HTTPException(400, f"{name}: {str(exc).replace(str(path), 'the upload')}") from None
+        raise HTTPException(400, f"{name}: {without_path(exc.problem, path, 'the upload')}") from None
     return backend.search_audio(wav, k=k)

@@ -39,10 +39,11 @@ class Track:
 
     Attributes:
         id: its row in the index (0-based).
-        path: the file.
+        path: the file relative to the collection's common folder (what answers show: never a server path).
         name: the file name.
         folder: its folder relative to the collection's common folder (``.`` at the top).
         playable: whether browsers decode the format natively (otherwise the app transcodes it).
+        file: the file on the server (the app reads it; answers leave it out).
     """
 
     id: int
@@ -50,6 +51,7 @@ class Track:
     name: str
     folder: str
     playable: bool
+    file: str
 
 
 @dataclass(frozen=True)
@@ -123,11 +125,13 @@ class SearchBackend(Protocol):
 
 
 def _tracks(paths: Sequence[str]) -> tuple[Track, ...]:
+    """Tracks of absolute ``paths``, named relative to their common folder (the indexed root)."""
     parents = [str(Path(p).parent) for p in paths]
     root = os.path.commonpath(parents) if parents else ""
     return tuple(
-        Track(id=i, path=p, name=Path(p).name, folder=os.path.relpath(parent, root) if root else parent,
-              playable=Path(p).suffix.lower() in BROWSER_FORMATS)
+        Track(id=i, path=os.path.relpath(p, root) if root else Path(p).name, name=Path(p).name,
+              folder=os.path.relpath(parent, root) if root else ".", playable=Path(p).suffix.lower() in BROWSER_FORMATS,
+              file=p)
         for i, (p, parent) in enumerate(zip(paths, parents, strict=True))
     )  # fmt: skip
 
