@@ -9,6 +9,7 @@ next run that writes into the same folder removes the ones whose process is gone
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -39,8 +40,13 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
         suffix: the temporary file's suffix, for writers that infer the format from it (``.npy``, ``.wav``).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix)
+    except OSError as exc:  # name the file asked for, not the hidden temporary
+        raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(path)) from exc
     os.close(fd)
     try:
         yield Path(tmp)
@@ -49,6 +55,40 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike[str], *, folder: bool = False, option: str = "--out") -> None:
+    """Check, before any work runs, that a file (or, with ``folder``, a folder) can be written at ``path``:
+    a file is written into the nearest folder that exists on the way to it, so a file is created and
+    removed there (this catches read-only folders, read-only file systems and ``/proc`` alike).
+
+    Args:
+        path: the output.
+        folder: ``path`` is a folder to write into (otherwise a file).
+        option: how the user named it, for messages.
+
+    Raises:
+        ValueError: ``path`` is a folder where a file is wanted, a file where a folder is wanted, or a
+            file cannot be created there; the message names ``option``, the path and the problem.
+    """
+    target = Path(path)
+    if folder and target.exists() and not target.is_dir():
+        raise ValueError(f"{option} {target}: exists and is not a folder")
+    if not folder and target.is_dir():
+        raise ValueError(f"{option} {target}: is a folder; give the file to write")
+    probe = target if folder else target.parent
+    while not probe.exists() and probe != probe.parent:  # the folder the first new entry would go into
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{option} {target}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=temp_prefix("write-check"))
+    except OSError as exc:
+        raise ValueError(
+            f"{option} {target}: {probe} is not writable (creating a file there fails: {exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def _process_alive(pid: int) -> bool:

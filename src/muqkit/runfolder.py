@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from muqkit.atomic import TEMP_MARKER, clean_temporaries
+from muqkit.atomic import TEMP_MARKER, check_writable, clean_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def prepare_run_folder(
     overwrite: bool = False,
     owned: Iterable[str] | None = None,
     option: str = "--out",
+    resumable: bool = True,
 ) -> Path:
     """Check and create a run folder.
 
@@ -55,6 +56,7 @@ def prepare_run_folder(
         owned: names of the entries the command writes (a run is "in" the folder when one of them is there;
             ``None``: any non-hidden entry counts, and none is deleted by ``overwrite``).
         option: how the user named the folder, for messages.
+        resumable: whether the command can continue a run (``--resume``); the refusal suggests it only then.
 
     Returns:
         The folder, created.
@@ -62,6 +64,7 @@ def prepare_run_folder(
     Raises:
         RunFolderError: the path is a file, or the folder holds a run and neither ``resume`` nor
             ``overwrite`` was given.
+        ValueError: the folder cannot be written (read-only, ``/proc``); checked before anything is deleted.
     """
     path = Path(folder)
     if path.exists() and not path.is_dir():
@@ -73,13 +76,13 @@ def prepare_run_folder(
         raise RunFolderError("give --resume or --overwrite, not both")
     owned = None if owned is None else tuple(owned)
     present = existing_entries(path, owned)
+    if present and not resume and not overwrite:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        how = "pass --resume to continue it or --overwrite to replace it" if resumable else (
+            "pass --overwrite to replace it, or choose another folder")  # fmt: skip
+        raise RunFolderError(f"{option} {path}: already holds a run ({shown}); {how}")
+    check_writable(path, folder=True, option=option)  # before anything is deleted
     if present and not resume:
-        if not overwrite:
-            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-            raise RunFolderError(
-                f"{option} {path}: already holds a run ({shown}); pass --resume to continue it or --overwrite "
-                "to replace it"
-            )
         for name in present if owned is not None else ():
             target = path / name
             log.info("--overwrite: removing %s", target)

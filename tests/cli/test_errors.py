@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,125 @@ def test_run_folder_rule(tmp_path: Path) -> None:
     (run / "file").write_text("x")
     with pytest.raises(RunFolderError, match="not a folder"):
         prepare_run_folder(run / "file")
+
+
+def test_an_interrupt_a_library_turned_into_an_exit_is_130(capsys) -> None:  # noqa: ANN001
+    """Lightning's ``Trainer.fit`` catches Ctrl-C, shuts down, then calls ``sys.exit(1)``: still 130."""
+    import argparse
+    import os
+    import signal
+    import sys
+
+    from muqkit.cli.errors import run_command
+
+    def like_lightning(args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # as Lightning leaves it
+            sys.exit(1)
+        return 0
+
+    before = signal.getsignal(signal.SIGINT)
+    assert run_command(like_lightning, argparse.Namespace(), "muqkit finetune") == 130
+    assert capsys.readouterr().err.strip() == "muqkit finetune: interrupted"
+    assert signal.getsignal(signal.SIGINT) is before  # restored
+    with pytest.raises(SystemExit):  # an exit without Ctrl-C is left alone
+        run_command(lambda args: sys.exit(1), argparse.Namespace(), "muqkit x")
+
+
+def test_faiss_import_lines_do_not_open_the_output(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("faiss")
+    code = "from muqkit.cli.main import main; main(['index', 'info', '--index', '/nonexistent']); import faiss"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert "faiss.loader" not in result.stderr, result.stderr
+    assert "not a muqkit search index" in result.stderr
+    assert "index build" not in result.stderr and "`muqkit mulan index` or `muqkit index embeddings`" in result.stderr
+
+
+def _unwritable_out_commands(missing: str, song: Path, folder: Path, file: Path) -> list[tuple[list[str], str, Path]]:
+    """(arguments, option, path) of commands writing ``folder`` or ``file``; the ``missing`` model does not
+    exist, so an error about it means the output was checked too late."""
+    onnx, codes = file.with_suffix(".onnx"), file.with_suffix(".safetensors")
+    return [
+        (["predict", missing, str(song), "--out", str(file)], "--out", file),
+        (["predict", missing, str(song), "--lab-dir", str(folder)], "--lab-dir", folder),
+        (["tokenizer", "encode", missing, str(song), "--out", str(codes)], "--out", codes),
+        (["mulan", "evaluate", "--manifest", missing, "--json", str(file)], "--json", file),
+        (["export", "onnx", "--model", missing, "--out", str(onnx)], "--out", onnx),
+        (["embed", str(song), "--out", str(folder), "--model", missing], "--out", folder),
+        (["mulan", "index", str(song), "--out", str(folder), "--model", missing], "--out", folder),
+        (["index", "embeddings", missing, "--layer", "1", "--out", str(folder)], "--out", folder),
+        (["finetune", "--model", missing, "--task", "key", "--out", str(folder)], "--out", folder),
+    ]
+
+
+@pytest.mark.parametrize("where", ["proc", "under-a-file", "read-only"])
+def test_an_unwritable_out_is_refused_before_any_work(tmp_path: Path, song: Path, capsys, where: str) -> None:  # noqa: ANN001
+    """Named as the option and the path given (once a hidden temporary file, after the work ran)."""
+    if where == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        parent = tmp_path / "locked"
+        parent.mkdir()
+        parent.chmod(0o555)
+    elif where == "proc":
+        parent = Path("/proc")
+    else:
+        parent = tmp_path / "a-file"
+        parent.write_text("x")
+    for args, option, path in _unwritable_out_commands(str(tmp_path / "no-model"), song, parent / "out",
+                                                       parent / "out.jsonl"):  # fmt: skip
+        assert main(args) == 2, args
+        err = _one_line_error(capsys, f"{option} {path}: ")
+        assert "no-model" not in err and ".muqkit-tmp-" not in err, err
+
+
+def test_a_folder_where_a_file_is_written_is_refused_before_any_work(tmp_path: Path, song: Path, capsys) -> None:  # noqa: ANN001
+    onnx, jsonl = tmp_path / "taken.onnx", tmp_path / "taken.jsonl"
+    onnx.mkdir()
+    jsonl.mkdir()
+    missing = str(tmp_path / "no-model")
+    for args, option, path in [
+        (["predict", missing, str(song), "--out", str(jsonl)], "--out", jsonl),
+        (["mulan", "evaluate", "--manifest", missing, "--json", str(tmp_path)], "--json", tmp_path),
+        (["export", "onnx", "--model", missing, "--out", str(onnx)], "--out", onnx),
+    ]:
+        assert main(args) == 2, args
+        _one_line_error(capsys, f"{option} {path}: is a folder")
+
+
+def test_a_file_written_atomically_over_a_folder_names_the_folder(tmp_path: Path) -> None:
+    from muqkit.atomic import atomic_path
+
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder") as info, atomic_path(tmp_path / "out.json"):
+        pass
+    assert info.value.filename == str(tmp_path / "out.json")
+
+
+def test_commands_without_resume_do_not_suggest_it(tmp_path: Path, song: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "idx"
+    out.mkdir()
+    (out / "meta.json").write_text("{}")
+    assert main(["mulan", "index", str(song), "--out", str(out), "--model", str(tmp_path / "no-model")]) == 2
+    err = _one_line_error(capsys, "already holds a run (meta.json); pass --overwrite to replace it")
+    assert "--resume" not in err
+    with pytest.raises(RunFolderError, match=r"pass --overwrite to replace it, or choose another folder"):
+        prepare_run_folder(out, owned=("meta.json",), resumable=False)
+
+
+def test_export_layers_are_checked_before_the_model_loads(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    import muqkit.embed.api as api
+
+    monkeypatch.setattr(api, "load_muq", lambda *a, **kw: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as info:
+        main(["export", "onnx", "--layers", "abc", "--out", str(tmp_path / "m.onnx")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--layers" in err and "expected 'all' or comma-separated integers" in err and "Traceback" not in err

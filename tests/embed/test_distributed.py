@@ -118,3 +118,22 @@ def test_records_a_killed_run_left_never_override_newer_ones(model_dir: Path, tm
     record = read_index(out / INDEX_NAME)["a.wav.safetensors"]
     assert record.input_sha256 != old and record.duration == pytest.approx(1.5)
     assert not list(out.glob(".index.rank-*"))
+
+
+def test_one_file_under_two_spellings_is_refused_before_any_rank_starts(
+    model_dir: Path, music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one-process error (exit 2), not a rank dying first in 3 runs of 5 (exit 1)."""
+    import muqkit.embed.distributed as distributed
+    from muqkit.cli.main import main
+
+    monkeypatch.setattr(distributed, "_spawn", lambda *a, **kw: pytest.fail("ranks were started"))
+    twice = [str(music / "0.wav"), str(music / ".." / music.name / "0.wav")]
+    for devices in ("1", "2"):
+        assert main(["embed", *twice, "--out", str(tmp_path / "emb"), "--model", str(model_dir), "--devices", devices,
+                     "--no-progress"]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert "would write the same output" in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        embed_distributed([music], tmp_path / "file", devices=2, model=model_dir, **OPTIONS)

@@ -94,3 +94,85 @@ def test_a_batch_without_labelled_frames_has_zero_loss(tmp_path):
         {"wavs": torch.randn(2, 24000), "lengths": torch.tensor([24000, 24000]), "ids": ["c0", "c1"]}
     )
     assert float(loss) == 0.0
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lr", "nan"), ("--lr", "inf"), ("--head-lr", "nan"),
+                                               ("--layer-decay", "nan"), ("--max-seconds", "-inf")])  # fmt: skip
+def test_non_finite_learning_rates_are_refused_by_name(tmp_path, capsys, option, value):
+    from muqkit.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["finetune", "--model", "random:tiny", "--task", "onset", "--corpus", str(tmp_path), "--out",
+              str(tmp_path / "run"), f"{option}={value}"])  # fmt: skip
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be a finite number > 0, got '{value}'" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match=r"FineTuneConfig.head_lr must be a finite number > 0, got nan"):
+        FineTuneConfig(head_lr=float("nan"))
+    with pytest.raises(ValueError, match=r"FineTuneConfig.lr must be a finite number > 0, got inf"):
+        FineTuneConfig(lr=float("inf"))
+
+
+def test_resume_names_the_setting_that_differs(tmp_path, capsys):
+    """Once a state-dict dump from Lightning; now one line naming the option, before the model loads."""
+    from muqkit.cli.main import main
+
+    make_frame_corpus(tmp_path)
+    out = tmp_path / "run"
+    args = ["finetune", "--model", "random:tiny", "--task", "onset", "--corpus", str(tmp_path), "--out", str(out),
+            "--max-epochs", "1", "--batch-size", "3", "--lora-rank", "2", "--lora-targets", "linear_q"]  # fmt: skip
+    assert main(args) == 0
+    (out / "finetune.json").unlink()  # as if interrupted after its checkpoints
+    capsys.readouterr()
+    for change, needle in [
+        (["--mode", "full"], "--mode lora, not --mode full"),
+        (["--task", "beat"], "--task onset, not --task beat"),
+        (["--head", "mlp"], "--head linear, not --head mlp"),
+        (["--lora-rank", "4"], "--lora-rank 2, not --lora-rank 4"),
+        (["--lora-targets", "linear_q,ffn"], "--lora-targets linear_q, not --lora-targets linear_q,ffn"),
+        (["--model", "random:small"], "a --model of 2 Conformer layers of width 64, not one of 8"),
+    ]:
+        assert main([*args, *change, "--resume"]) == 2, change
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err and "state_dict" not in err, err
+        assert f"the run in {out} was made with {needle}" in err, err
+    # a run from before the settings were recorded: the checkpoint's weights are compared
+    (out / "run_config.json").unlink()
+    assert main([*args, "--mode", "full", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "last.ckpt was made with other settings" in err, err
+    assert main([*args, "--resume"]) == 0  # the same settings resume
+
+
+def test_ctrl_c_during_finetune_exits_130(tmp_path, monkeypatch, capsys):
+    """Lightning catches Ctrl-C and exits 1; the command reports the interrupt (130), as `tokenizer train`."""
+    import os
+    import signal
+
+    from muqkit.cli.main import main
+    from muqkit.finetune import train as train_module
+
+    make_frame_corpus(tmp_path)
+
+    def interrupted(self, batch):
+        os.kill(os.getpid(), signal.SIGINT)
+        return self.loss(batch)
+
+    monkeypatch.setattr(train_module._FineTuneTask, "training_step", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    args = ["finetune", "--model", "random:tiny", "--task", "onset", "--corpus", str(tmp_path), "--out",
+            str(tmp_path / "run"), "--max-epochs", "1", "--batch-size", "3"]  # fmt: skip
+    assert main(args) == 130
+    assert "muqkit finetune: interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_predict_lab_dir_needs_a_chord_model_before_predicting(tmp_path, capsys):
+    from muqkit.cli.main import main
+    from muqkit.finetune.model import save_head
+
+    save_head(TaskHead(HeadSpec("key", "key", 24, 3, 64, classes=tuple(f"k{i}" for i in range(24)))), tmp_path)
+    # no model folder: a check after loading it (or after predicting) would fail otherwise
+    assert main(["predict", str(tmp_path), str(tmp_path / "a.wav"), "--lab-dir", str(tmp_path / "labs")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--lab-dir: " in captured.err and "is a key model" in captured.err

@@ -104,7 +104,31 @@ def test_two_index_add_runs_at_once_keep_both(setup, capsys, tmp_path):
     outputs = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     totals = sorted(int(o.split("(")[1].split()[0]) for o, _ in outputs)
-    assert totals[-1] == 14  # "added 5 files to ... (14 in all, flat)"
+    assert totals[-1] == 14  # "...: 5 added, 0 replaced, 0 unchanged (14 in all, flat)"
     capsys.readouterr()
     hits = search(["--like", str(files[0]), "--index", out, "--top-k", "20"], capsys)[0]["hits"]
     assert sorted(h["path"] for h in hits) == sorted(map(str, files[1:]))
+
+
+def test_index_add_reports_added_replaced_and_unchanged(setup, capsys, tmp_path):
+    """A file already in the index with the same content was once counted as added (and embedded again)."""
+    from muqkit.search import open_index
+
+    root, model_dir, audio = setup
+    files = sorted(audio.glob("*.wav"))
+    out = str(tmp_path / "i")
+    assert main(["mulan", "index", *map(str, files[:3]), "--model", str(model_dir), "--out", out]) == 0
+    before = open_index(out).vector(str(files[0]))
+    capsys.readouterr()
+    assert main(["index", "add", *map(str, files[:4]), "--index", out]) == 0
+    assert "1 added, 0 replaced, 3 unchanged (4 in all, flat)" in capsys.readouterr().out
+    assert np.array_equal(open_index(out).vector(str(files[0])), before)
+    changed = tmp_path / "changed.wav"
+    changed.write_bytes(files[5].read_bytes())
+    assert main(["index", "add", str(changed), "--index", out]) == 0
+    old = open_index(out).vector(str(changed))
+    changed.write_bytes(files[6].read_bytes())  # new content under the same name
+    capsys.readouterr()
+    assert main(["index", "add", str(changed), *map(str, files[:2]), "--index", out]) == 0
+    assert "0 added, 1 replaced, 2 unchanged (5 in all, flat)" in capsys.readouterr().out
+    assert not np.allclose(open_index(out).vector(str(changed)), old, atol=1e-3)

@@ -56,7 +56,7 @@ def test_muq_embeddings_index_sync_and_like(model_dir, tmp_path, capsys, monkeyp
     )
     capsys.readouterr()
     assert main(["index", "embeddings", "emb", "--layer", "1", "--out", "idx"]) == 0
-    assert "2 added, 1 removed, 7 files" in capsys.readouterr().out
+    assert "2 added, 0 replaced, 1 removed, 7 files" in capsys.readouterr().out
     # more like this file, from another folder; text queries are refused
     monkeypatch.chdir(tmp_path / "emb")
     assert main(["search", "--like", "../music/0-3.wav", "--index", "../idx", "--json"]) == 0
@@ -64,3 +64,23 @@ def test_muq_embeddings_index_sync_and_like(model_dir, tmp_path, capsys, monkeyp
     assert len(hits) == 6 and str(tmp_path / "music" / "0-3.wav") not in [h["path"] for h in hits]
     assert main(["search", "a tune", "--index", "../idx"]) == 2
     assert "no text tower" in capsys.readouterr().err
+
+
+def test_a_rerun_of_index_embeddings_lists_what_it_removes(model_dir, tmp_path, capsys, monkeypatch):
+    """The index mirrors the embeddings folder, so a file added by `muqkit index add` goes on a rerun: once
+    silently, now listed on stderr (and counted)."""
+    from muqkit.search import open_index
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "music", 3)
+    write(tmp_path / "extra", 1, seed=2)
+    assert main(["mulan", "index", "music", "--model", str(model_dir), "--out", "idx"]) == 0
+    embed = ["embed", "music", "--out", "emb", "--model", str(model_dir), "--pooling", "mean", "--layers",
+             str(open_index("idx").meta.source.rsplit("_", 1)[1]), "--no-progress"]  # fmt: skip
+    assert main(embed) == 0
+    assert main(["index", "add", "extra", "--index", "idx"]) == 0
+    capsys.readouterr()
+    assert main(["index", "embeddings", "emb", "--layer", "1", "--out", "idx"]) == 0
+    captured = capsys.readouterr()
+    assert "0 added, 0 replaced, 1 removed, 3 files" in captured.out
+    assert captured.err.strip() == "muqkit index embeddings: removed extra/2-0.wav (not in emb)"

@@ -34,9 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build_corpus(args: argparse.Namespace) -> int:
+    from muqkit.atomic import check_writable
     from muqkit.data.corpus import CorpusMismatchError, build_corpus
     from muqkit.data.render import SystemRequirementError
 
+    check_writable(args.out, folder=True)
     try:
         summary = build_corpus(
             args.out,

@@ -17,8 +17,11 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 EXIT_OK = 0
@@ -60,20 +63,50 @@ def describe(exc: BaseException) -> str:
     return "; ".join(lines)
 
 
-def run_command(func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, prog: str) -> int:
-    """Run a command function, turning user errors into one line on stderr and exit status 2."""
-    if debug_enabled(args):
-        return int(func(args) or 0)
+@contextmanager
+def _watch_interrupts() -> Iterator[Callable[[], bool]]:
+    """Note Ctrl-C (SIGINT) while a command runs; yields "was it pressed?".
+
+    Ctrl-C still raises ``KeyboardInterrupt``; the note lets :func:`run_command` recognise an interrupt that
+    a library turned into ``sys.exit(1)`` (Lightning's ``Trainer.fit`` does, after its graceful shutdown).
+    The previous handler is restored afterwards (Lightning also leaves SIGINT ignored).
+    """
+    pressed: list[bool] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield lambda: bool(pressed)  # signals go to the main thread; a custom handler is left alone
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
     try:
-        return int(func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except SystemExit:
-        raise
-    except user_error_types() as exc:
-        print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_command(func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, prog: str) -> int:
+    """Run a command function, turning user errors into one line on stderr and exit status 2, and an
+    interrupt (Ctrl-C) into exit status 130."""
+    with _watch_interrupts() as interrupted:
+        if debug_enabled(args):
+            return int(func(args) or 0)
+        try:
+            return int(func(args) or 0)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except SystemExit as exc:
+            if interrupted() and exc.code not in (0, None):  # a library's exit after Ctrl-C (Lightning: 1)
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            raise
+        except user_error_types() as exc:
+            print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 # -- argparse types shared by the commands -------------------------------------------------------------

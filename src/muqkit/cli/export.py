@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from muqkit.cli.embed import _layers
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``export`` (onnx)."""
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     onnx.add_argument(
         "--layers",
         default="-1",
+        type=_layers,
         help="comma-separated hidden-state indices to output (0 = conv front end, i = Conformer layer i, negative "
         "from the end; 'all'); the graph stops at the deepest (default: -1)",
     )
@@ -36,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_onnx(args: argparse.Namespace) -> int:
-    from muqkit.cli.embed import _layers
+    from muqkit.atomic import check_writable
     from muqkit.embed.api import load_muq
     from muqkit.embed.chunks import resolve_layers
     from muqkit.export.onnx import export_muq
@@ -46,16 +49,18 @@ def run_onnx(args: argparse.Namespace) -> int:
         return _export_mulan(args, out)
     if out.suffix != ".onnx":
         raise ValueError(f"--out {out}: the file name must end in .onnx")
-    if out.exists() and not args.overwrite:
+    if out.exists() and not out.is_dir() and not args.overwrite:
         raise ValueError(f"--out {out}: exists; pass --overwrite to replace it")
+    check_writable(out)
     muq = load_muq(args.model)
-    layers = resolve_layers(_layers(args.layers), int(muq.config.encoder_depth) + 1)  # type: ignore[arg-type]
+    layers = resolve_layers(args.layers, int(muq.config.encoder_depth) + 1)
     graph = export_muq(muq, out, layers=layers, model_id=args.model)
     print(f"wrote {graph.path} (hidden states {list(layers)}) and {graph.meta_path}")
     return 0
 
 
 def _export_mulan(args: argparse.Namespace, out: Path) -> int:
+    from muqkit.atomic import check_writable
     from muqkit.export.onnx import export_mulan
     from muqkit.mulan import MuQMuLan
 
@@ -63,6 +68,7 @@ def _export_mulan(args: argparse.Namespace, out: Path) -> int:
         raise ValueError("--mulan needs --model (a MuQ-MuLan Hub id or folder)")
     if (out / "mulan.json").exists() and not args.overwrite:
         raise ValueError(f"--out {out}: holds an exported model; pass --overwrite to replace it")
+    check_writable(out, folder=True)
     model_id = str(Path(args.model).absolute()) if Path(args.model).is_dir() else args.model
     graphs = export_mulan(MuQMuLan.from_pretrained(args.model), out, model_id=model_id)
     print(f"wrote {', '.join(g.path for g in graphs)} and {graphs[0].meta_path}")

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from muqkit.cli.errors import positive_int
+from muqkit.cli.errors import positive_float, positive_int
 from muqkit.cli.options import comma_list, field_option
 
 logger = logging.getLogger(__name__)
@@ -30,14 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     field_option(p, "--mode", F + "mode", "lora", choices=("freeze", "lora", "full"))
     p.add_argument("--out", required=True, help="output folder")
     field_option(p, "--head", F + "head", "linear", choices=("linear", "mlp"))
-    field_option(p, "--lr", F + "lr", 1e-4, type=float, help="backbone learning rate (top layer)")
-    field_option(p, "--head-lr", F + "head_lr", 1e-3, type=float, help="head and layer-weight learning rate")
-    field_option(p, "--layer-decay", F + "layer_decay", 0.9, type=float, help="layer-wise learning-rate decay")
+    field_option(p, "--lr", F + "lr", 1e-4, type=positive_float, help="backbone learning rate (top layer)")
+    field_option(p, "--head-lr", F + "head_lr", 1e-3, type=positive_float, help="head and layer-weight learning rate")
+    field_option(p, "--layer-decay", F + "layer_decay", 0.9, type=_decay, help="layer-wise learning-rate decay")
     field_option(p, "--batch-size", F + "batch_size", 8, type=positive_int)
     field_option(p, "--max-epochs", F + "max_epochs", 10, type=positive_int)
     field_option(p, "--patience", F + "patience", 3, type=positive_int, help="early stopping on the val loss")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
-    field_option(p, "--max-seconds", F + "max_seconds", 10.0, type=float, help="clips are cut to this length")
+    field_option(p, "--max-seconds", F + "max_seconds", 10.0, type=positive_float, help="clips are cut to this length")
     field_option(p, "--lora-rank", L + "rank", 8, type=positive_int)
     field_option(p, "--lora-alpha", L + "alpha", 16, type=positive_int)
     field_option(
@@ -62,11 +62,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_predict)
 
 
+def _decay(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
 def _finetune(args: argparse.Namespace) -> int:
+    from muqkit.atomic import check_writable
     from muqkit.finetune.lora import LoRAConfig
-    from muqkit.finetune.train import FineTuneConfig, finetune
+    from muqkit.finetune.train import FineTuneConfig, check_resume, finetune, run_settings
 
     out = Path(args.out)
+    check_writable(out, folder=True)
     config = FineTuneConfig(
         mode=args.mode, head=args.head, lr=args.lr, head_lr=args.head_lr, layer_decay=args.layer_decay,
         batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
@@ -74,6 +83,8 @@ def _finetune(args: argparse.Namespace) -> int:
         lora=LoRAConfig(rank=args.rank, alpha=args.alpha,
                         targets=args.targets),
     )  # fmt: skip
+    if args.resume:  # before loading anything: a run made with other settings cannot be continued
+        check_resume(out, run_settings(args.task, config))
     task = _load_task(args)
     model = _load_model(args.model)
     result = finetune(model, task, out, config, resume=args.resume, overwrite=args.overwrite)
@@ -115,9 +126,17 @@ def _load_model(spec: str):  # noqa: ANN202 - a MuQ
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from muqkit.atomic import atomic_path
+    from muqkit.atomic import atomic_path, check_writable
+    from muqkit.finetune.model import load_head
     from muqkit.finetune.predict import chords_to_lab, load_finetuned, predict_files
 
+    if args.out:
+        check_writable(args.out)
+    if args.lab_dir:  # before any prediction is printed: the head says what the model predicts
+        check_writable(args.lab_dir, folder=True, option="--lab-dir")
+        task = load_head(args.model).spec.task
+        if task != "chord":
+            raise ValueError(f"--lab-dir: {args.model} is a {task} model; .lab files need a chord model")
     model = load_finetuned(args.model)
     results = predict_files(model, args.files)
     lines = "".join(json.dumps(r) + "\n" for r in results)
@@ -126,10 +145,7 @@ def _predict(args: argparse.Namespace) -> int:
             tmp.write_text(lines)
     else:
         print(lines, end="")
-    if args.lab_dir:
-        for r in results:
-            if "chords" not in r:
-                raise ValueError(f"{args.model} is a {r['task']} model; --lab-dir needs a chord model")
-            with atomic_path(Path(args.lab_dir) / f"{Path(r['file']).stem}.lab", suffix=".lab") as tmp:
-                tmp.write_text(chords_to_lab(r["chords"]))
+    for r in results if args.lab_dir else ():
+        with atomic_path(Path(args.lab_dir) / f"{Path(r['file']).stem}.lab", suffix=".lab") as tmp:
+            tmp.write_text(chords_to_lab(r["chords"]))
     return 0

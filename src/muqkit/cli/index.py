@@ -66,8 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     remove.set_defaults(func=run_remove)
 
     embeddings = sub.add_parser(
-        "embeddings", help="index (or update an index of) mean-pooled MuQ embeddings from `muqkit embed --pooling mean`"
-    )
+        "embeddings",
+        help="index (or update an index of) mean-pooled MuQ embeddings from `muqkit embed --pooling mean`",
+        description="Make the index in --out mirror a `muqkit embed --pooling mean` folder: its files are added or "
+        "replaced (when their content changed), and every other file of the index is removed and listed on stderr, "
+        "files added by `muqkit index add` included (embed them into EMBEDDINGS to keep them).",
+    )  # fmt: skip
     embeddings.add_argument("folder", metavar="EMBEDDINGS", help="a `muqkit embed --pooling mean` output folder")
     embeddings.add_argument("--layer", type=int, required=True, help="hidden state to index (must be stored)")
     embeddings.add_argument("--out", required=True, metavar="DIR", help="index folder (updated if it holds one)")
@@ -80,25 +84,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from muqkit.atomic import check_writable
     from muqkit.cli.mulan import _report_failures
     from muqkit.search import open_index
     from muqkit.search.build import index_audio
     from muqkit.search.query import Searcher
 
     searcher = Searcher(open_index(args.index, mmap=False), device=args.device)
+    check_writable(args.index, folder=True, option="--index")
     index, update = index_audio(
         searcher.model(), args.paths, index=searcher.index, model_sha256=searcher.index.meta.model_sha256,
         batch_size=args.batch_size,
     )  # fmt: skip
-    index.save(args.index)
-    print(f"added {update.added} files to {args.index} ({len(index)} in all, {index.kind})")
+    if update.added or update.replaced:
+        index.save(args.index)
+    print(f"{args.index}: {update.added} added, {update.replaced} replaced, {update.unchanged} unchanged "
+          f"({len(index)} in all, {index.kind})")  # fmt: skip
     return _report_failures(update.failures, "muqkit index add")
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    from muqkit.atomic import check_writable
     from muqkit.search import open_index
 
     index = open_index(args.index, mmap=False)
+    check_writable(args.index, folder=True, option="--index")
     removed = index.remove(args.paths)
     index.save(args.index)
     print(f"removed {removed} of {len(args.paths)} files from {args.index} ({len(index)} left)")
@@ -106,13 +116,19 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_embeddings(args: argparse.Namespace) -> int:
+    from muqkit.atomic import check_writable
     from muqkit.search import open_index
     from muqkit.search.build import index_embeddings
 
+    config = index_config(args)
+    check_writable(args.out, folder=True)
     existing = open_index(args.out, mmap=False) if (Path(args.out) / "meta.json").is_file() else None
-    index, update = index_embeddings(args.folder, layer=args.layer, index=existing, config=index_config(args))
+    index, update = index_embeddings(args.folder, layer=args.layer, index=existing, config=config)
     index.save(args.out)
-    print(f"{args.out}: {update.added} added, {update.removed} removed, {len(index)} files ({index.kind})")
+    for path in update.removed_paths:
+        print(f"muqkit index embeddings: removed {path} (not in {args.folder})", file=sys.stderr)
+    print(f"{args.out}: {update.added} added, {update.replaced} replaced, {update.removed} removed, "
+          f"{len(index)} files ({index.kind})")  # fmt: skip
     return 0
 
 

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # faiss logs each CPU-specific build it fails to import (AVX512, AVX2) at INFO
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

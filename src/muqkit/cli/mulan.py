@@ -266,7 +266,7 @@ def run_index(args: argparse.Namespace) -> int:
     from muqkit.search.query import load_index_model
 
     config = index_config(args)
-    out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=owned_entries(args.out))
+    out = prepare_run_folder(args.out, overwrite=args.overwrite, owned=owned_entries(args.out), resumable=False)
     # a MuQ-MuLan, or a MuQ as MuQ latents (the last layer); the fingerprint is of the stored float32 weights
     model, fingerprint = load_index_model(args.model, device=args.device, dtype=args.dtype)
     index, update = index_audio(
@@ -283,6 +283,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from muqkit.mulan.evaluate import evaluate_items
     from muqkit.mulan.index import embed_files
 
+    if args.json:
+        from muqkit.atomic import check_writable
+
+        check_writable(args.json, option="--json")
     records = [r for r in absolute_records(args.manifest, split=args.split) if args.source in (None, r.source)]
     if args.exclude_groups:
         from muqkit.data.manifest import without_groups_of

@@ -105,7 +105,7 @@ def _probe(args: argparse.Namespace) -> int:
     from muqkit.runfolder import prepare_run_folder
 
     t0 = time.perf_counter()
-    prepare_run_folder(args.out, overwrite=args.overwrite, owned=("results.json", "results.md"))
+    prepare_run_folder(args.out, overwrite=args.overwrite, owned=("results.json", "results.md"), resumable=False)
     models = args.model or (list(SUITE_MODELS) if args.suite else None)
     if not models:
         logger.error("give --model (repeatable) or --suite")

@@ -166,7 +166,9 @@ def run_report(args: argparse.Namespace) -> int:
     from muqkit.tokenizer.base import load_tokenizer
     from muqkit.tokenizer.diagnostics import make_report, plot_report
 
-    prepare_run_folder(args.out, overwrite=args.overwrite, owned=("report.json", "stages.png", "agreement.png"))
+    prepare_run_folder(
+        args.out, overwrite=args.overwrite, owned=("report.json", "stages.png", "agreement.png"), resumable=False
+    )
     tokenizer = load_tokenizer(args.tokenizer)
     others = {f"vs {name}": load_tokenizer(name) for name in args.compare}
     single = load_tokenizer(args.single_vq) if args.single_vq else None
@@ -205,7 +207,7 @@ def run_report(args: argparse.Namespace) -> int:
 def run_encode(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    from muqkit.atomic import atomic_path
+    from muqkit.atomic import atomic_path, check_writable
     from muqkit.data.files import AUDIO_EXTENSIONS, list_files
     from muqkit.tokenizer.base import encode_files, load_tokenizer
 
@@ -214,6 +216,7 @@ def run_encode(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: is a folder; give the .safetensors file to write")
     if out.exists() and not args.overwrite:
         raise ValueError(f"--out {out}: exists; pass --overwrite to replace it")
+    check_writable(out)
     tokenizer: Any = load_tokenizer(args.tokenizer)  # an AudioTokenizer (encode, sample_rate)
     files: list[Path] = []
     for entry in map(Path, args.audio):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from muqkit.atomic import clean_temporaries
+from muqkit.atomic import check_writable, clean_temporaries
 from muqkit.audio.io import AudioError, audio_info, stream_audio
 from muqkit.data.files import LIST_EXTENSIONS, list_files, scan_folder
 from muqkit.embed.chunks import (
@@ -251,9 +251,7 @@ def prepare_run(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     output_name("x", fmt)  # validates fmt
-    out_path = Path(out_dir)
-    if out_path.exists() and not out_path.is_dir():
-        raise ValueError(f"--out {out_path}: exists and is not a folder")
+    check_out_dir(out_dir)
     inputs = find_inputs(paths)
 
     muq = load_muq(model, revision=revision, cache_dir=cache_dir)
@@ -291,6 +289,18 @@ def prepare_run(
     run.out_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(run.out_dir)  # left by a run killed in the middle of a write
     return run, inputs
+
+
+def check_out_dir(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse an output folder that is a file or cannot be written (before any model is loaded).
+
+    Raises:
+        ValueError: names ``--out`` and the problem.
+    """
+    out_path = Path(out_dir)
+    if out_path.exists() and not out_path.is_dir():
+        raise ValueError(f"--out {out_path}: exists and is not a folder")
+    check_writable(out_path, folder=True)
 
 
 def load_muq(

@@ -27,7 +27,15 @@ from typing import Any
 
 import torch
 
-from muqkit.embed.api import EmbedSummary, FileFailure, InputFile, _header_seconds, prepare_run
+from muqkit.embed.api import (
+    EmbedSummary,
+    FileFailure,
+    InputFile,
+    _header_seconds,
+    check_out_dir,
+    find_inputs,
+    prepare_run,
+)
 from muqkit.embed.index import INDEX_NAME, consolidate_index, merge_index, rank_index_path
 
 log = logging.getLogger(__name__)
@@ -118,6 +126,10 @@ def embed_distributed(
     if devices == 1:
         info = RankInfo(0, 1, 0, "local")
         return _run_rank(info, list(map(str, paths)), str(out_dir), device, options)
+    # What one process refuses up front (two spellings of one file, an unusable --out) is refused here too,
+    # once, before any rank starts: otherwise each rank meets it and the first to die decides the exit status.
+    find_inputs(paths)
+    check_out_dir(out_dir)
     return _spawn(devices, list(map(str, paths)), str(out_dir), device, options)
 
 

@@ -206,6 +206,30 @@ def export_muq(
     return ExportedGraph(path=str(path), meta_path=str(meta_path), kind="muq")
 
 
+def _session(path: Path, options: Any, providers: list[str]) -> Any:
+    """An onnxruntime session of the graph in ``path``.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: onnxruntime cannot load it (empty, truncated or corrupt: ``InvalidProtobuf``, ``Fail``,
+            ``InvalidGraph``, ...); the message names the file.
+    """
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file; write it with `muqkit export onnx`")
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime's errors share no base class but Exception
+        if type(exc).__module__.split(".")[0] != "onnxruntime":
+            raise
+        detail = str(exc).split(" failed:", 1)[-1].strip() or type(exc).__name__
+        raise ValueError(
+            f"{path}: not a loadable ONNX graph (empty, truncated or corrupt: {detail}); export it again with "
+            "`muqkit export onnx`"
+        ) from exc
+
+
 class _Config:
     """The few config fields the embedding pipeline reads from a model."""
 
@@ -241,7 +265,7 @@ class OnnxMuQ:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(self.path, options, ["CPUExecutionProvider"])
         self.config = _Config(self.meta)
         self.layers = tuple(self.meta["layers"])
         self.min_samples = int(self.meta["min_samples"])
@@ -414,13 +438,16 @@ class OnnxMuLan:
         meta_path = self.folder / "mulan.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.folder}: no mulan.json; export the model with `muqkit export onnx --mulan`")
-        self.meta = json.loads(meta_path.read_text())
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{meta_path}: corrupt description of the exported model ({exc})") from exc
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        self.audio = ort.InferenceSession(str(self.folder / "audio.onnx"), options, providers=providers)
-        self.text = ort.InferenceSession(str(self.folder / "text.onnx"), options, providers=providers)
+        self.audio = _session(self.folder / "audio.onnx", options, providers)
+        self.text = _session(self.folder / "text.onnx", options, providers)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
         self.sample_rate = int(self.meta["sample_rate"])
         self.fingerprint = str(self.meta["model_sha256"])

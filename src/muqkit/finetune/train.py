@@ -9,6 +9,7 @@ epochs), scores the test split with the probes' metrics and writes::
     out/head.json, out/head.safetensors   the task head
     out/finetune.json settings, trainable parameters, wall time, validation and test metrics
     out/checkpoints/  Lightning checkpoints (``last.ckpt`` resumes an interrupted run)
+    out/run_config.json  the settings that shape the weights (a resumed run must give the same ones)
 
 Learning rates: the head has its own (``head_lr``); backbone layer ``i`` of ``L`` gets ``lr * layer_decay ** (L - i)``
 (the convolutional front end counts as layer 0), so lower layers move less.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -36,9 +38,15 @@ from muqkit.finetune.model import HeadSpec, TaskHead, TaskModel, save_head
 
 logger = logging.getLogger(__name__)
 
-FINETUNE_OUTPUTS = ("model", "adapter", "head.json", "head.safetensors", "finetune.json", "checkpoints")
+RUN_SETTINGS = "run_config.json"
+FINETUNE_OUTPUTS = ("model", "adapter", "head.json", "head.safetensors", "finetune.json", "checkpoints", RUN_SETTINGS)
 MODES: tuple[str, ...] = ("freeze", "lora", "full")
 IGNORE = -1
+#: The settings that shape a run's weights, in the order they are compared on resume, with their options.
+RESUME_SETTINGS: dict[str, str] = {
+    "task": "--task", "mode": "--mode", "head": "--head", "backbone": "--model", "lora_rank": "--lora-rank",
+    "lora_alpha": "--lora-alpha", "lora_targets": "--lora-targets",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,14 @@ class FineTuneConfig:
             raise ValueError(f"FineTuneConfig.mode must be one of {MODES}, got {self.mode!r}")
         if self.head not in ("linear", "mlp"):
             raise ValueError(f"FineTuneConfig.head must be 'linear' or 'mlp', got {self.head!r}")
-        if self.lr <= 0 or self.head_lr <= 0 or not 0 < self.layer_decay <= 1:
-            raise ValueError("FineTuneConfig: lr > 0, head_lr > 0 and layer_decay in (0, 1] required")
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.max_seconds <= 0:
-            raise ValueError("FineTuneConfig: batch_size, max_epochs, patience >= 1 and max_seconds > 0 required")
+        for name in ("lr", "head_lr", "max_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN passes `value <= 0`
+                raise ValueError(f"FineTuneConfig.{name} must be a finite number > 0, got {value}")
+        if not (math.isfinite(self.layer_decay) and 0 < self.layer_decay <= 1):
+            raise ValueError(f"FineTuneConfig.layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("FineTuneConfig: batch_size, max_epochs and patience >= 1 required")
         if self.precision not in ("32", "bf16"):
             raise ValueError(f"FineTuneConfig.precision must be '32' or 'bf16', got {self.precision!r}")
 
@@ -317,6 +329,69 @@ def _score(task: _Task, split: str, outputs: list[np.ndarray], threshold: float 
 
 
 # --------------------------------------------------------------------------------------------------
+# resuming
+
+
+def run_settings(task: str, config: FineTuneConfig, *, backbone: str | None = None) -> dict[str, Any]:
+    """The settings that shape a run's weights (see :data:`RESUME_SETTINGS`): what a resumed run must share.
+
+    Args:
+        task: the task's name.
+        config: the run's settings (the LoRA ones count in mode ``lora`` only).
+        backbone: the backbone's shape, e.g. ``"12 Conformer layers of width 1024"`` (``None``: not compared).
+    """
+    settings: dict[str, Any] = {"task": task, "mode": config.mode, "head": config.head}
+    if backbone is not None:
+        settings["backbone"] = backbone
+    if config.mode == "lora":
+        settings.update(lora_rank=config.lora.rank, lora_alpha=config.lora.alpha,
+                        lora_targets=",".join(config.lora.targets))  # fmt: skip
+    return settings
+
+
+def check_resume(out: str | os.PathLike[str], settings: dict[str, Any]) -> None:
+    """Check that the run saved in ``out`` was made with ``settings`` (:func:`run_settings`); nothing to check
+    when ``out`` holds no saved settings (a new run, or one saved before they were recorded).
+
+    Raises:
+        ValueError: a setting differs; the message names its option and both values.
+    """
+    path = Path(out) / RUN_SETTINGS
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--resume: {path}: unreadable run settings ({exc}); start again with --overwrite") from None
+    for key, option in RESUME_SETTINGS.items():
+        if key in settings and key in saved and settings[key] != saved[key]:
+            what = (f"a {option} of {saved[key]}, not one of {settings[key]}" if key == "backbone"
+                    else f"{option} {saved[key]}, not {option} {settings[key]}")  # fmt: skip
+            raise ValueError(
+                f"--resume: the run in {out} was made with {what}; resume with the run's settings, or pass "
+                "--overwrite to start again"
+            )
+
+
+def _check_checkpoint(last: Path, module: nn.Module) -> None:
+    """For a run without saved settings: its checkpoint must hold the weights these settings make."""
+    from muqkit.hub.weights import safe_torch_load
+
+    saved = safe_torch_load(last).get("state_dict", {})
+    ours = module.state_dict()
+    missing = [k for k in ours if k not in saved]
+    unexpected = [k for k in saved if k not in ours]
+    reshaped = [k for k in ours if k in saved and tuple(saved[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or reshaped:
+        example = (missing or unexpected or reshaped)[0]
+        raise ValueError(
+            f"--resume: {last} was made with other settings (--task, --mode, --head, --model, --lora-rank or "
+            f"--lora-targets): {len(missing)} weights missing, {len(unexpected)} unexpected, {len(reshaped)} of "
+            f"another shape (e.g. {example}); resume with the run's settings, or pass --overwrite to start again"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
 # entry point
 
 
@@ -389,8 +464,19 @@ def finetune(
         for s in ("train", "valid", "test")
     }
     module = _lightning_module(_FineTuneTask(net, t), config)
+    settings = run_settings(t.name, config, backbone=f"{depth} Conformer layers of width {dim}")
+    last = Path(out) / "checkpoints" / "last.ckpt"
+    if resume:
+        check_resume(out, settings)
+        if last.is_file() and not (Path(out) / RUN_SETTINGS).is_file():
+            _check_checkpoint(last, module)
     # Only now, with the settings checked (an unknown LoRA target fails above), may a run in `out` be replaced.
     out = prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=FINETUNE_OUTPUTS)
+    if not (resume and (out / RUN_SETTINGS).is_file()):
+        from muqkit.atomic import atomic_path
+
+        with atomic_path(out / RUN_SETTINGS, suffix=".json") as tmp:
+            tmp.write_text(json.dumps({"settings": settings, "config": asdict(config)}, indent=2) + "\n")
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints", monitor="val_loss", mode="min", save_top_k=1, save_last=True, filename="best"
     )
@@ -401,7 +487,6 @@ def finetune(
         logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=str(out),
     )  # fmt: skip
-    last = out / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(
         module, loaders["train"], loaders["valid"], **fit_checkpoint_kwargs(last if resume and last.is_file() else None)
@@ -457,4 +542,7 @@ def finetune(
     return result
 
 
-__all__ = ["FineTuneConfig", "FineTuneResult", "MODES", "finetune", "layerwise_groups"]
+__all__ = [
+    "FineTuneConfig", "FineTuneResult", "MODES", "RESUME_SETTINGS", "check_resume", "finetune", "layerwise_groups",
+    "run_settings",
+]  # fmt: skip

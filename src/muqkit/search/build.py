@@ -109,14 +109,21 @@ class IndexUpdate:
     """What an update of an index did.
 
     Attributes:
-        added: files added (or replaced).
+        added: files new to the index.
         removed: files removed.
         failures: ``(file, problem)`` of the files that could not be embedded.
+        replaced: files already in the index whose vectors were replaced (their content changed, or no
+            checksum was recorded for them).
+        unchanged: files already in the index with the same content (left as they were, not embedded again).
+        removed_paths: the removed files, as the index named them.
     """
 
     added: int
     removed: int
     failures: tuple[tuple[str, str], ...] = ()
+    replaced: int = 0
+    unchanged: int = 0
+    removed_paths: tuple[str, ...] = ()
 
 
 def index_audio(
@@ -132,13 +139,15 @@ def index_audio(
     """Embed the audio files under ``paths`` and add them to ``index`` (a new one when ``None``).
 
     ``model`` is a MuQ-MuLan (its audio latents, source ``mulan-audio``) or a :class:`MuQAudioLatents`
-    (source ``muq-mean:layer_<i>``). Files are stored under the paths as given (folders expanded); a file
-    already in the index is replaced.
+    (source ``muq-mean:layer_<i>``). Files are stored under the paths as given (folders expanded) with their
+    content checksum; a file already in the index with the same content is left as it is (``unchanged``),
+    one whose content changed (or that has no checksum) is embedded again (``replaced``).
 
     Raises:
         ValueError: no audio file, or none that could be embedded; an index of another model.
     """
     from muqkit.data.files import find_audio
+    from muqkit.embed.api import file_sha256
     from muqkit.mulan.index import embed_audio_files
 
     dim = int(model.config.dim_latent)
@@ -149,12 +158,32 @@ def index_audio(
     else:
         _require_source(index, source)
         index.check(model_sha256=model_sha256, dim=dim)
-    embedded = embed_audio_files(model, find_audio(paths), batch_size=batch_size)  # type: ignore[arg-type]
+    current = index.checksums()
+    todo: list[Path] = []
+    checksums: dict[str, str | None] = {}
+    unchanged = 0
+    for path in find_audio(paths):
+        key = absolute(path)
+        try:
+            checksum: str | None = file_sha256(path)[0]
+        except OSError:  # unreadable: embedding it reports the problem
+            checksum = None
+        if checksum is not None and current.get(key) == checksum:
+            unchanged += 1
+            continue
+        todo.append(path)
+        checksums[key] = checksum
+    if not todo:
+        return index, IndexUpdate(added=0, removed=0, unchanged=unchanged)
+    embedded = embed_audio_files(model, todo, batch_size=batch_size)  # type: ignore[arg-type]
     if not embedded.paths:
         problems = "; ".join(problem for _, problem in embedded.failures[:3])
         raise ValueError(f"none of the audio files could be embedded ({problems})")
-    index.add([str(p) for p in embedded.paths], embedded.latents)
-    return index, IndexUpdate(added=len(embedded.paths), removed=0, failures=embedded.failures)
+    keys = [absolute(p) for p in embedded.paths]
+    index.add([str(p) for p in embedded.paths], embedded.latents, checksums=[checksums[k] for k in keys])
+    replaced = sum(key in current for key in keys)
+    return index, IndexUpdate(added=len(keys) - replaced, removed=0, failures=embedded.failures, replaced=replaced,
+                              unchanged=unchanged)  # fmt: skip
 
 
 def index_embeddings(
@@ -167,8 +196,9 @@ def index_embeddings(
     """Bring ``index`` in line with a folder of mean-pooled MuQ embeddings (``muqkit embed --pooling mean``).
 
     Every ``ok`` record of the folder's ``index.jsonl`` is added (or replaced, when its input checksum
-    changed); files no longer there are removed. Inputs are stored as the embedding run recorded them and
-    resolved against the current folder.
+    changed); every other file of the index is removed, files added by ``muqkit index add`` included (the
+    index mirrors the folder; :attr:`IndexUpdate.removed_paths` names them, and ``muqkit index embeddings``
+    lists them). Inputs are stored as the embedding run recorded them and resolved against the current folder.
 
     Args:
         embeddings: the ``muqkit embed`` output folder.
@@ -206,7 +236,7 @@ def index_embeddings(
         current = index.checksums()
         todo = [r for key, r in wanted.items() if current.get(key) != r.input_sha256]
     else:
-        stale, todo = [], list(wanted.values())
+        stale, todo, current = [], list(wanted.values()), {}
     vectors = [read_embedding(folder / r.output).layers[layer].float().numpy() for r in todo]
     if index is None:
         dim = int(vectors[0].shape[-1])
@@ -215,7 +245,9 @@ def index_embeddings(
     removed = index.remove(stale)
     if todo:
         index.add([r.input for r in todo], np.stack(vectors), checksums=[r.input_sha256 for r in todo])
-    return index, IndexUpdate(added=len(todo), removed=removed)
+    replaced = sum(absolute(r.input) in current for r in todo)
+    return index, IndexUpdate(added=len(todo) - replaced, removed=removed, replaced=replaced,
+                              unchanged=len(wanted) - len(todo), removed_paths=tuple(stale))  # fmt: skip
 
 
 def _require_source(index: VectorIndex, source: str) -> None:
