@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-official
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import muq, torchaudio, encodec" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import muq, torchaudio, encodec, soundfile" 2>/dev/null; then
   exit 0
 fi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q -c bench/official-constraints.txt \
-  torch==2.11.0 torchaudio==2.11.0 muq "transformers<5" safetensors numpy encodec 2>&1 | grep -v "^WARNING: Location" || true
+  torch==2.11.0 torchaudio==2.11.0 muq "transformers<5" safetensors numpy encodec soundfile 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -c "import muq" 

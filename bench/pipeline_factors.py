@@ -119,7 +119,8 @@ def codebook_summary(run: Path, last: int = 100) -> dict[str, Any]:
         out[f"acc_{i}"] = statistics.fmean(float(r[f"train/acc_{i}"]) for r in rows)
         if f"train/majority_{i}" in rows[0]:
             out[f"majority_{i}"] = statistics.fmean(float(r[f"train/majority_{i}"]) for r in rows)
-        out[f"ce_{i}"] = statistics.fmean(float(r[f"train/ce_{i}"]) for r in rows)
+        if f"train/ce_{i}" in rows[0]:
+            out[f"ce_{i}"] = statistics.fmean(float(r[f"train/ce_{i}"]) for r in rows)
         i += 1
     return out
 

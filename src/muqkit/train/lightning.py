@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 DECAYS = ("constant", "cosine", "linear")
+OPTIMIZERS = ("adam", "adamw", "fairseq_adam")
 _NOISE = ("Tip:", "litlogger", "TPU available", "HPU available", "GPU available: False")
 
 
@@ -69,7 +70,9 @@ class OptimizerConfig:
     """Optimiser and learning-rate schedule.
 
     Attributes:
-        name: ``"adam"`` or ``"adamw"``.
+        name: ``"adam"``, ``"adamw"`` (torch's) or ``"fairseq_adam"`` (fairseq's Adam, the official MuQ
+            recipe's: decoupled weight decay, epsilon before the bias correction; see
+            :class:`muqkit.train.optim.FairseqAdam`).
         lr: peak learning rate.
         betas: Adam betas.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
@@ -94,8 +97,8 @@ class OptimizerConfig:
     decay_1d: bool = True
 
     def __post_init__(self) -> None:
-        if self.name not in ("adam", "adamw"):
-            raise ValueError(f"OptimizerConfig.name must be 'adam' or 'adamw', got '{self.name}'")
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"OptimizerConfig.name must be one of {', '.join(OPTIMIZERS)}, got '{self.name}'")
         if not self.lr > 0:
             raise ValueError(f"OptimizerConfig.lr must be positive, got {self.lr}")
         if self.decay not in DECAYS:
@@ -125,9 +128,11 @@ class OptimizerConfig:
         return [{"params": [p for p in params if p.dim() > 1]},
                 {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]  # fmt: skip
 
-    def build(self, module: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    def build(self, module: nn.Module) -> tuple[Any, torch.optim.lr_scheduler.LambdaLR]:
         """The optimiser over ``module``'s trainable parameters and its per-step schedule."""
-        cls = torch.optim.AdamW if self.name == "adamw" else torch.optim.Adam
+        from muqkit.train.optim import FairseqAdam
+
+        cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "fairseq_adam": FairseqAdam}[self.name]
         optimizer = cls(self.parameter_groups(module), lr=self.lr, betas=self.betas, eps=self.eps,
                         weight_decay=self.weight_decay)  # fmt: skip
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self.factor)

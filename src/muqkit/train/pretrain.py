@@ -68,8 +68,12 @@ class PretrainTrainingConfig:
         batch_size: crops per device per micro-batch.
         accumulate: micro-batches per optimiser step (global batch = batch_size * accumulate * devices * nodes).
         max_steps: optimiser steps.
-        lr, weight_decay, betas, warmup_steps, decay: AdamW with linear warm-up, then ``cosine``,
+        optimizer: ``adamw`` (torch's) or ``fairseq_adam`` (the official recipe's; see
+            :class:`muqkit.train.optim.FairseqAdam`).
+        lr, weight_decay, betas, warmup_steps, decay: the optimiser with linear warm-up, then ``cosine``,
             ``linear`` (the official recipe's polynomial decay, power 1) or ``constant``.
+        warmup_fraction: when set, ``warmup_steps`` is this fraction of ``max_steps`` (the official
+            recipe: 0.08).
         eps: Adam's epsilon.
         decay_1d: weight decay on one-dimensional parameters (norm weights, biases) too (fairseq's Adam,
             the official recipe, decays every parameter); ``False`` leaves them undecayed.
@@ -114,10 +118,12 @@ class PretrainTrainingConfig:
     batch_size: int = 8
     accumulate: int = 1
     max_steps: int = 1000
+    optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 100
+    warmup_fraction: float | None = None
     decay: str = "cosine"
     eps: float = 1e-8
     decay_1d: bool = True
@@ -165,6 +171,14 @@ class PretrainTrainingConfig:
             raise ValueError("PretrainTrainingConfig: latent_model and latent_layer go together")
         if self.strategy not in ("auto", "ddp", "fsdp", "ddp_spawn", "ddp_find_unused_parameters_true"):
             raise ValueError(f"PretrainTrainingConfig.strategy must be auto, ddp or fsdp, got {self.strategy!r}")
+        if self.warmup_fraction is not None:
+            if not 0 <= self.warmup_fraction < 1:
+                raise ValueError(
+                    f"PretrainTrainingConfig.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}"
+                )
+            object.__setattr__(self, "warmup_steps", int(round(self.warmup_fraction * self.max_steps)))
+        if self.optimizer not in ("adamw", "fairseq_adam"):
+            raise ValueError(f"PretrainTrainingConfig.optimizer must be adamw or fairseq_adam, got {self.optimizer!r}")
         if self.warmup_steps < 0 or (self.decay != "constant" and self.warmup_steps >= self.max_steps):
             raise ValueError(
                 f"PretrainTrainingConfig.warmup_steps ({self.warmup_steps}) must lie in [0, max_steps) "
@@ -493,7 +507,7 @@ def _optimizer(config: PretrainTrainingConfig) -> Any:
     from muqkit.train.lightning import OptimizerConfig
 
     return OptimizerConfig(
-        name="adamw", lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+        name=config.optimizer, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps, decay=config.decay, total_steps=config.max_steps, eps=config.eps,
         decay_1d=config.decay_1d,
     )  # fmt: skip
