@@ -174,6 +174,11 @@ def test_bad_folders_are_clear_errors(tmp_path):
     (tmp_path / "i" / "vectors-0.npy").write_bytes(b"junk")
     with pytest.raises(ValueError, match="vectors-0.npy: corrupt index file"):
         open_index(tmp_path / "i")
+    # an items file cut at a line end is named as the culprit, not the vectors it no longer matches
+    items = tmp_path / "i" / "items-0.jsonl"
+    items.write_text("".join(items.read_text().splitlines(keepends=True)[:-3]))
+    with pytest.raises(ValueError, match=r"items-0.jsonl: corrupt index file .*a truncated file"):
+        open_index(tmp_path / "i")
 
 
 def test_config_errors_name_the_field():

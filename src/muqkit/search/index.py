@@ -677,6 +677,8 @@ def _read_generation(folder: Path, raw: dict[str, Any], *, mmap: bool) -> Vector
             items = [json.loads(line) for line in handle if line.strip()]
         if not all(isinstance(item, dict) and "path" in item and "abs" in item for item in items):
             raise ValueError("an item without 'path' and 'abs'")
+        if "rows" in raw and len(items) != int(raw["rows"]):  # a file cut at a line end still parses
+            raise ValueError(f"{len(items)} items, the metadata says {raw['rows']} (a truncated file)")
         current = folder / files["vectors"]
         vectors = np.load(current, mmap_mode="r" if mmap else None, allow_pickle=False)
         if vectors.dtype != np.float32 or vectors.shape != (len(items), meta.dim):
