@@ -112,6 +112,35 @@ def save_muq(model: MuQ, folder: str | os.PathLike[str], *, extras: OfficialExtr
     return folder
 
 
+def load_pretrainer(folder: str | os.PathLike[str], targets: nn.Module, **settings: Any) -> MuQPretrainer:
+    """The inverse of :func:`save_pretrainer`: an official checkpoint's encoder wrapped for pretraining on
+    ``targets``, with the checkpoint's ``model.linear`` as the prediction head (train mode).
+
+    Args:
+        folder: an official MuQ checkpoint folder (muqkit's snapshots and trained models are).
+        targets: the target tokenizer (its codebooks must match the head's width).
+        settings: more :class:`~muqkit.ssl.pretrain.PretrainConfig` fields (masking, recon_weight).
+
+    Raises:
+        CheckpointError: the checkpoint has no head of the targets' width.
+    """
+    from muqkit.ssl.muq import MuQ
+    from muqkit.ssl.pretrain import MuQPretrainer, PretrainConfig
+
+    model = MuQ.from_pretrained(folder).train()
+    config = PretrainConfig(num_codebooks=int(targets.num_codebooks), codebook_size=int(targets.codebook_size),
+                            **settings)  # fmt: skip
+    pretrainer = MuQPretrainer(model, config, targets)
+    head = official_extras(model).tensors
+    width = config.num_codebooks * config.codebook_size
+    if "linear.weight" not in head or head["linear.weight"].shape[0] != width:
+        raise CheckpointError(f"{folder}: no prediction head of {width} outputs (model.linear) for these targets")
+    with torch.no_grad():
+        pretrainer.heads.proj.weight.copy_(head["linear.weight"])
+        pretrainer.heads.proj.bias.copy_(head["linear.bias"])
+    return pretrainer.train()
+
+
 def save_pretrainer(pretrainer: MuQPretrainer, folder: str | os.PathLike[str]) -> Path:
     """Write a pretrainer's encoder as an official checkpoint whose ``model.linear`` is its prediction head
     (and whose ``model.rvq`` is its Mel-RVQ, when the official code can hold it)."""
@@ -277,6 +306,7 @@ __all__ = [
     "load_mulan",
     "load_muq",
     "load_muq_config",
+    "load_pretrainer",
     "load_tokenizer",
     "official_extras",
     "save_mulan",

@@ -157,21 +157,12 @@ def replay_muq_step(
         ``loss``, ``accuracies`` (per codebook), ``num_masked``, ``mask`` (frames), ``targets`` and
         ``grads`` (official name -> gradient, for every ``grad.*`` the fixture holds).
     """
-    from muqkit.hub.loaders import official_extras
-    from muqkit.ssl.muq import MuQ
-    from muqkit.ssl.pretrain import MuQPretrainer, PretrainConfig
+    from muqkit.hub.loaders import load_pretrainer
     from muqkit.tokenizer.mel_rvq import MelRVQ
 
     folder = Path(folder)
     inputs, expected = _load(folder)
-    model = MuQ.from_pretrained(folder / "model")
-    tokenizer = MelRVQ.from_pretrained(folder / "model")
-    config = PretrainConfig(num_codebooks=tokenizer.num_codebooks, codebook_size=tokenizer.codebook_size)
-    pretrainer = MuQPretrainer(model, config, tokenizer)
-    head = official_extras(model).tensors
-    with torch.no_grad():
-        pretrainer.heads.proj.weight.copy_(head["linear.weight"])
-        pretrainer.heads.proj.bias.copy_(head["linear.bias"])
+    pretrainer = load_pretrainer(folder / "model", MelRVQ.from_pretrained(folder / "model"))
     pretrainer.train().to(device, dtype)
     wavs = inputs["wavs"].to(device, dtype)
     targets = pretrainer.encode_targets(wavs, torch.full((wavs.shape[0],), wavs.shape[1], device=device))
