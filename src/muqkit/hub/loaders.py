@@ -112,7 +112,7 @@ def save_muq(model: MuQ, folder: str | os.PathLike[str], *, extras: OfficialExtr
     return folder
 
 
-def load_pretrainer(folder: str | os.PathLike[str], targets: nn.Module, **settings: Any) -> MuQPretrainer:
+def load_pretrainer(folder: str | os.PathLike[str], targets: Any, **settings: Any) -> MuQPretrainer:
     """The inverse of :func:`save_pretrainer`: an official checkpoint's encoder wrapped for pretraining on
     ``targets``, with the checkpoint's ``model.linear`` as the prediction head (train mode).
 
