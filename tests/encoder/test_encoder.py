@@ -45,3 +45,35 @@ def test_conformer_refuses_layers_it_does_not_have():
     for bad in (3, -1):
         with pytest.raises(ValueError, match=r"num_layers must lie in \[0, 2\]"):
             conformer(x, num_layers=bad)
+
+
+def test_training_batch_norm_counts_valid_frames_only():
+    """In training, a padded item's BatchNorm statistics (normalised output and running statistics) are
+    those of the item alone: the padding of a batch never enters them."""
+    import copy
+
+    from muqkit.encoder.conv import masked_batch_norm
+    from muqkit.ssl.muq import MuQ
+
+    model = MuQ.from_preset("tiny", seed=0).train()
+    alone, padded = model.conv, copy.deepcopy(model.conv)
+    mel = torch.randn(1, 128, 60)
+    lengths = torch.tensor([60])
+    out_alone, _ = alone(mel, lengths)
+    wide = torch.cat([mel, torch.zeros(1, 128, 40)], dim=-1)
+    out_padded, out_lengths = padded(wide, lengths)
+    valid = int(out_lengths[0])
+    assert torch.allclose(out_padded[:, :valid], out_alone, atol=1e-5)
+    for (name, a), b in zip(alone.named_buffers(), padded.buffers(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    # the plain BatchNorm would have counted the padding: its statistics differ
+    bn = copy.deepcopy(model.conv.blocks[0].bn1).train()
+    x = torch.randn(2, bn.num_features, 8, 10)
+    mask = torch.ones(2, 1, 1, 10)
+    mask[1, ..., 6:] = 0
+    x = x * mask
+    ours = masked_batch_norm(copy.deepcopy(bn), x, mask)
+    theirs = copy.deepcopy(bn)(x)
+    assert not torch.allclose(ours * mask, theirs * mask, atol=1e-3)
+    full = masked_batch_norm(copy.deepcopy(bn), x, None)
+    assert torch.equal(full, copy.deepcopy(bn)(x))

@@ -34,6 +34,40 @@ def _masked(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x * _time_mask(lengths, x.shape[-1])
 
 
+def masked_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``bn(x)``, but in training with the batch statistics of the valid frames only.
+
+    PyTorch's BatchNorm would average over every position of the batch, padding included: the
+    statistics it normalises with and the running statistics it keeps for inference would then
+    depend on how much padding the batch holds (a 2 s note in a batch of 3 s crops is a third
+    padding). Here the mean and (biased) variance are taken over the frames where ``mask`` is 1, and
+    the running statistics updated with them (the variance unbiased), as BatchNorm does.
+
+    Args:
+        bn: the BatchNorm (its affine parameters, momentum, eps and running statistics are used).
+        x: (batch, channels, bands, frames).
+        mask: (batch, 1, 1, frames) float, 1 on valid frames; ``None``: every frame is valid.
+    """
+    if mask is None or not bn.training or bn.running_mean is None or bn.running_var is None:
+        return bn(x)
+    count = mask.sum() * x.shape[2]
+    mean = (x * mask).sum((0, 2, 3)) / count
+    var = ((x - mean.view(1, -1, 1, 1)) * mask).square().sum((0, 2, 3)) / count
+    with torch.no_grad():
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked or 1)
+        bn.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        bn.running_var.mul_(1 - momentum).add_(var * count / (count - 1).clamp_min(1), alpha=momentum)
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+
+
 def _fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``bn(conv(x))`` as one conv (eval mode)."""
     # The blocks' BatchNorms track running statistics, so both are tensors (typed optional by torch).
@@ -109,10 +143,12 @@ class ResidualBlock2d(nn.Module):
         """
         out_lengths = conv_out_length(lengths, self.stride[1])
         if self.training or torch.is_grad_enabled():
-            h = F.relu(self.bn1(self.conv1(x)))
-            h = h * _time_mask(out_lengths, h.shape[-1])
-            h = self.bn2(self.conv2(h))
-            shortcut = self.bn3(self.conv3(x)) if self.has_shortcut else x
+            h = self.conv1(x)
+            valid = _time_mask(out_lengths, h.shape[-1]).to(h.dtype)
+            mask = None if bool((out_lengths >= h.shape[-1]).all()) else valid  # statistics of valid frames
+            h = F.relu(masked_batch_norm(self.bn1, h, mask)) * valid
+            h = masked_batch_norm(self.bn2, self.conv2(h), mask)
+            shortcut = masked_batch_norm(self.bn3, self.conv3(x), mask) if self.has_shortcut else x
         else:
             w1, b1, w2, b2, w3, b3 = self._fused_weights()
             h = F.relu_(F.conv2d(x, w1, b1, stride=self.stride, padding=1))
