@@ -27,6 +27,15 @@ def parity_dir() -> Path:
     return PARITY_DIR
 
 
+def one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """The captured stderr, asserted to be one line without a traceback that holds every needle."""
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight tiny MuQ (seed 0) saved in the official format."""

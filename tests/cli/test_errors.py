@@ -12,6 +12,7 @@ import torch
 
 from muqkit.cli.main import main
 from muqkit.runfolder import RunFolderError, prepare_run_folder
+from tests.conftest import one_line_error  # noqa: E402
 
 SR = 24000
 
@@ -32,33 +33,25 @@ def song(tmp_path: Path) -> Path:
     return path
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
 def test_a_truncated_model_file_is_named(tmp_path: Path, checkpoint: Path, song: Path, capsys) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_bytes((checkpoint / "config.json").read_bytes())
     (broken / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:5000])
     assert main(["embed", str(song), "--out", str(tmp_path / "emb"), "--model", str(broken), "--no-progress"]) == 2
-    _one_line_error(capsys, "broken/model.safetensors: corrupt or truncated safetensors file")
+    one_line_error(capsys, "broken/model.safetensors: corrupt or truncated safetensors file")
     (broken / "model.safetensors").write_bytes(b"\xff" * 16)  # "header too large"
     assert main(["embed", str(song), "--out", str(tmp_path / "emb"), "--model", str(broken), "--no-progress"]) == 2
-    _one_line_error(capsys, "model.safetensors: corrupt or truncated")
+    one_line_error(capsys, "model.safetensors: corrupt or truncated")
 
 
 def test_out_pointing_at_a_file(tmp_path: Path, checkpoint: Path, song: Path, capsys) -> None:
     target = tmp_path / "a-file"
     target.write_text("x")
     assert main(["embed", str(song), "--out", str(target), "--model", str(checkpoint), "--no-progress"]) == 2
-    _one_line_error(capsys, "a-file: exists and is not a folder")
+    one_line_error(capsys, "a-file: exists and is not a folder")
     assert main(["probe", "--model", "mel", "--task", "key", "--out", str(target)]) == 2
-    _one_line_error(capsys, "a-file: exists and is not a folder")
+    one_line_error(capsys, "a-file: exists and is not a folder")
 
 
 @pytest.mark.parametrize(
@@ -89,27 +82,27 @@ def test_bad_manifest_lines_name_the_file_and_line(tmp_path: Path, song: Path, t
     manifest = tmp_path / "corpus.jsonl"
     manifest.write_text('{"not": "a record"}\n{broken\n')
     assert main(["pretrain", str(manifest), "--out", str(tmp_path / "run"), "--tokenizer", str(tokenizer)]) == 2
-    _one_line_error(capsys, "corpus.jsonl:1: not an AudioRecord")
+    one_line_error(capsys, "corpus.jsonl:1: not an AudioRecord")
     listing = tmp_path / "files.txt"
     listing.write_text(f"{song}\n{{broken json\n")
     assert main(["tokenizer", "train", str(listing), str(tmp_path / "tok"), "--steps", "1"]) == 2
-    _one_line_error(capsys, "files.txt:2: not a JSON object")
+    one_line_error(capsys, "files.txt:2: not a JSON object")
 
 
 def test_missing_and_corrupt_audio_are_named(tmp_path: Path, tokenizer: Path, capsys) -> None:
     tok = tokenizer
     assert main(["tokenizer", "encode", str(tok), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "c")]) == 2
-    _one_line_error(capsys, "missing.wav: file not found")
+    one_line_error(capsys, "missing.wav: file not found")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF" + b"\x00" * 100)
     assert main(["tokenizer", "encode", str(tok), str(bad), "--out", str(tmp_path / "c.safetensors")]) == 2
-    _one_line_error(capsys, "bad.wav: unreadable or corrupt audio")
+    one_line_error(capsys, "bad.wav: unreadable or corrupt audio")
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, tokenizer: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     args = ["tokenizer", "encode", str(tokenizer), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x")]
     assert main(args) == 2
-    _one_line_error(capsys, "missing.wav: file not found")
+    one_line_error(capsys, "missing.wav: file not found")
     from muqkit.audio.io import AudioError
 
     with pytest.raises(AudioError, match="file not found"):
@@ -209,7 +202,7 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path: Path, song: Path
     for args, option, path in _unwritable_out_commands(str(tmp_path / "no-model"), song, parent / "out",
                                                        parent / "out.jsonl"):  # fmt: skip
         assert main(args) == 2, args
-        err = _one_line_error(capsys, f"{option} {path}: ")
+        err = one_line_error(capsys, f"{option} {path}: ")
         assert "no-model" not in err and ".muqkit-tmp-" not in err, err
 
 
@@ -224,7 +217,7 @@ def test_a_folder_where_a_file_is_written_is_refused_before_any_work(tmp_path: P
         (["export", "onnx", "--model", missing, "--out", str(onnx)], "--out", onnx),
     ]:
         assert main(args) == 2, args
-        _one_line_error(capsys, f"{option} {path}: is a folder")
+        one_line_error(capsys, f"{option} {path}: is a folder")
 
 
 def test_a_file_written_atomically_over_a_folder_names_the_folder(tmp_path: Path) -> None:
@@ -241,7 +234,7 @@ def test_commands_without_resume_do_not_suggest_it(tmp_path: Path, song: Path, c
     out.mkdir()
     (out / "meta.json").write_text("{}")
     assert main(["mulan", "index", str(song), "--out", str(out), "--model", str(tmp_path / "no-model")]) == 2
-    err = _one_line_error(capsys, "already holds a run (meta.json); pass --overwrite to replace it")
+    err = one_line_error(capsys, "already holds a run (meta.json); pass --overwrite to replace it")
     assert "--resume" not in err
     with pytest.raises(RunFolderError, match=r"pass --overwrite to replace it, or choose another folder"):
         prepare_run_folder(out, owned=("meta.json",), resumable=False)

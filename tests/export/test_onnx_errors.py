@@ -14,17 +14,10 @@ import soundfile as sf
 pytest.importorskip("onnxruntime")
 
 from muqkit.cli.main import main  # noqa: E402
+from tests.conftest import one_line_error  # noqa: E402
 
 # empty, random bytes (a protobuf parse error), the start of a real protobuf (truncated)
 BROKEN = {"empty": b"", "garbage": bytes(range(256)) * 4, "truncated": b"\x08\x09\x12\x07pytorch\x1a\x032.0:\x8a"}
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
@@ -38,7 +31,7 @@ def test_embed_with_a_broken_graph(tmp_path: Path, capsys, kind: str) -> None:
     args = ["embed", str(tmp_path / "a.wav"), "--out", str(tmp_path / "emb"), "--model", str(graph),
             "--backend", "onnxruntime", "--no-progress"]  # fmt: skip
     assert main(args) == 2
-    _one_line_error(capsys, f"{graph}: not a loadable ONNX graph")
+    one_line_error(capsys, f"{graph}: not a loadable ONNX graph")
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
@@ -56,7 +49,7 @@ def test_search_with_a_broken_graph(tmp_path: Path, capsys, kind: str) -> None:
     (folder / "text.onnx").write_bytes(BROKEN[kind])
     args = ["search", "piano", "--index", str(tmp_path / "idx"), "--backend", "onnxruntime", "--model", str(folder)]
     assert main(args) == 2
-    _one_line_error(capsys, f"{folder / 'audio.onnx'}: not a loadable ONNX graph")
+    one_line_error(capsys, f"{folder / 'audio.onnx'}: not a loadable ONNX graph")
     (folder / "mulan.json").write_text("{")
     assert main(args) == 2
-    _one_line_error(capsys, "mulan.json: corrupt description")
+    one_line_error(capsys, "mulan.json: corrupt description")
