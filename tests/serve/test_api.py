@@ -1,5 +1,6 @@
 """The JSON API: every endpoint, its errors and status codes, byte ranges (RFC 9110) and HEAD, path traversal,
-upload limits, and no server path in any answer."""
+upload limits, no server path in any answer (the model named, not located), pages of the track list, durations,
+labelled scores and the favicon."""
 
 from __future__ import annotations
 
@@ -47,9 +48,12 @@ def wav_bytes(seconds: float, freq: float = 440.0, rate: int = 24000) -> bytes:
     return buffer.getvalue()
 
 
-def test_info_and_tracks(client, mulan_backend):
-    info = client.get("/api/info").json()
+def test_info_and_tracks(client, mulan_backend, mulan_dir):
+    answer = client.get("/api/info")
+    info = answer.json()
     assert info["tracks"] == 7 and info["text_search"] is True and info["default_tags"] == ["piano", "drums", "voice"]
+    # the model by name (its folder's), not by its path on the server (it was the absolute folder)
+    assert info["model"] == mulan_dir.name == "mulan" and str(mulan_dir.parent) not in answer.text
     tracks = client.get("/api/tracks").json()["tracks"]
     assert [t["id"] for t in tracks] == list(range(7))
     assert {t["folder"] for t in tracks} == {"tones", "noise", "chords"}
@@ -57,6 +61,44 @@ def test_info_and_tracks(client, mulan_backend):
     # paths relative to the collection's common folder; the server's files stay on the server
     assert [t["path"] for t in tracks] == [f"{t['folder']}/{t['name']}" for t in tracks]
     assert all("file" not in t for t in tracks)
+    # every track's duration, from its file's header (2.5 s each, the AIFF, FLAC and Ogg ones included)
+    assert [t["duration"] for t in tracks] == pytest.approx([2.5] * 7, abs=1e-3)
+    assert client.get("/api/tracks/4").json() == tracks[4]
+    assert "no track 7" in error(client.get("/api/tracks/7"), 404)
+
+
+def test_track_list_pages_and_filter(client):
+    """The page lists 50 tracks at a time and filters by path: ``offset``, ``limit`` and ``q``, with ``total``."""
+    every = client.get("/api/tracks").json()
+    assert every["total"] == 7 and every["offset"] == 0
+    paths = [t["path"] for t in every["tracks"]]
+    pages = [client.get("/api/tracks", params={"offset": o, "limit": 3}).json() for o in (0, 3, 6, 9)]
+    assert [[t["path"] for t in p["tracks"]] for p in pages] == [paths[:3], paths[3:6], paths[6:], []]
+    assert {p["total"] for p in pages} == {7} and [p["offset"] for p in pages] == [0, 3, 6, 9]
+    tones = client.get("/api/tracks", params={"q": " TONES/ ", "limit": 2}).json()
+    assert tones["total"] == 3 and [t["path"] for t in tones["tracks"]] == [p for p in paths if "tones/" in p][:2]
+    assert [t["name"] for t in client.get("/api/tracks", params={"q": "aiff"}).json()["tracks"]] == ["minor.aiff"]
+    assert client.get("/api/tracks", params={"q": "nothing like it"}).json() == {"total": 0, "offset": 0, "tracks": []}
+    assert "offset" in error(client.get("/api/tracks", params={"offset": -1}), 400)
+    assert "limit" in error(client.get("/api/tracks", params={"limit": 0}), 400)
+
+
+def test_scores_say_what_they_measure(client, collection):
+    """Text-to-music and music-to-music similarities differ in scale: each answer says which it holds."""
+    assert client.get("/api/search", params={"q": "piano"}).json()["similarity"] == "text-to-audio"
+    assert client.get("/api/tracks/1/similar").json()["similarity"] == "audio-to-audio"
+    upload = (collection / "tones" / "low.wav").read_bytes()
+    assert client.post("/api/search/audio", params={"name": "x.wav"}, content=upload).json()["similarity"] == (
+        "audio-to-audio")  # fmt: skip
+
+
+def test_favicon(client):
+    page = client.get("/").text
+    assert '<link rel="icon" href="/static/favicon.svg"' in page
+    for url in ("/static/favicon.svg", "/favicon.ico"):
+        icon = client.get(url)
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.text.startswith("<svg")
 
 
 def test_text_search_equals_the_library(client, mulan_backend):
@@ -200,8 +242,10 @@ def test_a_missing_file_is_a_clear_404(mulan_backend, tmp_path, collection):
     index.add([str(gone)], mulan_backend.index.vectors()[:1])
     client = TestClient(create_app(IndexBackend(index, mulan_backend.embedder)))
     gone.unlink()
-    message = error(client.get("/api/tracks/0/audio"), 404)
-    assert "missing" in message and str(tmp_path) not in message
+    for headers in ({}, {"Range": "bytes=0-0"}):  # the page asks with a one-byte range when its player fails
+        message = error(client.get("/api/tracks/0/audio", headers=headers), 404)
+        assert "gone.wav" in message and "its file is missing" in message and str(tmp_path) not in message
+    assert client.get("/api/tracks/0").json()["duration"] is None
 
 
 def test_a_corrupt_file_is_named_without_its_server_path(mulan_backend, tmp_path):
@@ -260,9 +304,11 @@ def test_unknown_routes_answer_json(client):
     assert client.get("/static/app.js").status_code == 200
 
 
-def test_muq_index_searches_music_but_not_text(muq_client, muq_backend):
-    assert muq_client.get("/api/info").json()["text_search"] is False
-    assert "MuQ-MuLan" in error(muq_client.get("/api/search", params={"q": "piano"}), 409)
+def test_muq_index_searches_music_but_not_text(muq_client, muq_backend, muq_dir):
+    info = muq_client.get("/api/info").json()
+    assert info["text_search"] is False and info["model"] == muq_dir.name
+    message = error(muq_client.get("/api/search", params={"q": "piano"}), 409)
+    assert "MuQ-MuLan" in message and str(muq_dir) not in message
     assert "MuQ-MuLan" in error(muq_client.get("/api/tracks/0/tags"), 409)
     assert "MuQ-MuLan" in error(muq_client.get("/api/map", params={"tags": "a,b"}), 409)
     hits = muq_client.get("/api/tracks/0/similar", params={"k": 3}).json()["hits"]
@@ -287,6 +333,24 @@ def test_concurrent_requests_agree(client):
     for t in threads:
         t.join()
     assert all(results[i] == expected[q] for i, q in enumerate(queries))
+
+
+def test_concurrent_uploads_each_find_their_own_file(client, collection, mulan_backend):
+    """Uploads at once (decoded two at a time, embedded one at a time on the model's thread) each get their
+    own answer."""
+    files = [t for t in mulan_backend.tracks if t.playable][:5] * 2
+    results: dict[int, dict] = {}
+
+    def upload(i: int) -> None:
+        body = Path(files[i].file).read_bytes()
+        results[i] = client.post("/api/search/audio", params={"k": 1, "name": files[i].name}, content=body).json()
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(len(files))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[i]["hits"][0]["track"]["id"] for i in range(len(files))] == [t.id for t in files]
 
 
 def test_an_internal_error_answers_json(mulan_backend, monkeypatch):

@@ -46,7 +46,7 @@ def test_model_must_match_the_index(mulan_backend, muq_backend, mulan_index, muq
     with pytest.raises(IndexMismatchError, match="not by this one"):
         IndexBackend(other, mulan_backend.embedder)
     with pytest.raises(ValueError, match="is a MuQ-MuLan checkpoint"):
-        index_embedder(open_index(muq_index), model=mulan_backend.embedder.name)
+        index_embedder(open_index(muq_index), model=mulan_backend.embedder.source)
 
 
 def test_muq_index_is_served_with_its_layer(muq_backend, muq_index):
@@ -121,3 +121,60 @@ def test_muq_latents_are_the_normalised_mean_frame(muq_backend):
     chunked = MuQAudioLatents(adapter.muq, chunk_seconds=1.0).extract_audio_latents([wav])[0]
     assert torch.nn.functional.cosine_similarity(chunked, expected, dim=0) > 0.9
     assert chunked.norm().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_model_label_names_a_folder_not_its_path(tmp_path, mulan_embedder, mulan_dir):
+    from muqkit.serve.embedder import model_label
+
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    assert model_label(folder) == model_label(f"{folder}/") == "my-model"
+    assert model_label("OpenMuQ/MuQ-MuLan-large") == "OpenMuQ/MuQ-MuLan-large"  # a Hub id, as given
+    assert mulan_embedder.name == "mulan" and mulan_embedder.source == str(mulan_dir)
+
+
+def test_durations_are_read_once_and_none_for_a_missing_file(mulan_backend, tmp_path):
+    from muqkit.serve.backend import audio_duration
+
+    assert [mulan_backend.duration(t.id) for t in mulan_backend.tracks] == pytest.approx([2.5] * 7)
+    assert mulan_backend._durations.keys() == set(range(7))
+    assert audio_duration(str(tmp_path / "nothing.wav")) is None
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not a wave")
+    assert audio_duration(str(tmp_path / "bad.wav")) is None
+
+
+def test_forward_passes_run_on_one_model_thread(mulan_embedder, mulan_backend):
+    """Requests come from a pool of threads; the model runs on its own, one pass at a time, without autograd
+    (the math libraries keep buffers per thread that runs a model: memory grew with the pool)."""
+    import threading
+
+    model = mulan_embedder.model
+    seen: list[tuple[str, bool]] = []
+    text, audio = model.extract_text_latents, model.extract_audio_latents
+    expected = text(["calm piano"]).float()
+
+    def record(run):  # noqa: ANN001, ANN202
+        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            seen.append((threading.current_thread().name, torch.is_grad_enabled()))
+            return run(*args, **kwargs)
+
+        return wrapped
+
+    results: list[torch.Tensor] = []
+    try:
+        model.extract_text_latents = record(text)
+        model.extract_audio_latents = record(audio)
+        threads = [threading.Thread(target=lambda: results.append(mulan_embedder.text_latents(["calm piano"])))
+                   for _ in range(6)]  # fmt: skip
+        threads.append(threading.Thread(target=mulan_embedder.audio_latent, args=(torch.zeros(24000),)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        del model.extract_text_latents, model.extract_audio_latents
+    assert len(seen) == 7 and {name for name, _ in seen} == {seen[0][0]} and seen[0][0].startswith("muqkit-model")
+    assert not any(grad for _, grad in seen)
+    assert all(torch.allclose(r, expected, atol=1e-6) for r in results) and len(results) == 6
+    with pytest.raises(ValueError, match="boom"):  # an error in a pass reaches the caller
+        mulan_embedder._run(lambda: (_ for _ in ()).throw(ValueError("boom")))

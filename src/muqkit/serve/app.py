@@ -5,7 +5,11 @@ Every route under ``/api/`` answers JSON; an error is ``{"error": MESSAGE}`` wit
 parameter or audio, 404 unknown track or route, 409 no text tower, 413 upload too large or too long,
 416 byte range outside the audio). Audio is served only by track id, so no request names a file, and no
 answer names one on the server: tracks carry their path relative to the collection's common folder, and
-errors about a file name it that way (an upload is "the upload").
+errors about a file name it that way (an upload is "the upload"); the model is named, not located.
+
+Searches say what their scores measure (``similarity``): ``text-to-audio`` (a description against the
+tracks: MuQ-MuLan's cosine, on a smaller scale) or ``audio-to-audio`` (a track or an upload against the
+tracks: 1 is the same audio).
 
 Audio answers ``GET`` and ``HEAD`` with byte ranges as RFC 9110 (section 14) asks: one ``bytes`` range gives
 206; a ``Range`` header of another unit, invalid syntax (``bytes=5-3``) or several ranges is ignored (200,
@@ -18,6 +22,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -40,6 +45,8 @@ DEFAULT_TAGS: tuple[str, ...] = (
 )  # fmt: skip
 log = logging.getLogger(__name__)
 UPLOAD_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+TEXT_TO_AUDIO, AUDIO_TO_AUDIO = "text-to-audio", "audio-to-audio"
+DECODED_UPLOADS = 2  # uploads decoded at once: one being embedded, the next one ready (the model runs one at a time)
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,17 @@ def static_folder() -> Path:
     return Path(str(resources.files("muqkit.serve") / "static"))
 
 
-def track_json(track: Track) -> dict[str, Any]:
-    """A track as answers show it: its path relative to the collection, not the server's file."""
+def track_json(track: Track, duration: float | None = None) -> dict[str, Any]:
+    """A track as answers show it: its path relative to the collection, not the server's file, and its
+    duration in seconds (``None``: unknown)."""
     return {**{k: v for k, v in dataclasses.asdict(track).items() if k != "file"},
+            "duration": None if duration is None else round(duration, 3),
             "audio": f"/api/tracks/{track.id}/audio"}  # fmt: skip
 
 
-def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    return [{"rank": h.rank, "score": round(h.score, 6), "track": track_json(h.track)} for h in hits]
+def hits_json(hits: Sequence[Hit], backend: SearchBackend) -> list[dict[str, Any]]:
+    return [{"rank": h.rank, "score": round(h.score, 6), "track": track_json(h.track, backend.duration(h.track.id))}
+            for h in hits]  # fmt: skip
 
 
 def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> FastAPI:
@@ -93,6 +103,7 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
     from muqkit.serve.media import RangeNotSatisfiable, parse_range, transcode_wav, without_path
 
     config = config or ServeConfig()
+    decoding = threading.BoundedSemaphore(DECODED_UPLOADS)  # bounds the memory of many uploads at once
     app = FastAPI(title="muqkit", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     static = static_folder()
 
@@ -138,9 +149,16 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
     def no_text(exc: TextSearchUnavailable) -> HTTPException:
         return HTTPException(409, str(exc))
 
+    def shown(track: Track) -> dict[str, Any]:
+        return track_json(track, backend.duration(track.id))
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(static / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(static / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=static), name="static")
 
@@ -158,9 +176,24 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
         }
 
     @app.get("/api/tracks")
-    def tracks() -> dict[str, Any]:
-        """Every track of the index."""
-        return {"tracks": [track_json(t) for t in backend.tracks]}
+    def tracks(offset: int = 0, limit: int | None = None, q: str | None = None) -> dict[str, Any]:
+        """The tracks of the index (``limit`` of them from ``offset``; all without ``limit``), those whose
+        path holds ``q`` (case-insensitive) when given; ``total`` counts every match."""
+        if offset < 0:
+            raise HTTPException(400, f"offset must be 0 or more, got {offset}")
+        if limit is not None and limit < 1:
+            raise HTTPException(400, f"limit must be 1 or more, got {limit}")
+        matches: Sequence[Track] = backend.tracks
+        needle = (q or "").strip().casefold()
+        if needle:
+            matches = [t for t in backend.tracks if needle in t.path.casefold()]
+        page = matches[offset:] if limit is None else matches[offset : offset + limit]
+        return {"total": len(matches), "offset": offset, "tracks": [shown(t) for t in page]}
+
+    @app.get("/api/tracks/{track}")
+    def track(track: int) -> dict[str, Any]:
+        """One track."""
+        return shown(backend.tracks[track_id(track)])
 
     @app.get("/api/search")
     def search(q: str = Query(..., description="a description of the music"), k: int = 10) -> dict[str, Any]:
@@ -171,13 +204,13 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
             hits = backend.search_text(q, k=check_k(k))
         except TextSearchUnavailable as exc:
             raise no_text(exc) from None
-        return {"query": q, "hits": hits_json(hits)}
+        return {"query": q, "similarity": TEXT_TO_AUDIO, "hits": hits_json(hits, backend)}
 
     @app.get("/api/tracks/{track}/similar")
     def similar(track: int, k: int = 10) -> dict[str, Any]:
         """More like this: music-to-music search from an indexed track."""
         hits = backend.more_like_this(track_id(track), k=check_k(k))
-        return {"track": track_json(backend.tracks[track]), "hits": hits_json(hits)}
+        return {"track": shown(backend.tracks[track]), "similarity": AUDIO_TO_AUDIO, "hits": hits_json(hits, backend)}
 
     @app.get("/api/tracks/{track}/tags")
     def tags(track: int, tags: str | None = None) -> dict[str, Any]:
@@ -186,7 +219,7 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
             scores = backend.tags(track_id(track), tag_list(tags))
         except TextSearchUnavailable as exc:
             raise no_text(exc) from None
-        return {"track": track_json(backend.tracks[track]),
+        return {"track": shown(backend.tracks[track]),
                 "tags": [{"tag": s.tag, "score": round(s.score, 6)} for s in scores]}  # fmt: skip
 
     @app.get("/api/map")
@@ -211,7 +244,8 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
         """The track's audio (byte ranges; formats browsers cannot play are sent as WAV)."""
         item = backend.tracks[track_id(track)]
         if not os.path.isfile(item.file):
-            raise HTTPException(404, f"track {item.id}: its file {item.path} is missing since the index was built")
+            raise HTTPException(404, f"track {item.id} ({item.path}): its file is missing; it was moved or deleted "
+                                     "since the index was built")  # fmt: skip
         head = request.method == "HEAD"
 
         def byte_range(size: int) -> tuple[int, int] | None:
@@ -271,8 +305,8 @@ def create_app(backend: SearchBackend, config: ServeConfig | None = None) -> Fas
                     fh.write(chunk)
             if size == 0:
                 raise HTTPException(400, f"{name}: the upload is empty; send the audio file as the request body")
-            hits = await run_in_threadpool(_search_file, backend, path, name, k, config.max_upload_seconds)
-        return {"query": name, "hits": hits_json(hits)}
+            hits = await run_in_threadpool(_search_file, backend, path, name, k, config.max_upload_seconds, decoding)
+        return {"query": name, "similarity": AUDIO_TO_AUDIO, "hits": hits_json(hits, backend)}
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     def unknown(rest: str) -> None:
@@ -303,9 +337,11 @@ def _file_bytes(path: str, start: int, end: int, block: int = 1 << 16) -> Iterat
             yield chunk
 
 
-def _search_file(backend: SearchBackend, path: Path, name: str, k: int, max_seconds: float) -> list[Hit]:
-    """Decode an uploaded file (duration checked from its header first) and search with it; errors name the
-    upload, never its temporary file."""
+def _search_file(backend: SearchBackend, path: Path, name: str, k: int, max_seconds: float,
+                 decoding: threading.BoundedSemaphore) -> list[Hit]:  # fmt: skip
+    """Decode an uploaded file (duration checked from its header first) and search with it, holding one of the
+    ``decoding`` slots from the decoding to the search (so that uploads waiting for the model wait as files,
+    not as decoded audio); errors name the upload, never its temporary file."""
     import soundfile as sf
 
     from muqkit.audio.io import AudioError, load_audio
@@ -317,8 +353,9 @@ def _search_file(backend: SearchBackend, path: Path, name: str, k: int, max_seco
         raise HTTPException(400, f"{name}: not a readable audio file ({without_path(str(exc), path, name)})") from None
     if seconds > max_seconds:
         raise HTTPException(413, f"{name}: {seconds:.1f} s of audio; the limit is {max_seconds:g} s")
-    try:
-        wav = load_audio(path, sample_rate=backend.sample_rate)
-    except AudioError as exc:
-        raise HTTPException(400, f"{name}: {without_path(exc.problem, path, 'the upload')}") from None
-    return backend.search_audio(wav, k=k)
+    with decoding:
+        try:
+            wav = load_audio(path, sample_rate=backend.sample_rate)
+        except AudioError as exc:
+            raise HTTPException(400, f"{name}: {without_path(exc.problem, path, 'the upload')}") from None
+        return backend.search_audio(wav, k=k)

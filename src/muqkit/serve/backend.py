@@ -82,7 +82,7 @@ class SearchBackend(Protocol):
 
     @property
     def model_name(self) -> str:
-        """The model that embedded the index."""
+        """The model that embedded the index, by name (not its path on the server)."""
         ...
 
     @property
@@ -105,6 +105,10 @@ class SearchBackend(Protocol):
     @property
     def sample_rate(self) -> int:
         """The rate :meth:`search_audio` reads."""
+        ...
+
+    def duration(self, track_id: int) -> float | None:
+        """The track's duration in seconds (``None``: unknown, e.g. its file is missing)."""
         ...
 
     def more_like_this(self, track_id: int, *, k: int) -> list[Hit]:
@@ -134,6 +138,17 @@ def _tracks(paths: Sequence[str]) -> tuple[Track, ...]:
               file=p)
         for i, (p, parent) in enumerate(zip(paths, parents, strict=True))
     )  # fmt: skip
+
+
+def audio_duration(path: str) -> float | None:
+    """Seconds of audio in a file from its header (:func:`muqkit.audio.io.audio_info`), or ``None`` if it is
+    missing or unreadable."""
+    from muqkit.audio.io import AudioError, audio_info
+
+    try:
+        return audio_info(path).duration
+    except (AudioError, OSError):
+        return None
 
 
 def project_2d(latents: torch.Tensor, method: str = "pca", *, seed: int = 0) -> np.ndarray:
@@ -196,12 +211,12 @@ class IndexBackend:
             not embedder.can_embed_text and getattr(embedder.model, "source", None) != index.meta.source
         ):
             raise ValueError(
-                f"the index holds {index.meta.source} vectors but the model {embedder.name} gives "
+                f"the index holds {index.meta.source} vectors but the model {embedder.source} gives "
                 f"{getattr(embedder.model, 'source', MULAN_SOURCE)} ones; serve the index with the model that built it"
             )
         if index.dim != embedder.dim:
             raise ValueError(
-                f"the index's latents are {index.dim}-d but the model {embedder.name} gives "
+                f"the index's latents are {index.dim}-d but the model {embedder.source} gives "
                 f"{embedder.dim}-d latents; serve the index with the model that built it"
             )
         index.check(model_sha256=embedder.fingerprint)
@@ -212,6 +227,7 @@ class IndexBackend:
         self._latents = torch.from_numpy(index.vectors())  # (N, d) unit vectors, row i = track i
         self._ids = {path: i for i, path in enumerate(index.absolute_paths)}  # the index's hits name paths
         self._map: np.ndarray | None = None
+        self._durations: dict[int, float] = {}
 
     @property
     def tracks(self) -> Sequence[Track]:
@@ -233,6 +249,16 @@ class IndexBackend:
         if not 0 <= track_id < len(self._tracks):
             raise UnknownTrack(f"no track {track_id}; ids go from 0 to {len(self._tracks) - 1}")
         return self._tracks[track_id]
+
+    def duration(self, track_id: int) -> float | None:
+        """Read from the file's header when first asked (not at start: an index may hold 100,000 files), then
+        kept; ``None`` while the file is missing or unreadable."""
+        seconds = self._durations.get(track_id)
+        if seconds is None:
+            seconds = audio_duration(self._track(track_id).file)
+            if seconds is not None:
+                self._durations[track_id] = seconds
+        return seconds
 
     def search_text(self, query: str, *, k: int) -> list[Hit]:
         return self.search_vector(self.embedder.text_latents([query])[0], k=k)

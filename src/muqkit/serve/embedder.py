@@ -9,10 +9,11 @@ checkpoint, the demo's index, ``muqkit index embeddings``: music search and the 
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -24,30 +25,54 @@ if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
     from muqkit.search.index import VectorIndex
 
-__all__ = ["Embedder", "ModelKind", "MuQAudioLatents", "index_embedder", "load_embedder", "model_kind"]
+__all__ = ["Embedder", "ModelKind", "MuQAudioLatents", "index_embedder", "load_embedder", "model_kind", "model_label"]
 
 TAG_CACHE_SIZE = 32
+T = TypeVar("T")
 
 
 class Embedder:
     """A loaded model that embeds queries into the index's latent space, safe to share between threads.
 
+    Every forward pass runs on the embedder's own thread, one at a time, whichever thread asks, so memory
+    stays bounded: the math libraries keep buffers per thread that runs a model, and with passes on the
+    request pool's 40 threads, 50 clients searching and uploading at once (``bench/bench_serve.py
+    --concurrent 50``) raised the server's peak memory by 630 MiB, against 40 MiB on one thread.
+
     Args:
         model: a MuQ-MuLan (text, tags and audio) or :class:`MuQAudioLatents` (audio only).
-        name: the model's name or folder (shown by the app).
+        name: the model's name as the app shows it (in the page and in errors): never a server path.
         fingerprint: :func:`muqkit.embed.model_fingerprint` of its weights, checked against the index's
             (``None``: not checked).
+        source: the Hub id or folder it was loaded from (messages on the server's console; default ``name``).
     """
 
-    def __init__(self, model: MuQMuLan | MuQAudioLatents, *, name: str, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        model: MuQMuLan | MuQAudioLatents,
+        *,
+        name: str,
+        fingerprint: str | None = None,
+        source: str | None = None,
+    ) -> None:
         self.model = model
         self.name = name
+        self.source = name if source is None else source
         self.fingerprint = fingerprint
         self.kind: ModelKind = "muq" if isinstance(model, MuQAudioLatents) else "mulan"
         self.sample_rate = int(model.sample_rate)
         self.dim = int(model.config.dim_latent)
-        self._lock = threading.Lock()  # one forward pass at a time: bounded memory, no shared-state races
-        self._tags: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="muqkit-model")
+        self._tags: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()  # read and written by the worker
+
+    def _run(self, work: Callable[[], T]) -> T:
+        """``work()`` on the model's thread without autograd (its grad mode is its own); its result or error."""
+
+        def call() -> T:
+            with torch.no_grad():
+                return work()
+
+        return self._worker.submit(call).result()
 
     @property
     def can_embed_text(self) -> bool:
@@ -61,7 +86,6 @@ class Embedder:
             )
         return self.model  # type: ignore[return-value]
 
-    @torch.no_grad()
     def text_latents(self, texts: Sequence[str]) -> torch.Tensor:
         """(Q, d) float32 latents of ``texts``.
 
@@ -69,14 +93,11 @@ class Embedder:
             TextSearchUnavailable: the model has no text tower.
         """
         model = self._text_model()
-        with self._lock:
-            return model.extract_text_latents(list(texts)).float().cpu()
+        return self._run(lambda: model.extract_text_latents(list(texts)).float().cpu())
 
-    @torch.no_grad()
     def audio_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """(d,) latent of a 1-D waveform at :attr:`sample_rate`."""
-        with self._lock:
-            return self.model.extract_audio_latents([wav]).float().cpu()[0]
+        return self._run(lambda: self.model.extract_audio_latents([wav]).float().cpu()[0])
 
     def tag_latents(self, tags: Sequence[str]) -> torch.Tensor:
         """(K, d) latents of tag names through the default prompt ensemble (cached per tag list).
@@ -88,7 +109,8 @@ class Embedder:
 
         model = self._text_model()
         key = tuple(tags)
-        with self._lock:
+
+        def cached() -> torch.Tensor:
             if key in self._tags:
                 self._tags.move_to_end(key)
                 return self._tags[key]
@@ -98,12 +120,23 @@ class Embedder:
                 self._tags.popitem(last=False)
             return latents
 
+        return self._run(cached)
+
+
+def model_label(id_or_folder: str | os.PathLike[str]) -> str:
+    """The name the app shows for a model: a local folder by its own name (never its path on the server), a
+    Hub id (``OpenMuQ/MuQ-MuLan-large``) as given."""
+    text = os.fspath(id_or_folder)
+    if os.path.exists(text):
+        return Path(text).resolve().name or text
+    return text
+
 
 def load_embedder(
     id_or_folder: str | os.PathLike[str], *, layer: int | None = None, device: str = "cpu", dtype: str = "float32"
 ) -> Embedder:
     """Load a MuQ-MuLan or a MuQ checkpoint (MuQ latents of hidden state ``layer``, default the last) in eval
-    mode (:func:`muqkit.search.query.load_index_model`).
+    mode (:func:`muqkit.search.query.load_index_model`), named by :func:`model_label`.
 
     Raises:
         CheckpointError: the model cannot be found or loaded.
@@ -111,7 +144,7 @@ def load_embedder(
     from muqkit.search.query import load_index_model
 
     model, fingerprint = load_index_model(id_or_folder, layer=layer, device=device, dtype=dtype)
-    return Embedder(model, name=str(id_or_folder), fingerprint=fingerprint)
+    return Embedder(model, name=model_label(id_or_folder), fingerprint=fingerprint, source=os.fspath(id_or_folder))
 
 
 def index_embedder(

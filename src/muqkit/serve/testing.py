@@ -80,6 +80,9 @@ def running_server(app: Any, *, host: str = "127.0.0.1", timeout: float = 20.0) 
         sock.close()
 
 
+SCREENS = {"desktop": (1280, 900), "tablet": (768, 1024), "phone": (390, 844)}  # CSS pixels
+
+
 class NoBrowser(RuntimeError):
     """Headless Chromium or its driver is not installed."""
 
@@ -117,3 +120,10 @@ def chromium_driver(*, width: int = 1280, height: int = 900) -> Any:
         raise NoBrowser(f"headless Chromium ({binary}) cannot start here: {exc.msg}") from exc
     chrome.set_page_load_timeout(30)
     return chrome
+
+
+def emulate_screen(driver: Any, width: int, height: int, *, mobile: bool = True) -> None:
+    """Lay the page out as on a ``width`` x ``height`` (CSS pixels) screen, as a phone or tablet does when
+    ``mobile`` (the page's viewport meta tag applies, scrollbars overlay the page); reload the page after."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})  # fmt: skip
