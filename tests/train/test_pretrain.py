@@ -259,5 +259,11 @@ def test_crop_sampling_and_short_items(tone_manifest, tmp_path):
     padded = RandomCropDataset(records, crop_seconds=2.0, sampling="file", pad_short=True)[first_short]["audio"]
     assert len(padded) == 48000 and not padded[24000:].any()
     assert float(padded[:24000].mean()) == pytest.approx(0.2, abs=1e-3)
+    labels = {"long": torch.zeros(2, 225, dtype=torch.long), "short": torch.ones(2, 25, dtype=torch.long)}
+    labelled = RandomCropDataset(records, crop_seconds=2.0, sampling="file", pad_short=True, labels=labels)
+    first_long = next(i for i in range(100) if by_file.locate(i)[0] == 0)
+    batch = collate_crops([labelled[first_short], labelled[first_long]])
+    assert batch["lengths"].tolist() == [48000, 48000] and batch["codes"].shape == (2, 2, 50)
+    assert (batch["codes"][0, :, :25] == 1).all() and (batch["codes"][0, :, 25:] == -100).all()  # silence: no labels
     with pytest.raises(ValueError, match="sampling must be one of"):
         RandomCropDataset(records, crop_seconds=2.0, sampling="uniform")

@@ -109,7 +109,8 @@ class RandomCropDataset(Dataset):
         sampling: ``duration``: a file's chance is proportional to its duration (every second of
             audio alike); ``file``: every file alike (short files are drawn far more often).
         pad_short: give short files as full-length crops ending in silence (the silence is trained
-            on as audio), instead of short crops whose padding is masked.
+            on as audio; with ``labels`` it is input without targets), instead of short crops whose
+            padding is masked.
     """
 
     def __init__(
@@ -129,8 +130,6 @@ class RandomCropDataset(Dataset):
             raise ValueError(f"crop_seconds must be positive, got {crop_seconds}")
         if sampling not in CROP_SAMPLING:
             raise ValueError(f"sampling must be one of {', '.join(CROP_SAMPLING)}, got {sampling!r}")
-        if pad_short and labels is not None:
-            raise ValueError("pad_short needs targets computed from the audio, not pre-extracted labels")
         self.sampling = sampling
         self.pad_short = pad_short
         self.records = list(records)
@@ -167,13 +166,13 @@ class RandomCropDataset(Dataset):
             audio = self.cache[record][start : start + self.crop_samples]
         else:
             audio = read_crop(self.records[record][1], self.sample_rate, start, self.crop_samples)
-        if self.pad_short and len(audio) < self.crop_samples:
-            audio = torch.nn.functional.pad(torch.as_tensor(audio), (0, self.crop_samples - len(audio)))
         item = {"audio": audio, "index": torch.tensor(index)}
-        if self.labels is not None:
+        if self.labels is not None:  # the padding below has no labels (-100 in the batch: never a target)
             codes = self.labels[self.records[record][0].id]
             first = start // self.frame_samples
             item["codes"] = codes[:, first : first + len(audio) // self.frame_samples].long()
+        if self.pad_short and len(audio) < self.crop_samples:
+            item["audio"] = torch.nn.functional.pad(torch.as_tensor(audio), (0, self.crop_samples - len(audio)))
         return item
 
 

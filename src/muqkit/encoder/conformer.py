@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from muqkit.configs import check_int, check_number, check_probability
+from muqkit.encoder.conv import masked_batch_norm
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class ConvModule(nn.Module):
         conv = self.depthwise_conv
         h = F.conv2d(h.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), None,
                      padding=(0, (conv.kernel_size[0] - 1) // 2), groups=conv.groups).squeeze(2)  # (batch, dim, time)
-        h = F.silu(self.batch_norm(h)).transpose(1, 2)
+        mask = None if valid is None else valid.transpose(1, 2)  # (batch, 1, time): statistics of valid frames
+        h = F.silu(masked_batch_norm(self.batch_norm, h, mask)).transpose(1, 2)
         h = _pointwise(self.pointwise_conv2, h)
         return F.dropout(h, self.dropout, self.training)
 

@@ -34,25 +34,28 @@ def _masked(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x * _time_mask(lengths, x.shape[-1])
 
 
-def masked_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``bn(x)``, but in training with the batch statistics of the valid frames only.
+def masked_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``bn(x)``, but in training with the batch statistics of the valid positions only.
 
     PyTorch's BatchNorm would average over every position of the batch, padding included: the
     statistics it normalises with and the running statistics it keeps for inference would then
     depend on how much padding the batch holds (a 2 s note in a batch of 3 s crops is a third
-    padding). Here the mean and (biased) variance are taken over the frames where ``mask`` is 1, and
-    the running statistics updated with them (the variance unbiased), as BatchNorm does.
+    padding). Here the mean and (biased) variance are taken over the positions where ``mask`` is 1,
+    and the running statistics updated with them (the variance unbiased), as BatchNorm does.
 
     Args:
-        bn: the BatchNorm (its affine parameters, momentum, eps and running statistics are used).
-        x: (batch, channels, bands, frames).
-        mask: (batch, 1, 1, frames) float, 1 on valid frames; ``None``: every frame is valid.
+        bn: a BatchNorm1d or BatchNorm2d (its affine parameters, momentum, eps and running statistics).
+        x: (batch, channels, ...) input.
+        mask: float, 1 on valid positions, shaped like ``x`` with 1 channel (or broadcastable to it);
+            ``None``: every position is valid (then this is ``bn(x)``).
     """
     if mask is None or not bn.training or bn.running_mean is None or bn.running_var is None:
         return bn(x)
-    count = mask.sum() * x.shape[2]
-    mean = (x * mask).sum((0, 2, 3)) / count
-    var = ((x - mean.view(1, -1, 1, 1)) * mask).square().sum((0, 2, 3)) / count
+    dims = [0, *range(2, x.dim())]
+    count = mask.expand(x.shape[0], 1, *x.shape[2:]).sum()
+    mean = (x * mask).sum(dims) / count
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var = ((x - mean.view(shape)) * mask).square().sum(dims) / count
     with torch.no_grad():
         if bn.num_batches_tracked is not None:
             bn.num_batches_tracked.add_(1)
@@ -65,7 +68,7 @@ def masked_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, mask: torch.Tensor | 
     shift = -mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
-    return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    return x * scale.view(shape) + shift.view(shape)
 
 
 def _fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,6 +30,9 @@ class DemoPlan:
         pretrain_steps: pretraining steps of each model.
         refine_rvq_steps: latent RVQ steps.
         crop_seconds, batch_size: pretraining crops.
+        crop_sampling, pad_short: which file a crop comes from and how short files are given (see
+            :class:`~muqkit.train.pretrain.PretrainTrainingConfig`); every file alike and short files
+            padded with silence trained the demo's MuQ furthest above its start (docs/results.md).
         num_codebooks, codebook_size: Mel-RVQ and latent RVQ size.
         tasks: probing tasks.
         probe_seeds: probe seeds.
@@ -49,6 +52,8 @@ class DemoPlan:
     refine_rvq_steps: int = 300
     crop_seconds: float = 3.0
     batch_size: int = 8
+    crop_sampling: str = "file"
+    pad_short: bool = True
     num_codebooks: int = 4
     codebook_size: int = 256
     tasks: tuple[str, ...] = ("key", "collection", "instrument", "pitch")
@@ -199,6 +204,7 @@ def train_arms(
 
     settings = {
         **load_preset(plan.preset), "crop_seconds": plan.crop_seconds, "batch_size": plan.batch_size,
+        "crop_sampling": plan.crop_sampling, "pad_short": plan.pad_short,
         "max_steps": plan.pretrain_steps, "warmup_steps": max(1, plan.pretrain_steps // 10),
         "checkpoint_every": max(1, plan.pretrain_steps), "seed": seed, "progress": False,
         "log_every": max(1, min(10, plan.pretrain_steps)),
