@@ -17,8 +17,9 @@ For each training seed:
     bash bench/official_env.sh
     .venv/bin/python bench/side_by_side.py outputs/demo runs/side-by-side --seeds 0 1 2 --steps 800
 
-Resumable. Writes OUT/side_by_side.json, OUT/side_by_side.md and OUT/curves.png (loss and per-codebook
-accuracy against the commonest code's share, both trainers).
+Resumable. Writes OUT/side_by_side.json, OUT/side_by_side.md, OUT/curves.png (loss and per-codebook
+accuracy against the commonest code's share, both trainers) and OUT/summary.json (the means the demo's
+closing lines quote: copied to ``src/muqkit/recipes/side_by_side.json``).
 """
 
 from __future__ import annotations
@@ -134,6 +135,17 @@ def main() -> None:
                 entry["curve"] = json.loads((run / "curve" / "curve.json").read_text())
             results["runs"].setdefault(name, {})[str(seed)] = entry
         (args.out / "side_by_side.json").write_text(json.dumps(results, indent=2) + "\n")
+    command = "python bench/side_by_side.py DEMO OUT --seeds " + " ".join(map(str, args.seeds))
+    summary: dict[str, Any] = {"steps": args.steps, "seeds": args.seeds, "tasks": list(plan.tasks), "command": command}
+    if not args.no_curves:
+        for name, seeds in results["runs"].items():
+            finals = [statistics.fmean(e["curve"]["scores"][t][-1]["mean"] for t in e["curve"]["tasks"])
+                      for e in seeds.values()]  # fmt: skip
+            starts = [statistics.fmean(e["curve"]["scores"][t][0]["mean"] for t in e["curve"]["tasks"])
+                      for e in seeds.values()]  # fmt: skip
+            summary[name] = {"mean": statistics.fmean(finals), "start": statistics.fmean(starts),
+                             "spread": (max(finals) - min(finals)) / 2, "per_seed": finals}  # fmt: skip
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     text = report(results)
     (args.out / "side_by_side.md").write_text(text + "\n")
     plot(args.out, results)

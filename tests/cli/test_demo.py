@@ -24,6 +24,18 @@ def test_verdict_is_computed_from_the_table():
     assert "too few" in verdict(rows, ["key", "pitch"], 600, test_items=12)
 
 
+def test_official_comparison_reads_the_record():
+    from muqkit.recipes.demo import official_comparison
+
+    record = {"steps": 800, "seeds": [0, 1, 2], "official": {"mean": 0.45, "start": 0.35, "spread": 0.01},
+              "muqkit": {"mean": 0.40, "start": 0.35, "spread": 0.01}}
+    text = official_comparison(record)
+    assert "official MuQ code ends above its random-weight start (0.450 vs 0.350" in text
+    assert "muqkit's trainer at 0.400" in text and "learns more" in text
+    record["muqkit"]["mean"] = 0.445
+    assert "within the seed spread" in official_comparison(record)
+
+
 def test_plan_scales_with_the_budget():
     assert plan_for(15, quick=False).pretrain_steps == 600
     assert plan_for(30, quick=False).pretrain_steps == 1200
