@@ -3,8 +3,8 @@
 Builds the offline corpus (rendered scores and single notes), trains a Mel-RVQ, pretrains a tiny MuQ
 on its codes, runs one refinement iteration, probes everything against the baselines (handcrafted
 features and a random-weight MuQ), prints the table, writes the plots, and saves the refined model
-to ``DIR/model`` (official format), usable as ``muqkit embed --model DIR/model``. About 18 minutes
-on 2 idle cores; ``--quick`` runs the same pipeline at toy sizes in about two minutes.
+to ``DIR/model`` (official format), usable as ``muqkit embed --model DIR/model``. About 10 minutes
+on 2 cores; ``--quick`` runs the same pipeline at toy sizes in about two minutes.
 """
 
 from __future__ import annotations
