@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--snapshot-every", type=int, default=200)
     parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--trainers", nargs="+", default=["muqkit", "official"], choices=["muqkit", "official"])
+    parser.add_argument("--tokenizer", type=Path, help="reuse this Mel-RVQ folder (default: train one into OUT)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not OFFICIAL_PYTHON.is_file():
@@ -100,7 +102,7 @@ def main() -> None:
 
     saved = json.loads((args.demo / "iter1" / "run_config.json").read_text())
     manifests = saved["manifests"]
-    tokenizer = train_tokenizer(args.demo / "pretrain-audio.txt", args.out / "mel_rvq", seed=0)
+    tokenizer = args.tokenizer or train_tokenizer(args.demo / "pretrain-audio.txt", args.out / "mel_rvq", seed=0)
     plan = DemoPlan()
     probe = ProbeConfig(max_epochs=plan.probe_epochs, patience=max(5, plan.probe_epochs // 5))
     suite = SuiteConfig(heads=("linear",), seeds=plan.probe_seeds, layer_modes=("sweep",), probe=probe)
@@ -112,18 +114,19 @@ def main() -> None:
             **settings, "tokenizer": str(tokenizer), "seed": seed, "max_steps": args.steps, "pad_short": True,
             "snapshot_every": args.snapshot_every, "checkpoint_every": args.steps, "progress": False, "log_every": 1,
         })  # fmt: skip
-        runs = {"muqkit": args.out / "muqkit" / f"seed{seed}", "official": args.out / "official" / f"seed{seed}"}
+        runs = {name: args.out / name / f"seed{seed}" for name in args.trainers}
         final = f"step-{args.steps:07d}"
-        if not (runs["muqkit"] / "snapshots" / final / "config.json").is_file():
+        if "muqkit" in runs and not (runs["muqkit"] / "snapshots" / final / "config.json").is_file():
             start = time.perf_counter()
             train_pretrain(manifests, runs["muqkit"], config, overwrite=True)
             (runs["muqkit"] / "seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-        if not (runs["official"] / "snapshots" / final / "config.json").is_file():
+        if "official" in runs and not (runs["official"] / "snapshots" / final / "config.json").is_file():
             batches, crop_samples = crop_list(replace(config, max_steps=args.steps), manifests)
             crops = args.out / f"crops-seed{seed}.json"
             crops.write_text(json.dumps(batches))
             subprocess.run([str(OFFICIAL_PYTHON), str(REPO / "bench" / "official_trainer.py"),
-                            str(runs["muqkit"] / "snapshots" / "step-0000000"), str(crops), str(runs["official"]),
+                            str(args.out / "muqkit" / f"seed{seed}" / "snapshots" / "step-0000000"), str(crops),
+                            str(runs["official"]),
                             "--seed", str(seed), "--crop-samples", str(crop_samples),
                             "--snapshot-every", str(args.snapshot_every)], check=True)  # fmt: skip
         for name, run in runs.items():

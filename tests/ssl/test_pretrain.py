@@ -59,6 +59,20 @@ def test_span_mask_geometry_and_rate():
     assert abs(float(many.frames.float().mean()) - 0.6) < 0.01
 
 
+def test_a_trailing_part_span_is_never_masked_as_in_the_official_code():
+    """A 3 s crop holds 7 whole 400 ms spans and 200 ms more: the official code draws 72000 // 9600 = 7
+    spans, so its last 5 frames are never masked; nor are muqkit's (in the padded batch too)."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([SR * 3] * 500 + [SR * 2] * 500)
+    mask = draw_span_mask(
+        lengths, num_samples=SR * 3, num_frames=75, frame_lengths=torch.tensor([75] * 500 + [50] * 500),
+        config=MaskingConfig(), frame_samples=960, sample_rate=SR, generator=g,
+    )  # fmt: skip
+    assert not mask.frames[:, 70:].any() and mask.frames[:500, 60:70].any()
+    assert not mask.frames[500:, 50:].any() and mask.frames[500:, 40:50].any()
+    assert abs(float(mask.frames[:500, :70].float().mean()) - 0.6) < 0.02
+
+
 def test_noise_statistics_and_clean_samples_kept():
     wavs = torch.ones(4, SR * 4)
     mask = torch.zeros_like(wavs, dtype=torch.bool)

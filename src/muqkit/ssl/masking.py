@@ -1,8 +1,9 @@
 """Span masking of waveforms for masked-token prediction (MuQ / BEST-RQ style).
 
 The waveform is cut into a grid of spans of ``span_seconds`` (400 ms: 9600 samples at 24 kHz, 10
-target frames at 25 Hz); each span that starts inside an item's valid samples is masked with
-probability ``prob`` and its samples are replaced by N(0, ``noise_std``) noise. Spans are aligned to
+target frames at 25 Hz); each span that lies whole inside an item's valid samples is masked with
+probability ``prob`` and its samples are replaced by N(0, ``noise_std``) noise. A trailing part-span
+is never masked, as in the official code (which draws ``samples // span_samples`` spans). Spans are aligned to
 target frames, so a masked span masks whole frames, and the frame mask says which target frames
 were hidden. Masking is length-aware: padding is never noised and never a target.
 """
@@ -113,7 +114,7 @@ def draw_span_mask(
     else:
         spans = spans[:, :num_spans].to(lengths.device, torch.bool)
     starts = torch.arange(num_spans, device=lengths.device) * span_samples
-    spans = spans & (starts.unsqueeze(0) < lengths.unsqueeze(1))  # (B, S)
+    spans = spans & (starts.unsqueeze(0) + span_samples <= lengths.unsqueeze(1))  # (B, S): whole spans only
     frames = spans.repeat_interleave(span_frames, dim=1)[:, :num_frames]
     if frames.shape[1] < num_frames:
         frames = torch.nn.functional.pad(frames, (0, num_frames - frames.shape[1]))
