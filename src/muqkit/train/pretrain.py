@@ -503,7 +503,7 @@ class PretrainTask(nn.Module):
 
 
 def _optimizer(config: PretrainTrainingConfig) -> Any:
-    """AdamW with linear warm-up and the configured decay over ``max_steps``."""
+    """The configured optimiser with linear warm-up and the configured decay over ``max_steps``."""
     from muqkit.train.lightning import OptimizerConfig
 
     return OptimizerConfig(
