@@ -8,10 +8,14 @@ The library API behind ``muqkit mulan index``, ``muqkit index`` and ``muqkit sea
     hits = index.search(text_latents, k=10)          # (Q, dim) -> Q lists of SearchHit(path, score, rank, given)
     similar = index.search_like("music/a.flac", k=10)  # "more like this file", itself left out
     index.add(["music/new.flac"], latents); index.remove(["music/old.flac"]); index.save("runs/index")
+
+A save over a version another process saved meanwhile applies this index's adds and removes to that
+version (no update is lost); ``IndexChangedError`` says when they cannot be applied.
 """
 
 from muqkit.search.index import (
     KINDS,
+    IndexChangedError,
     IndexConfig,
     IndexKind,
     IndexMeta,
@@ -24,6 +28,7 @@ from muqkit.search.index import (
 
 __all__ = [
     "KINDS",
+    "IndexChangedError",
     "IndexConfig",
     "IndexKind",
     "IndexMeta",
