@@ -68,19 +68,22 @@ def plain_loop(config: Any, manifests: list[str], out: Path, snapshot_every: int
     """``muqkit pretrain``'s task, data, optimiser, schedule and clipping in a bare PyTorch loop."""
     from torch.utils.data import DataLoader
 
-    from muqkit.data.loader import RandomCropDataset, ResumableSampler, collate_crops, load_records
+    from muqkit.data.loader import ResumableSampler, collate_crops
     from muqkit.hub.loaders import save_pretrainer
-    from muqkit.train.pretrain import PretrainTask, _optimizer, build_pretrainer, build_targets, snapshot_dir
+    from muqkit.train.pretrain import (
+        PretrainTask,
+        _optimizer,
+        build_pretrainer,
+        build_targets,
+        crop_dataset,
+        snapshot_dir,
+        training_records,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     pretrainer = build_pretrainer(config, build_targets(config))
-    preset = config.architecture
-    records = load_records(manifests, splits=config.splits,
-                           min_seconds=preset.hop_length * preset.stack_factor / preset.sample_rate)  # fmt: skip
-    dataset = RandomCropDataset(records, crop_seconds=config.crop_seconds, sample_rate=preset.sample_rate,
-                                seed=config.seed, frame_samples=pretrainer.frame_samples, preload=config.preload,
-                                sampling=config.crop_sampling, pad_short=config.pad_short)  # fmt: skip
+    dataset = crop_dataset(config, training_records(config, manifests))
     sampler = ResumableSampler(batch_size=config.batch_size, num_batches=config.max_steps)
     loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate_crops, sampler=sampler)
     task = PretrainTask(pretrainer, seed=config.seed).train()

@@ -59,15 +59,9 @@ def train_tokenizer(files: Path, out: Path, seed: int) -> Path:
 
 def crop_list(config: Any, manifests: list[str]) -> tuple[list[list[list[Any]]], int]:
     """The run's batches as ``[file, start, samples]`` (muqkit's crops of this seed), and the crop length."""
-    from muqkit.data.loader import RandomCropDataset, load_records
+    from muqkit.train.pretrain import crop_dataset, training_records
 
-    preset = config.architecture
-    records = load_records(manifests, splits=config.splits,
-                           min_seconds=preset.hop_length * preset.stack_factor / preset.sample_rate)  # fmt: skip
-    dataset = RandomCropDataset(
-        records, crop_seconds=config.crop_seconds, sample_rate=preset.sample_rate, seed=config.seed,
-        sampling=config.crop_sampling, pad_short=config.pad_short,
-    )  # fmt: skip
+    dataset = crop_dataset(replace(config, preload=False), training_records(config, manifests))
     batches = []
     for step in range(config.max_steps):
         batch = []

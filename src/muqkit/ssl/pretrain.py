@@ -117,17 +117,22 @@ class PretrainOutput:
         return out
 
 
-def majority_share(targets: torch.Tensor, codebook_size: int) -> torch.Tensor:
-    """(N,) share of the rows of ``targets`` (M, N) whose code is the commonest of its column (ignored
-    codes, below 0, count in the denominator as they do in the accuracy); zeros when M is 0."""
-    count, columns = targets.shape
-    if count == 0:
-        return torch.zeros(columns, device=targets.device)
+def code_histograms(targets: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """(N, codebook_size) counts of each code in each column of ``targets`` (M, N); ignored codes (below
+    0) are not counted."""
+    columns = targets.shape[1]
     valid = targets >= 0
     offsets = torch.arange(columns, device=targets.device) * codebook_size  # one histogram per column
     flat = (targets.clamp_min(0) + offsets)[valid]
-    counts = torch.bincount(flat, minlength=columns * codebook_size).view(columns, codebook_size)
-    return counts.max(-1).values.float() / count
+    return torch.bincount(flat, minlength=columns * codebook_size).view(columns, codebook_size)
+
+
+def majority_share(targets: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """(N,) share of the rows of ``targets`` (M, N) whose code is the commonest of its column (ignored
+    codes, below 0, count in the denominator as they do in the accuracy); zeros when M is 0."""
+    if targets.shape[0] == 0:
+        return torch.zeros(targets.shape[1], device=targets.device)
+    return code_histograms(targets, codebook_size).max(-1).values.float() / targets.shape[0]
 
 
 class LatentTargets(nn.Module):
@@ -348,4 +353,7 @@ class MuQPretrainer(nn.Module):
         )
 
 
-__all__ = ["LatentTargets", "MuQPretrainer", "majority_share", "PretrainConfig", "PretrainOutput", "TargetTokenizer"]
+__all__ = [
+    "LatentTargets", "MuQPretrainer", "PretrainConfig", "PretrainOutput", "TargetTokenizer", "code_histograms",
+    "majority_share",
+]

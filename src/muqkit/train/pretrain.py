@@ -439,6 +439,31 @@ def build_pretrainer(
     return MuQPretrainer(model, objective, targets)
 
 
+def training_records(config: PretrainTrainingConfig, manifests: Sequence[str | os.PathLike[str]]) -> list[Any]:
+    """The ``(record, audio path)`` pairs :func:`train_pretrain` draws crops from: the config's splits,
+    files of at least one target frame."""
+    from muqkit.data.loader import load_records
+
+    preset = config.architecture
+    return load_records(manifests, splits=config.splits,
+                        min_seconds=preset.hop_length * preset.stack_factor / preset.sample_rate)  # fmt: skip
+
+
+def crop_dataset(
+    config: PretrainTrainingConfig, records: Sequence[Any], *, labels: Mapping[str, torch.Tensor] | None = None
+) -> Any:
+    """The :class:`~muqkit.data.loader.RandomCropDataset` of a run: crop ``i`` of ``records`` depends on
+    ``(config.seed, i)`` and the config's crop length, sampling and short-file handling only."""
+    from muqkit.data.loader import RandomCropDataset
+
+    preset = config.architecture
+    return RandomCropDataset(
+        records, crop_seconds=config.crop_seconds, sample_rate=preset.sample_rate, seed=config.seed,
+        frame_samples=preset.hop_length * preset.stack_factor, labels=labels, preload=config.preload,
+        sampling=config.crop_sampling, pad_short=config.pad_short,
+    )  # fmt: skip
+
+
 @torch.no_grad()
 def target_statistics(pretrainer: MuQPretrainer, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """What the targets look like on some training batches: per codebook, the perplexity of the code
@@ -452,15 +477,15 @@ def target_statistics(pretrainer: MuQPretrainer, batches: Sequence[dict[str, tor
     Returns:
         ``{"batches", "frames", "perplexity": [N], "majority_share": [N]}``.
     """
+    from muqkit.ssl.pretrain import code_histograms
+
     size = pretrainer.config.codebook_size
     counts = torch.zeros(pretrainer.config.num_codebooks, size, dtype=torch.float64)
     for batch in batches:
         codes = batch.get("codes")
         if codes is None:
             codes = pretrainer.encode_targets(batch["audio"], batch["lengths"])
-        valid = codes[:, 0] >= 0  # (B, T)
-        for i in range(codes.shape[1]):
-            counts[i] += torch.bincount(codes[:, i][valid].clamp_min(0), minlength=size).double()
+        counts += code_histograms(codes.transpose(1, 2)[codes[:, 0] >= 0], size).double()  # valid frames
     frames = int(counts[0].sum())
     share = counts / counts.sum(-1, keepdim=True).clamp_min(1)
     entropy = -(share * share.clamp_min(1e-30).log()).sum(-1)
@@ -623,9 +648,7 @@ def train_pretrain(
     shard_dirs = [m for m in manifests if (Path(m) / "shards.json").is_file()]
     records = None
     if not shard_dirs:
-        preset = config.architecture
-        frame_seconds = preset.hop_length * preset.stack_factor / preset.sample_rate
-        records = load_records(manifests, splits=config.splits, min_seconds=frame_seconds)
+        records = training_records(config, manifests)
     stats = resolve_mel_statistics(config, targets, None if records is None else [path for _, path in records])
     log.info("mel statistics: mean %.3f dB, std %.3f dB (%s)", stats.mean, stats.std, stats.source)
     # Stored with the run's settings: a resumed run normalises exactly as it started.
@@ -661,11 +684,7 @@ def train_pretrain(
         )  # fmt: skip
     else:
         assert records is not None
-        dataset = RandomCropDataset(
-            records, crop_seconds=config.crop_seconds, sample_rate=sample_rate, seed=config.seed,
-            frame_samples=pretrainer.frame_samples, labels=labels, preload=config.preload,
-            sampling=config.crop_sampling, pad_short=config.pad_short,
-        )  # fmt: skip
+        dataset = crop_dataset(config, records, labels=labels)
         crop_samples = dataset.crop_samples
         sampler = ResumableSampler(
             batch_size=config.batch_size,
@@ -754,10 +773,12 @@ __all__ = [
     "PretrainTrainingConfig",
     "build_pretrainer",
     "build_targets",
+    "crop_dataset",
     "load_preset",
     "preset_names",
     "preset_settings",
     "snapshot_dir",
     "target_statistics",
     "train_pretrain",
+    "training_records",
 ]
