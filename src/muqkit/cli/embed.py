@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_float, positive_int
+from muqkit.cli.options import layer_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layers",
         default="all",
-        type=_layers,
+        type=layer_list,
         help="'all' or comma-separated hidden-state indices: 0 = conv front end, i = Conformer layer i, "
         "negative from the end (default: all)",
     )
@@ -123,11 +124,3 @@ def run(args: argparse.Namespace) -> int:
         print(summary)
     return 0 if summary.ok else 1
 
-
-def _layers(text: str) -> str | list[int]:
-    if text.strip() == "all":
-        return "all"
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'all' or comma-separated integers, got {text!r}") from None

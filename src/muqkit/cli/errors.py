@@ -148,3 +148,12 @@ def device(text: str) -> str:
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine (use --device cpu)")
     return text
+
+
+def report_failures(failures: tuple[tuple[str, str], ...] | list[tuple[str, str]], prog: str) -> int:
+    """Print the files left out; the exit status (1 if any, like ``muqkit embed``)."""
+    for _, problem in failures:
+        print(f"{prog}: skipped {problem}", file=sys.stderr)
+    if failures:
+        print(f"{prog}: {len(failures)} file(s) skipped", file=sys.stderr)
+    return 1 if failures else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from muqkit.cli.embed import _layers
+from muqkit.cli.options import layer_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     onnx.add_argument(
         "--layers",
         default="-1",
-        type=_layers,
+        type=layer_list,
         help="comma-separated hidden-state indices to output (0 = conv front end, i = Conformer layer i, negative "
         "from the end; 'all'); the graph stops at the deepest (default: -1)",
     )

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from muqkit.cli.errors import device, positive_int
+from muqkit.cli.errors import device, positive_int, report_failures
 
 # Entries an index folder may hold (this format and the previous one), for --overwrite.
 _OWNED = re.compile(
@@ -85,7 +85,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run_add(args: argparse.Namespace) -> int:
     from muqkit.atomic import check_writable
-    from muqkit.cli.mulan import _report_failures
     from muqkit.search import open_index
     from muqkit.search.build import index_audio
     from muqkit.search.query import Searcher
@@ -100,7 +99,7 @@ def run_add(args: argparse.Namespace) -> int:
         index.save(args.index)
     print(f"{args.index}: {update.added} added, {update.replaced} replaced, {update.unchanged} unchanged "
           f"({len(index)} in all, {index.kind})")  # fmt: skip
-    return _report_failures(update.failures, "muqkit index add")
+    return report_failures(update.failures, "muqkit index add")
 
 
 def run_remove(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int
+from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int, report_failures
 from muqkit.cli.index import index_options
 from muqkit.cli.options import field_option, hidden_alias
 
@@ -243,15 +243,6 @@ def _model_name(name: str) -> str:
     return str(Path(name).absolute()) if Path(name).is_dir() else name
 
 
-def _report_failures(failures: tuple[tuple[str, str], ...] | list[tuple[str, str]], prog: str) -> int:
-    """Print the files left out; the exit status (1 if any, like ``muqkit embed``)."""
-    for _, problem in failures:
-        print(f"{prog}: skipped {problem}", file=sys.stderr)
-    if failures:
-        print(f"{prog}: {len(failures)} file(s) skipped", file=sys.stderr)
-    return 1 if failures else 0
-
-
 def _texts(texts: list[str], option: str) -> list[str]:
     empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
     if empty:
@@ -275,7 +266,7 @@ def run_index(args: argparse.Namespace) -> int:
     )  # fmt: skip
     index.save(out)
     print(f"indexed {len(index)} files into {out} ({index.kind})")
-    return _report_failures(update.failures, "muqkit mulan index")
+    return report_failures(update.failures, "muqkit mulan index")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -334,7 +325,7 @@ def run_similarity(args: argparse.Namespace) -> int:
         print("\t".join(["audio", *args.text]))
         for f, row in zip(files, sim.tolist(), strict=True):
             print("\t".join([str(f), *(f"{v:.4f}" for v in row)]))
-    return _report_failures(embedded.failures, "muqkit similarity")
+    return report_failures(embedded.failures, "muqkit similarity")
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
@@ -369,7 +360,7 @@ def run_zeroshot(args: argparse.Namespace) -> int:
     else:
         for f, p in zip(files, predictions, strict=True):
             print(f"{f}\t" + ", ".join(f"{t} ({s:.3f})" for t, s in zip(p.tags, p.scores, strict=True)))
-    return _report_failures(embedded.failures, "muqkit zeroshot")
+    return report_failures(embedded.failures, "muqkit zeroshot")
 
 
 def run_search(args: argparse.Namespace) -> int:

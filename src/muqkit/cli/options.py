@@ -67,3 +67,13 @@ def device_count(text: str) -> int | str:
 
 
 __all__ = ["device_count", "field_default", "field_option", "hidden_alias", "resolve_field"]
+
+
+def layer_list(text: str) -> str | list[int]:
+    """``--layers``: ``all`` or comma-separated hidden-state indices."""
+    if text.strip() == "all":
+        return "all"
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'all' or comma-separated integers, got {text!r}") from None

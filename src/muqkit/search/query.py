@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 ModelKind = Literal["mulan", "muq"]
 
 
+class TextSearchUnavailable(RuntimeError):
+    """The index's model has no text tower (MuQ latents): no text search, no tags."""
+
+
 def model_kind(id_or_folder: str | os.PathLike[str]) -> ModelKind:
     """``"mulan"`` for a MuQ-MuLan checkpoint (official or muqkit format), ``"muq"`` for a MuQ one.
 

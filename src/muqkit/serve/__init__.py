@@ -6,12 +6,12 @@ over the FAISS index of :mod:`muqkit.search`. FastAPI and uvicorn are the ``serv
 imports them only in :mod:`muqkit.serve.app`.
 """
 
+from muqkit.search.query import TextSearchUnavailable
 from muqkit.serve.backend import (
     Hit,
     IndexBackend,
     SearchBackend,
     TagScore,
-    TextSearchUnavailable,
     Track,
     UnknownTrack,
 )

@@ -37,7 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from muqkit.serve.backend import BROWSER_FORMATS, Hit, SearchBackend, TextSearchUnavailable, Track
+from muqkit.search.query import TextSearchUnavailable
+from muqkit.serve.backend import BROWSER_FORMATS, Hit, SearchBackend, Track
 
 DEFAULT_TAGS: tuple[str, ...] = (
     "piano", "guitar", "strings", "brass", "drums", "voice", "electronic", "orchestra",

@@ -25,10 +25,6 @@ BROWSER_FORMATS = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/og
 PROJECTIONS = ("pca", "umap")
 
 
-class TextSearchUnavailable(RuntimeError):
-    """The index's model has no text tower (MuQ latents): no text search, no tags."""
-
-
 class UnknownTrack(LookupError):
     """A track id that is not in the index."""
 
@@ -91,7 +87,7 @@ class SearchBackend(Protocol):
         ...
 
     def search_text(self, query: str, *, k: int) -> list[Hit]:
-        """The ``k`` tracks closest to a description (raises :class:`TextSearchUnavailable`)."""
+        """The ``k`` tracks closest to a description (raises :class:`~muqkit.search.query.TextSearchUnavailable`)."""
         ...
 
     def search_vector(self, latent: torch.Tensor, *, k: int, exclude: Sequence[int] = ()) -> list[Hit]:

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from muqkit.search.build import MuQAudioLatents
-from muqkit.search.query import ModelKind, model_kind
-from muqkit.serve.backend import TextSearchUnavailable
+from muqkit.search.query import ModelKind, TextSearchUnavailable, model_kind
 
 if TYPE_CHECKING:
     from muqkit.mulan.model import MuQMuLan
