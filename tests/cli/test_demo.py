@@ -44,7 +44,7 @@ def test_plan_scales_with_the_budget():
 
 def test_quick_demo_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MUQKIT_HOME", str(tmp_path / "home"))  # the demo installs its model as the default
-    from muqkit.data.render import SystemRequirementError, require_fluidsynth
+    from muqkit.data.corpus.fluidsynth import SystemRequirementError, require_fluidsynth
 
     try:
         require_fluidsynth()

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 
 import numpy as np
 import pytest
 
-from muqkit.data.labels import (
+from muqkit.data.labels import ScoreLabels, frame_targets, read_labels, score_labels, write_labels
+from muqkit.data.theory import (
     IGNORE,
     MAJMIN_CLASSES,
     Bar,
-    ScoreLabels,
     beat_positions,
-    check_upgradable,
     chord_segments,
-    frame_targets,
     majmin_index,
     melody_segments,
     name_chord,
-    read_labels,
-    require_frame_labels,
-    score_labels,
-    write_labels,
 )
 
 N = namedtuple("N", "start end pitch")
@@ -86,7 +79,7 @@ def test_beats_of_a_pickup_and_a_metre_change():
 
 def test_hand_written_jig(tmp_path):
     pytest.importorskip("music21")
-    from muqkit.data.scores import ScoreRef, parse_score
+    from muqkit.data.corpus.scores import ScoreRef, parse_score
 
     (tmp_path / "tunes").mkdir()
     (tmp_path / "tunes" / "jig.abc").write_text(JIG)
@@ -132,7 +125,7 @@ def test_hand_written_jig(tmp_path):
 
 def test_bach_chorale_bwv_1_6():
     pytest.importorskip("music21")
-    from muqkit.data.scores import ScoreRef, parse_score
+    from muqkit.data.corpus.scores import ScoreRef, parse_score
 
     score = parse_score(ScoreRef("bach_chorales", "bach/bwv1.6.mxl", 0))
     labels = score_labels(
@@ -172,19 +165,6 @@ def test_sidecar_round_trip(tmp_path):
     assert read_labels(tmp_path / "x.json") == labels
     with pytest.raises(FileNotFoundError, match="no frame labels"):
         read_labels(tmp_path / "y.json")
-
-
-def test_format_2_corpora_are_refused_with_the_way_out(tmp_path):
-    from muqkit.data.corpus import CorpusMismatchError
-
-    with pytest.raises(CorpusMismatchError, match="format 2.*--upgrade"):
-        check_upgradable(tmp_path, {"format": 2, "complete": True}, 3, upgrade=False)
-    with pytest.raises(CorpusMismatchError, match="unfinished"):
-        check_upgradable(tmp_path, {"format": 2, "complete": False}, 3, upgrade=True)
-    assert check_upgradable(tmp_path, {"format": 2, "complete": True}, 3, upgrade=True)["format"] == 3
-    (tmp_path / "corpus.json").write_text(json.dumps({"format": 2}))
-    with pytest.raises(ValueError, match="format 2, which has no frame labels"):
-        require_frame_labels(tmp_path)
 
 
 def test_crop_keeps_what_the_first_seconds_hold():

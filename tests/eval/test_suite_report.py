@@ -72,7 +72,7 @@ def test_probe_cli_errors(tmp_path):
 
 def test_build_corpus_cli_refuses_mixing(tmp_path):
     pytest.importorskip("music21")
-    from muqkit.data.render import SystemRequirementError, find_soundfonts, require_fluidsynth
+    from muqkit.data.corpus.fluidsynth import SystemRequirementError, find_soundfonts, require_fluidsynth
 
     try:
         require_fluidsynth()

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _build_corpus(args: argparse.Namespace) -> int:
     from muqkit.atomic import check_writable
     from muqkit.data.corpus import CorpusMismatchError, build_corpus
-    from muqkit.data.render import SystemRequirementError
+    from muqkit.data.corpus.fluidsynth import SystemRequirementError
 
     check_writable(args.out, folder=True)
     try:

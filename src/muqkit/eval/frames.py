@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from muqkit.data.corpus.format import require_frame_labels
 from muqkit.data.labels import (
     IGNORE,
     MAJMIN_CLASSES,
@@ -47,7 +48,6 @@ from muqkit.data.labels import (
     frame_targets,
     labels_path,
     read_labels,
-    require_frame_labels,
 )
 from muqkit.data.manifest import SPLITS, AudioRecord, read_manifest
 from muqkit.eval import frame_metrics as fm
@@ -224,9 +224,9 @@ class MuQFrameExtractor:
 
     @torch.no_grad()
     def embed_frames(self, wavs: Sequence[torch.Tensor]) -> list[np.ndarray]:
-        from muqkit.eval.features import _pad_batch
+        from muqkit.eval.features import pad_batch
 
-        batch, lengths = _pad_batch(wavs)
+        batch, lengths = pad_batch(wavs)
         out = self.model(batch, lengths=lengths, output_hidden_states=True)
         states = torch.stack([h.float() for h in out.hidden_states], dim=2)  # (B, T, L, D)
         return [states[i, : int(n)].numpy().astype(np.float32) for i, n in enumerate(out.lengths)]
@@ -290,7 +290,7 @@ def embed_frames(
     from safetensors.numpy import load_file, save_file
 
     from muqkit.atomic import atomic_path
-    from muqkit.eval.cache import _load, cache_key
+    from muqkit.eval.cache import cache_key, read_record
 
     path = None
     if cache_dir is not None:
@@ -305,7 +305,8 @@ def embed_frames(
     values: list[np.ndarray | None] = [None] * len(records)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for i, f in zip(chunk, extractor.embed_frames([_load(records[i], Path(root)) for i in chunk]), strict=True):
+        feats = extractor.embed_frames([read_record(records[i], Path(root)) for i in chunk])
+        for i, f in zip(chunk, feats, strict=True):
             values[i] = f
         if (start // batch_size) % 20 == 0:
             logger.info("%s: %d/%d items embedded", extractor.id, start + len(chunk), len(records))
@@ -465,9 +466,9 @@ def train_frame_probe(
         config: training settings.
         seed: seed of initialisation, shuffling and dropout.
     """
-    from muqkit.eval.probes import ProbeConfig, _Head, _torch_threads
+    from muqkit.eval.probes import ProbeConfig, ProbeHead, torch_threads
 
-    with _torch_threads(1):
+    with torch_threads(1):
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         train = data["train"]
@@ -484,7 +485,7 @@ def train_frame_probe(
             y_valid = torch.from_numpy(data["valid"].y).long()
             loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
         head_config = ProbeConfig(head=config.head, hidden=config.hidden, dropout=config.dropout)
-        model = _Head(xs["train"].shape[1], xs["train"].shape[2], spec.num_outputs, head_config)
+        model = ProbeHead(xs["train"].shape[1], xs["train"].shape[2], spec.num_outputs, head_config)
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
         trainable = torch.ones(len(y_train), dtype=torch.bool) if events else y_train != IGNORE
         rows = trainable.nonzero().squeeze(1)
@@ -606,7 +607,7 @@ def madmom_reference(name: str, task: FrameTaskData, split: str = "test") -> dic
     """Scores of madmom's own beat or chord model on a split (no probe): ``madmom-beats`` or ``madmom-chords``."""
     import soxr
 
-    from muqkit.eval.cache import _load
+    from muqkit.eval.cache import read_record
     from muqkit.eval.features import import_madmom
 
     if REFERENCES.get(name) != task.spec.name:
@@ -627,7 +628,7 @@ def madmom_reference(name: str, task: FrameTaskData, split: str = "test") -> dic
     for i, r in enumerate(records, 1):
         if i % 10 == 0 or i == len(records):
             logger.info("%s: %d/%d %s clips (%.0f s)", name, i, len(records), split, time.perf_counter() - start)
-        audio = soxr.resample(_load(r, task.root).numpy().astype(np.float32), SAMPLE_RATE, 44100)
+        audio = soxr.resample(read_record(r, task.root).numpy().astype(np.float32), SAMPLE_RATE, 44100)
         signal = madmom.audio.Signal(audio, sample_rate=44100, num_channels=1)
         labels = task.labels[r.id]
         if name == "madmom-beats":

@@ -10,10 +10,10 @@ import shutil
 import pytest
 import soundfile as sf
 
-from muqkit.data import scores as scores_module
 from muqkit.data.corpus import SIZES, CorpusMismatchError, build_corpus
+from muqkit.data.corpus import scores as scores_module
+from muqkit.data.corpus.fluidsynth import SystemRequirementError, find_soundfonts, require_fluidsynth
 from muqkit.data.manifest import check_no_leakage, read_manifest
-from muqkit.data.render import SystemRequirementError, find_soundfonts, require_fluidsynth
 
 TINY = dataclasses.replace(SIZES["ci"], name="ci", scores_per_collection=3, clip_seconds=3.0, pitches_per_instrument=1)
 

@@ -15,9 +15,10 @@ Every random choice is drawn from a generator seeded by ``(seed, item id)``, so 
 depend on processing order, and splits are assigned per group (score, instrument, track).
 
 This module is the builder (stamp, resume, one manifest per source); its parts live beside it: the sizes
-in :mod:`muqkit.data.corpus_sizes`, the plan of what is played in :mod:`muqkit.data.corpus_plan`,
-rendering in :mod:`muqkit.data.corpus_render`, the game-music segments in :mod:`muqkit.data.game`, and
-manifests and splits in :mod:`muqkit.data.manifest`.
+in :mod:`~muqkit.data.corpus.sizes`, the format version in :mod:`~muqkit.data.corpus.format`, the plan of
+what is played in :mod:`~muqkit.data.corpus.plan` (scores parsed by :mod:`~muqkit.data.corpus.scores`),
+rendering in :mod:`~muqkit.data.corpus.render` and :mod:`~muqkit.data.corpus.fluidsynth`, the game-music
+segments in :mod:`~muqkit.data.corpus.game`; manifests and splits in :mod:`muqkit.data.manifest`.
 """
 
 from __future__ import annotations
@@ -32,19 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from muqkit.atomic import atomic_path
-from muqkit.data.corpus_plan import DANCE_BPM, beat_quarters, plan_notes, plan_scores
-from muqkit.data.corpus_render import render_items
-from muqkit.data.corpus_sizes import SAMPLE_RATE, SIZES, CorpusMismatchError, CorpusSize, corpus_size_table
-from muqkit.data.game import game_records, segment_tracks
+from muqkit.data.corpus.fluidsynth import find_soundfonts, require_fluidsynth
+from muqkit.data.corpus.format import FORMAT_VERSION, check_upgradable
+from muqkit.data.corpus.game import game_records
+from muqkit.data.corpus.plan import plan_notes, plan_scores
+from muqkit.data.corpus.render import render_items
+from muqkit.data.corpus.sizes import SAMPLE_RATE, SIZES, CorpusMismatchError, CorpusSize
 from muqkit.data.manifest import check_no_leakage, write_manifest
-from muqkit.data.midi import GM_FAMILIES
-from muqkit.data.render import find_soundfonts, require_fluidsynth
 
 logger = logging.getLogger(__name__)
-
-# 2: dance tunes at their dance's tempo (was uniform 60-150 qpm for every score)
-# 3: frame labels of every score clip (labels/scores/<id>.json, see muqkit.data.labels); same audio as 2
-FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -87,8 +84,6 @@ def _check_folder(out: Path, stamp: dict[str, Any], upgrade: bool = False) -> di
     if stamp_file.is_file():
         existing = json.loads(stamp_file.read_text())
         if existing.get("format") != FORMAT_VERSION:
-            from muqkit.data.labels import check_upgradable
-
             existing = check_upgradable(out, existing, FORMAT_VERSION, upgrade)
         settings = {k: existing.get(k) for k in stamp}
         if settings != stamp:
@@ -183,16 +178,4 @@ def build_corpus(
     return CorpusSummary(out, counts, hours, time.perf_counter() - t0)
 
 
-__all__ = [
-    "DANCE_BPM",
-    "SAMPLE_RATE",
-    "beat_quarters",
-    "corpus_size_table",
-    "CorpusSize",
-    "CorpusSummary",
-    "CorpusMismatchError",
-    "SIZES",
-    "build_corpus",
-    "segment_tracks",
-    "GM_FAMILIES",
-]
+__all__ = ["CorpusSummary", "build_corpus"]

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from muqkit.data.labels import Bar
+from muqkit.data.theory import Bar
 
 #: Collection name -> (folder inside music21's corpus, file pattern).
 COLLECTIONS: dict[str, tuple[str, str]] = {
@@ -29,16 +29,7 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
     "airds_scottish": ("airdsAirs", "*.abc"),
 }
 
-PITCH_CLASS_NAMES: tuple[str, ...] = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-
 _DANCES = ("reel", "jig", "hornpipe", "strathspey", "waltz", "polka", "march", "slide", "air", "schottische")
-
-
-def key_label(pitch_class: int, mode: str) -> str:
-    """mir_eval key string, e.g. ``key_label(3, "minor") == "Eb minor"``."""
-    if mode not in ("major", "minor"):
-        raise ValueError(f"mode must be 'major' or 'minor', got {mode!r}")
-    return f"{PITCH_CLASS_NAMES[pitch_class % 12]} {mode}"
 
 
 @dataclass(frozen=True)

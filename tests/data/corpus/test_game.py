@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from muqkit.data import game
-from muqkit.data.corpus import SIZES, segment_tracks
+from muqkit.data.corpus import SIZES, game, segment_tracks
+from muqkit.data.corpus.fluidsynth import SystemRequirementError
 from muqkit.data.manifest import check_no_leakage
-from muqkit.data.render import SystemRequirementError
 
 
 def _package(root, name, tracks):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from muqkit.data.scores import ScoreRef, _dance, _split_abc, key_label
+from muqkit.data.corpus.scores import ScoreRef, _dance, _split_abc
+from muqkit.data.theory import key_label
 
 ABC = """% header comment
 X:1
@@ -40,13 +41,13 @@ def test_key_label_and_dance():
 @pytest.fixture(scope="module")
 def music21_root():
     pytest.importorskip("music21", reason="the score source needs music21 (pip install music21)")
-    from muqkit.data.scores import corpus_root
+    from muqkit.data.corpus.scores import corpus_root
 
     return corpus_root()
 
 
 def test_bach_chorale_key_checked(music21_root):
-    from muqkit.data.scores import parse_score
+    from muqkit.data.corpus.scores import parse_score
 
     score = parse_score(ScoreRef("bach_chorales", "bach/bwv10.7.mxl", 0), music21_root)
     assert (score.tonic, score.mode) == (7, "minor")  # G minor, two flats, ends on G
@@ -55,7 +56,7 @@ def test_bach_chorale_key_checked(music21_root):
 
 
 def test_abc_tune_labels(music21_root):
-    from muqkit.data.scores import list_scores, parse_score
+    from muqkit.data.corpus.scores import list_scores, parse_score
 
     refs = [r for r in list_scores("ryans_mammoth", music21_root) if "42dHighland" in r.file]
     score = parse_score(refs[0], music21_root)
@@ -65,7 +66,7 @@ def test_abc_tune_labels(music21_root):
 
 
 def test_modal_tune_gets_no_key(music21_root):
-    from muqkit.data.scores import ParsedScore, list_scores, parse_score
+    from muqkit.data.corpus.scores import ParsedScore, list_scores, parse_score
 
     # Essen's first Chinese song: K:C signature but ends on D (a mode): the key must be withheld.
     ref = [r for r in list_scores("essen_folksongs", music21_root) if r.file.endswith("han1.abc")][0]

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from muqkit.data.corpus.fluidsynth import SystemRequirementError
 from muqkit.data.files import scan_folder
-from muqkit.data.render import SystemRequirementError
 
 if TYPE_CHECKING:
-    from muqkit.data.corpus_sizes import CorpusSize
+    from muqkit.data.corpus.sizes import CorpusSize
     from muqkit.data.manifest import AudioRecord
 
 logger = logging.getLogger(__name__)
@@ -142,11 +142,11 @@ def segment_tracks(
     Segments are spread evenly over each track; splits (90 % train, 10 % valid) are assigned per track.
 
     Args:
-        unpacked: package name -> unpacked folder (as :func:`muqkit.data.game.fetch_packages` returns).
+        unpacked: package name -> unpacked folder (as :func:`muqkit.data.corpus.game.fetch_packages` returns).
         out: the corpus folder.
         size: the corpus size (segment length and count).
         seed: split seed.
-        list_tracks: track lister (defaults to :func:`muqkit.data.game.list_tracks`).
+        list_tracks: track lister (defaults to :func:`muqkit.data.corpus.game.list_tracks`).
 
     Returns:
         Records of the segments, sorted by id.
@@ -154,8 +154,8 @@ def segment_tracks(
     import numpy as np
 
     from muqkit.audio.io import AudioError, load_audio
-    from muqkit.data.corpus_render import write_wav
-    from muqkit.data.corpus_sizes import SAMPLE_RATE
+    from muqkit.data.corpus.render import write_wav
+    from muqkit.data.corpus.sizes import SAMPLE_RATE
     from muqkit.data.manifest import AudioRecord, assign_splits
 
     tracks = (list_tracks or _default_list_tracks)(unpacked)

@@ -1,6 +1,6 @@
 """Render MIDI slots to audio with the FluidSynth command line and General MIDI soundfonts from Debian.
 
-A batch of :class:`~muqkit.data.midi.Slot` is written as one MIDI file, rendered once (one soundfont
+A batch of :class:`~muqkit.data.corpus.midi.Slot` is written as one MIDI file, rendered once (one soundfont
 load per batch), down-mixed to mono and cut back into one array per slot. Reverb and chorus are off
 and the output is float, so rendering is deterministic.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from muqkit.data.midi import Slot, write_slots_midi
+from muqkit.data.corpus.midi import Slot, write_slots_midi
 
 #: Where Debian's GM soundfont packages install their files, and which package provides each.
 SOUNDFONT_PACKAGES: dict[str, str] = {

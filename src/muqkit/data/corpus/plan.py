@@ -1,6 +1,6 @@
 """The corpus's rendering plan: which notes are played, by which instrument, at which tempo.
 
-Scores come from music21's catalogue (:mod:`muqkit.data.scores`, parsed once and cached as JSON);
+Scores come from music21's catalogue (:mod:`muqkit.data.corpus.scores`, parsed once and cached as JSON);
 single notes are drawn per (soundfont, GM program) instrument, NSynth-style. Every random choice is
 drawn from a generator seeded by ``(seed, item id)`` (:func:`item_rng`), so the plan does not depend on
 processing order, and splits are assigned per group (score, instrument).
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from muqkit.data.corpus_sizes import CorpusSize
+from muqkit.data.corpus.midi import MELODIC_FAMILIES, Note, gm_family
+from muqkit.data.corpus.sizes import CorpusSize
 from muqkit.data.manifest import assign_splits
-from muqkit.data.midi import MELODIC_FAMILIES, Note, gm_family
+from muqkit.data.theory import Bar, beat_quarters, key_label
 
 logger = logging.getLogger(__name__)
 
@@ -42,32 +43,16 @@ DANCE_BPM: dict[str, tuple[int, int]] = {
     "waltz": (130, 170),
     "air": (50, 76),
 }
-# Dances felt "in two" when written in 4/4 (a beat is a half note).
-_IN_TWO = frozenset({"reel", "hornpipe"})
-
-
-def beat_quarters(metre: str, dance: str = "") -> float:
-    """Length of the felt beat in quarter notes: a dotted quarter in compound time (6/8, 9/8, 12/8),
-    the denominator's note otherwise, a half note for reels and hornpipes written in 4/4.
-
-    Example:
-        >>> beat_quarters("6/8"), beat_quarters("2/2"), beat_quarters("3/4"), beat_quarters("4/4", "reel")
-        (1.5, 2.0, 1.0, 2.0)
-    """
-    try:
-        num, den = (int(x) for x in metre.split("/"))
-    except ValueError:
-        return 1.0
-    if den == 8 and num % 3 == 0 and num > 3:
-        return 1.5
-    if den == 4 and num == 4 and dance in _IN_TWO:
-        return 2.0
-    return 4.0 / den
-
-
 @dataclass(frozen=True)
 class PlannedItem:
-    """A planned rendered item: its record fields and its slot (times relative to the slot start)."""
+    """A planned rendered item: its record fields and its slot (times relative to the slot start).
+
+    Attributes:
+        labels: the manifest record's labels (``split`` is the record's split, not a label).
+        soundfont: the soundfont file it is rendered with.
+        bars: the score's measures (score items: their beats and downbeats).
+        score_length: the score's length in quarter notes (score items: no beats after it).
+    """
 
     id: str
     source: str
@@ -76,6 +61,9 @@ class PlannedItem:
     programs: tuple[tuple[int, int], ...]
     notes: tuple[Note, ...]
     labels: dict[str, Any] = field(default_factory=dict)
+    soundfont: str = ""
+    bars: tuple[Bar, ...] = ()
+    score_length: float | None = None
 
 
 def item_rng(seed: int, *keys: object) -> random.Random:
@@ -89,7 +77,7 @@ def plan_scores(
 ) -> list[PlannedItem]:
     """Plan the renderings of each collection's first usable scores (in a seeded order); parsed scores are
     cached as JSON in ``cache``. Splits are assigned per score."""
-    from muqkit.data.scores import COLLECTIONS, ParsedScore, ScoreRejected, corpus_root, list_scores, parse_score
+    from muqkit.data.corpus.scores import COLLECTIONS, ParsedScore, ScoreRejected, corpus_root, list_scores, parse_score
 
     root = corpus_root()
     cache.mkdir(parents=True, exist_ok=True)
@@ -186,8 +174,6 @@ def score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts:
         "score": score.ref.id,
     }
     if score.mode is not None:
-        from muqkit.data.scores import key_label
-
         labels["key"] = key_label(score.tonic + transpose, score.mode)
         labels["mode"] = score.mode
     else:
@@ -199,7 +185,10 @@ def score_item(score: Any, render: int, size: CorpusSize, seed: int, soundfonts:
         duration=float(duration),
         programs=tuple(zip(channels, programs, strict=False)),
         notes=tuple(notes),
-        labels={**labels, "_soundfont": str(soundfont), "_bars": score.bars, "_length": score.length},
+        labels=labels,
+        soundfont=str(soundfont),
+        bars=score.bars,
+        score_length=score.length,
     )
 
 
@@ -237,8 +226,8 @@ def plan_notes(size: CorpusSize, seed: int, soundfonts: list[Path]) -> list[Plan
                         "soundfont": soundfont.name,
                         "instrument": group,
                         "split": splits[group],
-                        "_soundfont": str(soundfont),
                     },
+                    soundfont=str(soundfont),
                 )
             )
     return items
@@ -248,7 +237,6 @@ __all__ = [
     "DANCE_BPM",
     "NOTE_VELOCITIES",
     "PlannedItem",
-    "beat_quarters",
     "item_rng",
     "plan_notes",
     "plan_scores",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from muqkit.data.midi import Note, Slot, _vlq, gm_family, write_slots_midi
-from muqkit.data.render import SystemRequirementError, find_soundfonts, render_slots, require_fluidsynth
+from muqkit.data.corpus.fluidsynth import SystemRequirementError, find_soundfonts, render_slots, require_fluidsynth
+from muqkit.data.corpus.midi import Note, Slot, _vlq, gm_family, write_slots_midi
 
 
 def test_vlq_known_values():

@@ -17,12 +17,12 @@ import numpy as np
 import soundfile as sf
 
 from muqkit.atomic import atomic_path
-from muqkit.data.corpus_plan import PlannedItem
-from muqkit.data.corpus_sizes import SAMPLE_RATE, CorpusMismatchError
-from muqkit.data.labels import write_item_labels
+from muqkit.data.corpus.fluidsynth import render_slots
+from muqkit.data.corpus.midi import Slot
+from muqkit.data.corpus.plan import PlannedItem
+from muqkit.data.corpus.sizes import SAMPLE_RATE, CorpusMismatchError
+from muqkit.data.labels import ScoreLabels, labels_path, score_labels, write_labels
 from muqkit.data.manifest import AudioRecord
-from muqkit.data.midi import Slot
-from muqkit.data.render import render_slots
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def soundfont_batches(items: list[PlannedItem], max_seconds: float = 600.0) -> l
     """Group items by soundfont into timelines of at most ``max_seconds``."""
     by_font: dict[str, list[PlannedItem]] = {}
     for item in items:
-        by_font.setdefault(item.labels["_soundfont"], []).append(item)
+        by_font.setdefault(item.soundfont, []).append(item)
     out: list[list[PlannedItem]] = []
     for font in sorted(by_font):
         batch: list[PlannedItem] = []
@@ -83,7 +83,7 @@ def render_batch(batch: list[PlannedItem], audio_dir: Path, done_dir: Path, rend
     for item in batch:
         slots.append(Slot(start, item.duration, item.programs, item.notes))
         start += math.ceil(item.duration) + 1
-    audios = render_slots(slots, batch[0].labels["_soundfont"], sample_rate=SAMPLE_RATE)
+    audios = render_slots(slots, batch[0].soundfont, sample_rate=SAMPLE_RATE)
     kept = []
     for item, audio in zip(batch, audios, strict=True):
         finished = finish(audio, item.source)
@@ -94,6 +94,22 @@ def render_batch(batch: list[PlannedItem], audio_dir: Path, done_dir: Path, rend
         kept.append(item.id)
     done.write_text(json.dumps(kept))
     return kept
+
+
+def write_item_labels(root: Path, item: PlannedItem) -> ScoreLabels:
+    """Write the frame-label sidecar of a planned score item (its notes, bars and tempo)."""
+    labels = score_labels(
+        item.id,
+        item.notes,
+        duration=item.duration,
+        bars=item.bars,
+        qpm=item.labels["tempo_qpm"],
+        dance=item.labels.get("dance", ""),
+        score_length=item.score_length,
+        polyphonic=item.labels["num_parts"] > 1,
+    )
+    write_labels(labels_path(root, item.id), labels)
+    return labels
 
 
 def render_items(
@@ -113,7 +129,7 @@ def render_items(
     for item in sorted(items, key=lambda i: i.id):
         if item.id not in kept:
             continue
-        labels = {k: v for k, v in item.labels.items() if not k.startswith("_") and k != "split"}
+        labels = {k: v for k, v in item.labels.items() if k != "split"}
         if source == "scores":
             write_item_labels(out, item)
         n = round(item.duration * SAMPLE_RATE)
@@ -133,4 +149,4 @@ def render_items(
     return records
 
 
-__all__ = ["soundfont_batches", "finish", "render_batch", "render_items", "write_wav"]
+__all__ = ["soundfont_batches", "finish", "render_batch", "render_items", "write_item_labels", "write_wav"]

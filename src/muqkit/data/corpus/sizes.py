@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 SAMPLE_RATE = 24000  # every corpus file is 24 kHz mono 16-bit
 
@@ -83,12 +83,4 @@ SIZES: dict[str, CorpusSize] = {
 }
 
 
-def corpus_size_table() -> str:
-    """Markdown table of the predefined sizes (for documentation)."""
-    rows = ["| size | " + " | ".join(f.name for f in SIZES["ci"].__dataclass_fields__.values()) + " |"]
-    for spec in SIZES.values():
-        rows.append("| " + " | ".join(str(v) for v in asdict(spec).values()) + " |")
-    return "\n".join(rows)
-
-
-__all__ = ["SAMPLE_RATE", "SIZES", "CorpusSize", "corpus_size_table"]
+__all__ = ["SAMPLE_RATE", "SIZES", "CorpusMismatchError", "CorpusSize"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from muqkit.data.corpus import DANCE_BPM, SIZES, beat_quarters
-from muqkit.data.corpus_plan import score_item
-from muqkit.data.scores import ParsedScore, ScoreRef
+from muqkit.data.corpus.plan import score_item
+from muqkit.data.corpus.scores import ParsedScore, ScoreRef
 from muqkit.mulan.captions import caption_from_metadata
 
 FONTS = [Path("a.sf2"), Path("b.sf2")]
