@@ -404,7 +404,7 @@ class _Run:
         from tqdm import tqdm
 
         self._index = index
-        self._hours_total = sum(_header_seconds(item.path) for item in inputs) / 3600
+        self._hours_total = sum(header_seconds(item.path) for item in inputs) / 3600
         with tqdm(total=len(inputs), unit="file", disable=not progress, dynamic_ncols=True) as bar:
             self._bar = bar
             self._show()
@@ -530,7 +530,8 @@ class _Run:
         )
 
 
-def _header_seconds(path: Path) -> float:
+def header_seconds(path: Path) -> float:
+    """A file's duration from its header (0 when it cannot be read: the file is reported when embedded)."""
     try:
         return audio_info(path).duration
     except AudioError:

@@ -31,9 +31,9 @@ from muqkit.embed.api import (
     EmbedSummary,
     FileFailure,
     InputFile,
-    _header_seconds,
     check_out_dir,
     find_inputs,
+    header_seconds,
     prepare_run,
 )
 from muqkit.embed.index import INDEX_NAME, consolidate_index, merge_index, rank_index_path
@@ -156,7 +156,7 @@ def _run_rank(info: RankInfo, paths: list[str], out_dir: str, device: str, optio
         progress = bool(options.pop("progress", True)) and info.rank == 0
         batch_size = int(options.get("batch_size", 8))
         run, inputs = prepare_run(paths, out_dir, device=device, **_prepare_options(options))
-        durations = [_header_seconds(item.path) for item in inputs]
+        durations = [header_seconds(item.path) for item in inputs]
         shard = [inputs[i] for i in shard_by_duration(inputs, durations, info.world_size)[info.rank]]
         log.info("rank %d of %d: %d of %d files", info.rank, info.world_size, len(shard), len(inputs))
         _arm_fault(info.rank, run)

@@ -62,7 +62,8 @@ def cache_key(model_id: str, layers: Sequence[int] | None, records: Sequence[Aud
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _load(record: AudioRecord, root: Path) -> torch.Tensor:
+def read_record(record: AudioRecord, root: Path) -> torch.Tensor:
+    """A manifest record's audio, mono at 24 kHz, (samples,) float."""
     from muqkit.audio.io import load_audio
 
     return load_audio(record.resolve(root), sample_rate=24000)
@@ -113,7 +114,7 @@ def embed_records(
     values: list[np.ndarray | None] = [None] * len(records)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        feats = extractor.embed([_load(records[i], root) for i in chunk])
+        feats = extractor.embed([read_record(records[i], root) for i in chunk])
         for i, f in zip(chunk, feats, strict=True):
             values[i] = f[list(keep)]
         if (start // batch_size) % 20 == 0:

@@ -38,7 +38,8 @@ class FeatureExtractor(Protocol):
         ...
 
 
-def _pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms zero-padded into (B, samples), with their (B,) lengths in samples."""
     lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
     batch = torch.zeros(len(wavs), int(lengths.max()))
     for i, w in enumerate(wavs):
@@ -106,7 +107,7 @@ class HandcraftedExtractor:
 
     @torch.no_grad()
     def embed(self, wavs: Sequence[torch.Tensor]) -> list[np.ndarray]:
-        batch, lengths = _pad_batch(wavs)
+        batch, lengths = pad_batch(wavs)
         if self.kind == "rhythm":
             out = self.frontend(batch, lengths)
             onsets = (out.mel[:, :, 1:] - out.mel[:, :, :-1]).clamp_min(0).mean(1)  # (batch, frames - 1)
@@ -182,7 +183,7 @@ class MuQExtractor:
                 if len(piece) >= SAMPLE_RATE // 10 or start == 0:
                     windows.append(piece)
                     owner.append(i)
-        batch, lengths = _pad_batch(windows)
+        batch, lengths = pad_batch(windows)
         out = self.model(batch, lengths=lengths, output_hidden_states=True)
         frames = out.lengths.to(torch.long)
         states = torch.stack([h.float() for h in out.hidden_states], dim=1)  # (W, L, T, D)

@@ -93,7 +93,7 @@ class SeedSummary:
     runs: tuple[ProbeResult, ...] = field(repr=False)
 
 
-class _Head(nn.Module):
+class ProbeHead(nn.Module):
     """Optional softmax mix over layers, then a linear or MLP head."""
 
     def __init__(self, num_layers: int, dim: int, num_outputs: int, config: ProbeConfig) -> None:
@@ -137,7 +137,7 @@ def evaluate(kind: str, targets: np.ndarray, outputs: np.ndarray) -> dict[str, f
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Probes are tiny: one thread avoids oversubscription, which costs 10x on a busy machine."""
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -166,7 +166,7 @@ def train_probe(
         config: training settings.
         seed: seed of initialisation, shuffling and dropout.
     """
-    with _torch_threads(1):
+    with torch_threads(1):
         return _train_probe(kind, x, y, num_outputs, config=config, seed=seed)
 
 
@@ -203,7 +203,7 @@ def _train_probe(
         if kind == "multilabel"
         else nn.CrossEntropyLoss()
     )
-    model = _Head(xs["train"].shape[1], xs["train"].shape[2], num_outputs, config)
+    model = ProbeHead(xs["train"].shape[1], xs["train"].shape[2], num_outputs, config)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def predict(split: str) -> np.ndarray:
