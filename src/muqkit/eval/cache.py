@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from muqkit.atomic import atomic_path
+from muqkit.audio.mel import SAMPLE_RATE
 from muqkit.data.manifest import AudioRecord, manifest_hash
 from muqkit.eval.features import FeatureExtractor
 
@@ -66,7 +67,7 @@ def read_record(record: AudioRecord, root: Path) -> torch.Tensor:
     """A manifest record's audio, mono at 24 kHz, (samples,) float."""
     from muqkit.audio.io import load_audio
 
-    return load_audio(record.resolve(root), sample_rate=24000)
+    return load_audio(record.resolve(root), sample_rate=SAMPLE_RATE)
 
 
 def embed_records(

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from muqkit.audio.autocorr import autocorrelation
-
-SAMPLE_RATE = 24000
+from muqkit.audio.mel import SAMPLE_RATE
 
 
 class FeatureExtractor(Protocol):
