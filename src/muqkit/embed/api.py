@@ -309,19 +309,19 @@ def load_muq(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> MuQ:
-    """Return ``model`` if it is a module, else load it from a Hub id or folder (``None``: the default
-    model, see :func:`muqkit.hub.defaults.default_muq_model`)."""
+    """Return ``model`` if it is a module, else load it with the hub (:func:`muqkit.hub.loaders.load_model`)
+    from a Hub id, folder or exported ``.onnx`` file (``None``: the default model, see
+    :func:`muqkit.hub.defaults.default_muq_model`).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be loaded or is not a MuQ (a MuQ-MuLan, say).
+    """
     if isinstance(model, torch.nn.Module):
         return model
-    if model is None:
-        model = default_muq_model()
-    if str(model).endswith(".onnx"):  # an exported graph, run by onnxruntime
-        from muqkit.export.onnx import OnnxMuQ
+    from muqkit.hub.loaders import load_model
 
-        return OnnxMuQ(model)  # type: ignore[return-value]
-    from muqkit.ssl.muq import MuQ
-
-    return MuQ.from_pretrained(model, revision=revision, cache_dir=cache_dir)
+    return load_model(default_muq_model() if model is None else model, kinds=("muq", "onnx"), revision=revision,
+                      cache_dir=cache_dir)  # fmt: skip
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:

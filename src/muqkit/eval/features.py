@@ -157,16 +157,18 @@ def count_hidden_states(model: torch.nn.Module) -> int:
 
 
 def muq_from_spec(spec: str) -> tuple[torch.nn.Module, str] | None:
-    """The MuQ of ``random:PRESET`` (random weights, seed 0) or ``muq:FOLDER_OR_HUB_ID`` and the readable name
-    that prefixes its cache id; ``None`` for any other spec."""
+    """The MuQ of ``random:PRESET`` (random weights, seed 0) or ``muq:FOLDER_OR_HUB_ID`` (loaded by the hub) and
+    the readable name that prefixes its cache id; ``None`` for any other spec."""
     kind, _, arg = spec.partition(":")
     if kind not in ("random", "muq") or not arg:
         return None
-    from muqkit import MuQ
-
     if kind == "random":
+        from muqkit import MuQ
+
         return MuQ.from_preset(arg, seed=0), f"random-{arg}"
-    return MuQ.from_pretrained(arg), "muq-" + "".join(c if c.isalnum() else "-" for c in arg)[-40:]
+    from muqkit.hub.loaders import load_model
+
+    return load_model(arg, kinds=("muq",)), "muq-" + "".join(c if c.isalnum() else "-" for c in arg)[-40:]
 
 
 class MuQExtractor:
