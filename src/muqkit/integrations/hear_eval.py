@@ -241,7 +241,8 @@ def score_task(embed_task_dir: str | os.PathLike[str], *, seed: int = 0, c: floa
     primary = float(np.mean([r[primary_name] for r in results.values()]))
     result = ProbeResult(task=str(metadata["task_name"]), scores=results, primary=primary, postprocessing=chosen)
     report = {"task": result.task, "primary_score": primary_name, "primary": primary, "scores": results,
-              "postprocessing": chosen, "probe": f"StandardScaler + LogisticRegression(C={c})", "seed": seed}  # fmt: skip
+              "postprocessing": chosen, "probe": f"StandardScaler + LogisticRegression(C={c})",
+              "seed": seed}  # fmt: skip
     (path / "test.predicted-scores.json").write_text(json.dumps(report, indent=2) + "\n")
     return result
 

@@ -183,7 +183,7 @@ def iter_audio_batches(inputs: DataLoader[Any], sample_rate: int) -> Iterator[li
     A Hugging Face dataset is read directly with its audio column cast to ``Audio(decode=False)`` (no
     torchcodec); rows come in the DataLoader's order and batch size.
     """
-    dataset = inputs.dataset
+    dataset: Any = inputs.dataset
     batch_size = inputs.batch_size or 1
     if hasattr(dataset, "cast_column") and hasattr(dataset, "features"):
         from datasets import Audio
