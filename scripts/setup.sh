@@ -44,6 +44,10 @@ $PIP install --no-deps "hearvalidator==2021.0.2" 2>&1 | grep -v "^WARNING: Locat
 # hear-eval-kit's runners, without their pins (numpy==1.19.2, numba==0.48, tensorflow): the hear extra above
 # installs what they import, and muqkit.integrations.hear_eval gives TensorFlow's one use a stand-in.
 $PIP install --no-deps "heareval==2021.1.3" 2>&1 | grep -v "^WARNING: Location" || true
+# dcase_util (a hear-eval-kit dependency) installs its own top-level `tests` package, which shadows this
+# repository's tests in the processes that tests spawn: remove it.
+SITE="$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if grep -qs "^tests/" "$SITE"/dcase_util-*.dist-info/RECORD; then rm -rf "$SITE/tests"; fi
 if $VENV/bin/python -c "import torchaudio" 2>/dev/null; then
   echo "setup: torchaudio must not be installed" >&2
   exit 1
