@@ -102,7 +102,9 @@ def test_the_delegator_exception_is_narrow():
 # Training sits below the experiments: ``train/`` composes models and data, never evaluation, the recipes
 # (demo, claims) or the CLI; and nothing in the library but the CLI reaches up into the recipes.
 TRAIN_FORBIDDEN = ("muqkit.eval", "muqkit.recipes", "muqkit.cli")
-LIBRARY_PACKAGES = ("audio", "encoder", "tokenizer", "ssl", "mulan", "data", "train", "eval", "embed", "hub")
+LIBRARY_PACKAGES = (
+    "audio", "encoder", "tokenizer", "ssl", "mulan", "data", "train", "eval", "embed", "hub", "integrations"
+)  # fmt: skip
 
 
 def _imports_of(package: str, forbidden: tuple[str, ...]) -> list[str]:
@@ -293,3 +295,13 @@ def test_inference_and_data_import_no_training_module():
             if _is(module, "muqkit.train") or _is(module, "lightning"):
                 problems.append(f"{path.relative_to(SRC.parent)}:{line} imports {module}")
     assert len(inference) > 20 and not problems, "\n".join(problems)
+
+
+def test_benchmark_integrations_sit_above_the_library():
+    """``integrations/`` (MTEB, hear-eval-kit) composes inference and the hub; nothing in the library imports it,
+    and it imports no training, CLI or Lightning."""
+    assert (SRC / "integrations" / "mteb_encoder.py").is_file() and (SRC / "integrations" / "hear_eval.py").is_file()
+    below = [p for p in LIBRARY_PACKAGES if p != "integrations"]
+    problems = [v for package in below for v in _imports_of(package, ("muqkit.integrations",))]
+    problems += _imports_of("integrations", ("muqkit.train", "muqkit.cli", "muqkit.recipes", "lightning"))
+    assert not problems, "\n".join(problems)
