@@ -202,14 +202,16 @@ def main() -> None:
     parser.add_argument("--probe-steps", type=int, nargs="+", help="iteration-1 steps to probe (default: 0, "
                         "a third, two thirds and the last snapshot)")  # fmt: skip
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--iter1-only", action="store_true", help="probe iteration 1's snapshots only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     plan = recipe_plan(args.steps, args.preset, args.codebooks, args.codes, args.rvq_steps, args.snapshots)
     args.out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"cpu": cpu_flags(), "plan": dataclasses.asdict(plan), "timings": {}}
     print(f"CPU: {record['cpu']}; torch threads {torch.get_num_threads()}", flush=True)
-    for seed in args.seeds:
-        record["timings"][str(seed)] = train(args.corpus, args.out, plan, seed)
+    if not args.iter1_only:
+        for seed in args.seeds:
+            record["timings"][str(seed)] = train(args.corpus, args.out, plan, seed)
     if args.train_only:
         return
     every = max(1, args.steps // args.snapshots)
@@ -217,8 +219,17 @@ def main() -> None:
                                         args.steps})  # fmt: skip
     models = models_of(args.out, args.seeds, steps)
     start = time.perf_counter()
-    clip = scores(probe(args.corpus, args.out / "probes-clip", models, CLIP_TASKS, "0,1,2"), models)
-    frame = scores(probe(args.corpus, args.out / "probes-frame", models, FRAME_TASKS, "0"), models)
+    clip: dict[str, dict[str, float]] = {}
+    frame: dict[str, dict[str, float]] = {}
+    # Iteration 1's snapshots first (they can be probed while iteration 2 trains), then iteration 2.
+    for group in ("iter1", "iter2"):
+        chosen = {k: v for k, v in models.items() if k.endswith("iter2") == (group == "iter2")}
+        for kind, tasks, seeds, table in (("clip", CLIP_TASKS, "0,1,2", clip), ("frame", FRAME_TASKS, "0", frame)):
+            results = probe(args.corpus, args.out / f"probes-{kind}-{group}", chosen, tasks, seeds)
+            for name, row in scores(results, chosen).items():
+                table.setdefault(name, {}).update(row)
+        if args.iter1_only:
+            return
     record["probe_seconds"] = round(time.perf_counter() - start, 1)
     summary = summarise(clip, frame, args.seeds, steps)
     record.update(summary=summary, steps=steps, command=" ".join(["bench/recipe_study.py", *sys.argv[1:]]))
