@@ -12,7 +12,7 @@ import pytest
 def notes_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A notes-only offline corpus: 13 GM families x 1 program x 4 pitches, 1.5 s each at 24 kHz."""
     from muqkit.data.corpus import SIZES, build_corpus
-    from muqkit.data.render import SystemRequirementError, find_soundfonts, require_fluidsynth
+    from muqkit.data.corpus.fluidsynth import SystemRequirementError, find_soundfonts, require_fluidsynth
 
     try:
         require_fluidsynth()
