@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from muqkit.train.harness import RunConfig, read_run_settings, resume_point
 
@@ -86,3 +90,85 @@ def test_pretraining_config_stores_the_typed_architecture_and_round_trips(tiny_t
     assert PretrainTrainingConfig.from_dict(asdict(stated)).model.mel_mean == -3.0  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="must be a MuQConfig or a dict"):
         PretrainTrainingConfig(tokenizer=str(tiny_tokenizer), model=[1, 2])  # type: ignore[arg-type]
+
+
+class _ScriptedTask(nn.Module):
+    """Training pulls ``w`` to 1 (``frozen`` has a learning rate of 0); validation reports a scripted loss per
+    epoch; ``epoch_start`` puts ``frozen`` in eval mode and records the mode each training step sees."""
+
+    def __init__(self, val_losses: list[float]) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.frozen = nn.Linear(1, 1)
+        self.val_losses = val_losses
+        self.validations = 0
+        self.epoch_starts = 0
+        self.frozen_modes: list[bool] = []
+
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": [self.w], "lr": 0.1}, {"params": list(self.frozen.parameters()), "lr": 0.0}]
+
+    def epoch_start(self) -> None:
+        self.epoch_starts += 1
+        self.frozen.eval()
+
+    def training_step(self, batch: dict) -> dict:
+        self.frozen_modes.append(self.frozen.training)
+        return {"loss": ((self.w - batch["x"]) ** 2).mean() + 1e-3 * self.frozen(batch["x"]).sum()}
+
+    def validation_step(self, batch: dict) -> dict:
+        loss = torch.tensor(self.val_losses[min(self.validations, len(self.val_losses) - 1)])
+        self.validations += 1
+        return {"loss": loss}
+
+
+def _loaders() -> tuple[DataLoader, DataLoader]:
+    items = [{"x": torch.ones(1)} for _ in range(4)]
+    return DataLoader(items, batch_size=2), DataLoader(items[:2], batch_size=2)
+
+
+def test_an_epoch_measured_run_stops_early_and_keeps_its_best_epoch(tmp_path):
+    """Validation after every epoch, early stopping on the monitored value, best.ckpt and last.ckpt only, no
+    logs when they are off; the task's optimiser groups and epoch hook are used."""
+    from muqkit.hub.weights import safe_torch_load
+    from muqkit.train.harness import fit, start_run
+    from muqkit.train.lightning import OptimizerConfig
+
+    run = RunConfig(out=str(tmp_path / "run"), max_epochs=10, accelerator="cpu", progress=False, logs=False)
+    task = _ScriptedTask([3.0, 1.0, 2.0, 2.0, 0.5])
+    frozen_before = task.frozen.weight.detach().clone()
+    fitted = fit(task, *_loaders(), run, start_run(run, owned=("checkpoints",)),
+                 optimizer=OptimizerConfig(name="adamw", weight_decay=0.0), keep_best=True, patience=2)  # fmt: skip
+    # validations 3, 1 (best, epoch 1), 2, 2: two without a lower loss stop the run after 4 epochs of 2 steps
+    assert (fitted.epochs, fitted.steps, task.validations, task.epoch_starts) == (4, 8, 4, 4)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert not (tmp_path / "run" / "logs").exists()
+    best = safe_torch_load(fitted.best_checkpoint)
+    assert Path(fitted.best_checkpoint).name == "best.ckpt" and (best["epoch"], best["global_step"]) == (1, 4)
+    assert torch.equal(task.frozen.weight, frozen_before) and 0.5 < float(task.w) < 1.0  # lr 0 and lr 0.1
+    assert task.frozen_modes == [False] * 8
+
+    # a run that ended at its bound, resumed with a higher one, continues from its last epoch
+    first = RunConfig(out=str(tmp_path / "two"), max_epochs=2, accelerator="cpu", progress=False, logs=False)
+    fit(_ScriptedTask([2.0, 1.0]), *_loaders(), first, start_run(first, owned=("checkpoints",)), keep_best=True,
+        patience=2)  # fmt: skip
+    more = RunConfig(out=str(tmp_path / "two"), max_epochs=3, accelerator="cpu", progress=False, logs=False,
+                     resume=True)  # fmt: skip
+    again = _ScriptedTask([0.5])
+    resumed = fit(again, *_loaders(), more, start_run(more, owned=("checkpoints",)), keep_best=True, patience=2)
+    assert (resumed.epochs, resumed.steps, again.frozen_modes) == (3, 6, [False] * 2)
+    assert safe_torch_load(resumed.best_checkpoint)["epoch"] == 2
+
+
+def test_resume_may_find_no_checkpoint_when_it_is_optional(tmp_path):
+    from muqkit.train.harness import start_run
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text("{}")
+    run = RunConfig(out=str(tmp_path / "run"), resume=True)
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint at"):
+        start_run(run, owned=("run_config.json",))
+    start = start_run(run, owned=("run_config.json",), checkpoint_optional=True)
+    assert (start.checkpoint, start.start_step) == (None, 0) and (tmp_path / "run" / "run_config.json").is_file()
+    with pytest.raises(ValueError, match=r"RunConfig.max_epochs must be"):
+        RunConfig(out=str(tmp_path), max_epochs=0)

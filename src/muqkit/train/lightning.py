@@ -1,9 +1,10 @@
 """One Lightning adapter for every training task.
 
 A task is a plain :class:`torch.nn.Module` with ``training_step(batch) -> dict`` (the ``"loss"``
-entry is optimised, every scalar entry is logged) and optionally ``validation_step(batch) -> dict``.
-Lightning brings devices, precision, logging, progress bars, checkpoints and resume; the task never
-imports it.
+entry is optimised, every scalar entry is logged) and optionally ``validation_step(batch) -> dict``,
+``parameter_groups()`` (its optimiser groups, e.g. per-layer learning rates) and ``epoch_start()`` (called
+before every training epoch, e.g. to keep frozen parts in eval mode). Lightning brings devices, precision,
+logging, progress bars, checkpoints and resume; the task never imports it.
 """
 
 from __future__ import annotations
@@ -129,12 +130,17 @@ class OptimizerConfig:
                 {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]  # fmt: skip
 
     def build(self, module: nn.Module) -> tuple[Any, torch.optim.lr_scheduler.LambdaLR]:
-        """The optimiser over ``module``'s trainable parameters and its per-step schedule."""
+        """The optimiser over ``module``'s trainable parameters and its per-step schedule.
+
+        A module with a ``parameter_groups()`` method of its own (e.g. per-layer learning rates) gives its
+        groups; a group's ``lr`` or ``weight_decay`` overrides this config's, and the schedule scales each
+        group's learning rate."""
         from muqkit.train.optim import FairseqAdam
 
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "fairseq_adam": FairseqAdam}[self.name]
-        optimizer = cls(self.parameter_groups(module), lr=self.lr, betas=self.betas, eps=self.eps,
-                        weight_decay=self.weight_decay)  # fmt: skip
+        own = getattr(module, "parameter_groups", None)
+        groups = own() if callable(own) else self.parameter_groups(module)
+        optimizer = cls(groups, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self.factor)
 
 
@@ -224,6 +230,11 @@ class LightningTask(L.LightningModule):
             return
         out = self.task.validation_step(batch)
         self._log("val", out, batch, on_step=False)
+
+    def on_train_epoch_start(self) -> None:
+        epoch_start = getattr(self.task, "epoch_start", None)
+        if callable(epoch_start):
+            epoch_start()
 
     def configure_optimizers(self) -> Any:
         optimizer, scheduler = self.optimizer_config.build(self.task)
