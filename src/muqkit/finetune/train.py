@@ -1,7 +1,8 @@
 """Fine-tune MuQ on a probing task: the backbone frozen, with LoRA adapters, or entirely.
 
-``finetune(model, task, out, config)`` trains a :class:`~muqkit.finetune.model.TaskModel` with Lightning on the
-task's training split, keeps the epoch with the lowest validation loss (early stopping after ``patience``
+``finetune(model, task, out, config)`` trains a :class:`~muqkit.finetune.model.TaskModel` on the task's training
+split through the training harness (:mod:`muqkit.train.harness`: run folder, resume, random state; an
+epoch-measured run), keeps the epoch with the lowest validation loss (early stopping after ``patience``
 epochs), scores the test split with the probes' metrics and writes::
 
     out/model/        the backbone, adapters merged: a plain MuQ checkpoint (``MuQ.from_pretrained``)
@@ -22,7 +23,6 @@ import logging
 import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,12 +215,28 @@ def _frame_targets(
 
 
 class _FineTuneTask(nn.Module):
-    """The plain training task Lightning wraps: loss of a batch."""
+    """The plain training task the harness trains: loss of a batch, the layer-wise optimiser groups, and the
+    backbone's mode at each epoch's start (a frozen backbone stays in eval mode; with LoRA its BatchNorm
+    statistics stay as they were, so that the adapter alone reproduces the fine-tuned model)."""
 
-    def __init__(self, model: TaskModel, task: _Task) -> None:
+    def __init__(self, model: TaskModel, task: _Task, config: FineTuneConfig | None = None) -> None:
         super().__init__()
         self.model = model
         self.task = task
+        self.config = config or FineTuneConfig()
+
+    def epoch_start(self) -> None:
+        """Before every training epoch: a frozen backbone goes to eval mode, a LoRA one's BatchNorm layers."""
+        if self.config.mode == "freeze":
+            self.model.backbone.eval()
+        elif self.config.mode == "lora":
+            for module in self.model.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The head at ``head_lr``, backbone layers at layer-wise decayed rates (:func:`layerwise_groups`)."""
+        return layerwise_groups(self.model, self.config)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         out, frames = self.model(batch["wavs"], batch["lengths"])
@@ -268,27 +284,6 @@ def layerwise_groups(model: TaskModel, config: FineTuneConfig) -> list[dict[str,
     for level, params in sorted(groups.items()):
         out.append({"params": params, "lr": config.lr * config.layer_decay ** (depth - level), "name": f"layer{level}"})
     return out
-
-
-def _lightning_module(task_module: _FineTuneTask, config: FineTuneConfig) -> Any:
-    from muqkit.train.lightning import LightningTask
-
-    class _Module(LightningTask):
-        def configure_optimizers(self) -> Any:
-            return torch.optim.AdamW(layerwise_groups(task_module.model, config), weight_decay=0.0)
-
-        def on_train_epoch_start(self) -> None:
-            # A frozen backbone stays in eval mode; with LoRA its BatchNorm statistics stay as they were, so
-            # that the adapter alone reproduces the fine-tuned model.
-            backbone = task_module.model.backbone
-            if config.mode == "freeze":
-                backbone.eval()
-            elif config.mode == "lora":
-                for module in backbone.modules():
-                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                        module.eval()
-
-    return _Module(task_module)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -375,12 +370,13 @@ def check_resume(out: str | os.PathLike[str], settings: dict[str, Any]) -> None:
             )
 
 
-def _check_checkpoint(last: Path, module: nn.Module) -> None:
-    """For a run without saved settings: its checkpoint must hold the weights these settings make."""
+def _check_checkpoint(last: Path, task: nn.Module) -> None:
+    """For a run without saved settings: its checkpoint must hold the weights these settings make (the harness
+    saves the task's weights under ``task.``)."""
     from muqkit.hub.weights import safe_torch_load
 
     saved = safe_torch_load(last).get("state_dict", {})
-    ours = module.state_dict()
+    ours = {f"task.{k}": v for k, v in task.state_dict().items()}
     missing = [k for k in ours if k not in saved]
     unexpected = [k for k in saved if k not in ours]
     reshaped = [k for k in ours if k in saved and tuple(saved[k].shape) != tuple(ours[k].shape)]
@@ -423,15 +419,12 @@ def finetune(
         muqkit.runfolder.RunFolderError: ``out`` holds a run (finished or interrupted) and neither ``resume``
             nor ``overwrite`` was given.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from muqkit.finetune.lora import add_lora, merge_lora, save_adapter
-    from muqkit.runfolder import prepare_run_folder
-    from muqkit.train.lightning import fit_checkpoint_kwargs
+    from muqkit.finetune.lora import add_lora, merge_lora, resolve_targets, save_adapter
+    from muqkit.runfolder import RunFolderError
+    from muqkit.train.harness import RunConfig, fit, start_run, write_run_settings
+    from muqkit.train.lightning import OptimizerConfig
 
     t = _as_task(task)
-    torch.manual_seed(config.seed)
     y_mean = y_std = None
     if t.kind == "regression" and t.clip_targets is not None:
         y_mean = t.clip_targets["train"].mean(0)
@@ -445,6 +438,24 @@ def finetune(
         target_mean=tuple(float(v) for v in np.atleast_1d(y_mean)) if y_mean is not None else (),
         target_std=tuple(float(v) for v in np.atleast_1d(y_std)) if y_std is not None else (),
     )  # fmt: skip
+    settings = run_settings(t.name, config, backbone=f"{depth} Conformer layers of width {dim}")
+    if resume:
+        check_resume(out, settings)
+    if config.mode == "lora":
+        resolve_targets(model, config.lora)  # an unknown target fails here, before the folder is touched
+    if resume and overwrite:
+        raise RunFolderError("give --resume or --overwrite, not both")
+    run = RunConfig(
+        out=str(out), seed=config.seed, max_epochs=config.max_epochs, devices=1,
+        accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        precision="bf16-mixed" if config.precision == "bf16" else "32-true",
+        resume=resume, overwrite=overwrite, progress=False, logs=False,
+    )  # fmt: skip
+    had_settings = (Path(out) / RUN_SETTINGS).is_file()
+    # Only now, with the settings checked, may a run in `out` be replaced; the seed is set here, before the
+    # adapters and the head are initialised.
+    start = start_run(run, owned=FINETUNE_OUTPUTS, checkpoint_optional=True)
+    out = start.out
     backbone: nn.Module = model
     if config.mode == "lora":
         backbone = add_lora(model, config.lora)
@@ -465,40 +476,22 @@ def finetune(
         )  # fmt: skip
         for s in ("train", "valid", "test")
     }
-    module = _lightning_module(_FineTuneTask(net, t), config)
-    settings = run_settings(t.name, config, backbone=f"{depth} Conformer layers of width {dim}")
-    last = Path(out) / "checkpoints" / "last.ckpt"
-    if resume:
-        check_resume(out, settings)
-        if last.is_file() and not (Path(out) / RUN_SETTINGS).is_file():
-            _check_checkpoint(last, module)
-    # Only now, with the settings checked (an unknown LoRA target fails above), may a run in `out` be replaced.
-    out = prepare_run_folder(out, resume=resume, overwrite=overwrite, owned=FINETUNE_OUTPUTS)
-    if not (resume and (out / RUN_SETTINGS).is_file()):
-        from muqkit.atomic import atomic_path
-
-        with atomic_path(out / RUN_SETTINGS, suffix=".json") as tmp:
-            tmp.write_text(json.dumps({"settings": settings, "config": asdict(config)}, indent=2) + "\n")
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", monitor="val_loss", mode="min", save_top_k=1, save_last=True, filename="best"
-    )
-    trainer = L.Trainer(
-        max_epochs=config.max_epochs, accelerator="cpu" if not torch.cuda.is_available() else "auto", devices=1,
-        precision="bf16-mixed" if config.precision == "bf16" else "32-true",
-        callbacks=[EarlyStopping("val_loss", patience=config.patience, mode="min"), checkpoints],
-        logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=str(out),
+    fine_tuning = _FineTuneTask(net, t, config)
+    if start.checkpoint is not None and not had_settings:
+        _check_checkpoint(start.checkpoint, fine_tuning)
+    if not (resume and had_settings):
+        write_run_settings(out, {"settings": settings, "config": asdict(config)})
+    fitted = fit(
+        fine_tuning, loaders["train"], loaders["valid"], run, start,
+        optimizer=OptimizerConfig(name="adamw", lr=config.lr, weight_decay=0.0),
+        keep_best=True, patience=config.patience,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    trainer.fit(
-        module, loaders["train"], loaders["valid"], **fit_checkpoint_kwargs(last if resume and last.is_file() else None)
-    )
-    seconds = time.perf_counter() - t0
-    if checkpoints.best_model_path:
+    seconds = fitted.seconds
+    module = fitted.module
+    if fitted.best_checkpoint:
         from muqkit.hub.weights import safe_torch_load
 
-        state = safe_torch_load(checkpoints.best_model_path)["state_dict"]
-        module.load_state_dict(state)
+        module.load_state_dict(safe_torch_load(fitted.best_checkpoint)["state_dict"])
     net = module.task.model
     net.cpu()
     threshold = None
@@ -527,13 +520,13 @@ def finetune(
         p.requires_grad_(True)
     backbone.save_pretrained(out / "model")  # type: ignore[operator]
     save_head(head, out)
-    result = FineTuneResult(out, val, test, trainable, seconds, trainer.current_epoch)
+    result = FineTuneResult(out, val, test, trainable, seconds, fitted.epochs)
     report = {
         "task": t.name,
         "config": asdict(config),
         "trainable_parameters": trainable,
         "seconds": round(seconds, 1),
-        "epochs": trainer.current_epoch,
+        "epochs": fitted.epochs,
         "val": val,
         "test": test,
     }
