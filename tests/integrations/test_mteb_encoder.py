@@ -194,3 +194,32 @@ def test_model_meta_and_options(checkpoint: Path) -> None:
         load_mteb_model(checkpoint, clip_batch_size=4)
     with pytest.raises(ValueError, match="out of range"):
         load_mteb_model(checkpoint, layers=[7])
+
+
+def test_the_hub_recognises_the_checkpoint_reading_its_config_once(checkpoint: Path, tmp_path: Path, monkeypatch,
+                                                                   capsys) -> None:  # fmt: skip
+    """``load_mteb_model`` asks the hub what a folder holds (``identify_model``) and has it loaded (``load_model``):
+    ``config.json`` is read once; ``muqkit benchmark mteb`` takes a run folder's ``model/``; an exported ONNX
+    graph is refused by name."""
+    import shutil
+
+    from muqkit.cli.main import main
+    from muqkit.hub import loaders, weights
+    from muqkit.hub.weights import CheckpointError
+
+    reads: list[Path] = []
+    real = weights.read_config
+    for module in (weights, loaders):  # wherever config.json may be read from
+        monkeypatch.setattr(module, "read_config", lambda folder: reads.append(folder) or real(folder))
+    model = load_mteb_model(checkpoint, device="cpu", layers=[1])
+    assert isinstance(model, MuQEncoder) and model.layers == (1,) and reads == [checkpoint]
+    assert model.mteb_model_meta.name.startswith("muqkit/")
+    with pytest.raises(CheckpointError, match="ONNX MuQ checkpoint; this needs a MuQ or MuQ-MuLan"):
+        load_mteb_model(tmp_path / "muq.onnx")
+
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint, run / "model")
+    reads.clear()
+    assert main(["benchmark", "mteb", str(run), "--tasks", "NoSuchTask", "--out", str(tmp_path / "o")]) == 2
+    assert reads == [run / "model"]  # the model loaded (from the run's model/) before the task was looked up
+    assert "--benchmark/--tasks: " in capsys.readouterr().err

@@ -63,14 +63,14 @@ def model_folder(given: str) -> str:
 def run_mteb(args: argparse.Namespace) -> int:
     import mteb
 
-    from muqkit.integrations.mteb_encoder import MuQEncoder, checkpoint_kind, load_mteb_model
+    from muqkit.hub.loaders import identify_model
+    from muqkit.integrations.mteb_encoder import MuQEncoder, load_mteb_model
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = {"layers": args.layers, "reduce": args.reduce, "pooling": args.pooling}
-    name = model_folder(args.model)
-    kind = checkpoint_kind(name)
-    model = load_mteb_model(name, device=args.device, **(options if kind == "muq" else {}))
+    source = identify_model(model_folder(args.model))
+    model = load_mteb_model(source, device=args.device, **(options if source.kind == "muq" else {}))
     try:
         tasks = (mteb.get_benchmark(args.benchmark).tasks if args.benchmark
                  else mteb.get_tasks(tasks=[t.strip() for t in args.tasks.split(",") if t.strip()]))  # fmt: skip

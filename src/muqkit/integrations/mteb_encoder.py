@@ -63,6 +63,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
+    from muqkit.hub.loaders import ModelSource
     from muqkit.mulan.model import MuQMuLan
     from muqkit.ssl.muq import MuQ
 
@@ -88,7 +89,6 @@ __all__ = [
     "POOLINGS",
     "MuQEncoder",
     "MuQMuLanEncoder",
-    "checkpoint_kind",
     "load_mteb_model",
     "model_meta",
     "pool_frames",
@@ -456,26 +456,8 @@ class MuQMuLanEncoder(AbsEncoder):
 # --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------
-def checkpoint_kind(
-    id_or_folder: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> Literal["muq", "mulan"]:
-    """Whether a checkpoint (Hub id or folder) holds MuQ or MuQ-MuLan, from its ``config.json``.
-
-    Raises:
-        muqkit.hub.weights.CheckpointError: not a checkpoint folder or Hub id, or no readable config.
-    """
-    from muqkit.hub.loaders import MULAN_MODEL_TYPE
-    from muqkit.hub.weights import read_config, resolve_folder
-
-    raw = read_config(resolve_folder(id_or_folder, revision=revision, cache_dir=cache_dir))
-    return "mulan" if raw.get("model_type") == MULAN_MODEL_TYPE or "text_model" in raw else "muq"
-
-
 def load_mteb_model(
-    id_or_folder: str | os.PathLike[str] | None = None,
+    id_or_folder: str | os.PathLike[str] | ModelSource | None = None,
     *,
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -484,9 +466,12 @@ def load_mteb_model(
 ) -> MuQEncoder | MuQMuLanEncoder:
     """The MTEB encoder of a checkpoint: :class:`MuQMuLanEncoder` for MuQ-MuLan, else :class:`MuQEncoder`.
 
+    The hub recognises and loads the checkpoint (:func:`muqkit.hub.loaders.identify_model`, ``load_model``:
+    its ``config.json`` is read once).
+
     Args:
-        id_or_folder: Hub id or folder (a run's ``model/`` folder); None: muqkit's default MuQ
-            (:func:`muqkit.hub.defaults.default_muq_model`).
+        id_or_folder: Hub id or folder (a run's ``model/`` folder), or what ``identify_model`` said of one;
+            None: muqkit's default MuQ (:func:`muqkit.hub.defaults.default_muq_model`).
         revision, cache_dir: for a Hub id.
         device: where the model runs.
         **options: the encoder's options (``layers``, ``reduce``, ``pooling``, ``chunk_seconds``, ``batch_size``
@@ -494,18 +479,24 @@ def load_mteb_model(
 
     Raises:
         ValueError: an option the model does not take.
-        muqkit.hub.weights.CheckpointError: not a checkpoint.
+        muqkit.hub.weights.CheckpointError: not a MuQ or MuQ-MuLan checkpoint.
     """
     from muqkit.hub.defaults import default_muq_model
+    from muqkit.hub.loaders import ModelSource, identify_model, load_model
 
-    name = str(id_or_folder) if id_or_folder is not None else default_muq_model()
-    kind = checkpoint_kind(name, revision=revision, cache_dir=cache_dir)
+    if isinstance(id_or_folder, ModelSource):
+        source = id_or_folder
+    else:
+        name = os.fspath(id_or_folder) if id_or_folder is not None else default_muq_model()
+        source = identify_model(name, revision=revision, cache_dir=cache_dir)
     allowed = {"muq": {"layers", "reduce", "pooling", "chunk_seconds", "batch_size", "license"},
-               "mulan": {"clip_batch_size", "text_batch_size", "license"}}[kind]  # fmt: skip
+               "mulan": {"clip_batch_size", "text_batch_size", "license"}}.get(source.kind, set(options))  # fmt: skip
     unknown = sorted(set(options) - allowed)
     if unknown:
-        what = "MuQ-MuLan" if kind == "mulan" else "MuQ"
-        raise ValueError(f"{name} is a {what} checkpoint, which takes no option {', '.join(unknown)} "
+        what = "MuQ-MuLan" if source.kind == "mulan" else "MuQ"
+        raise ValueError(f"{source.name} is a {what} checkpoint, which takes no option {', '.join(unknown)} "
                          f"(it takes {', '.join(sorted(allowed))})")  # fmt: skip
-    cls = MuQMuLanEncoder if kind == "mulan" else MuQEncoder
-    return cls(name, revision, device=device, cache_dir=cache_dir, **options)
+    model = load_model(source, kinds=("muq", "mulan"), revision=revision, cache_dir=cache_dir)
+    if source.kind == "mulan":
+        return MuQMuLanEncoder(source.name, revision, device=device, model=model, cache_dir=cache_dir, **options)
+    return MuQEncoder(source.name, revision, device=device, model=model, cache_dir=cache_dir, **options)
