@@ -20,9 +20,11 @@ libraries: it is written for PyTorch Lightning 1.x, and with Lightning 2.x
   checkpoints hold the grid point's classes (``torch.nn.BatchNorm1d``, ``torch.optim.Adam``), which are refused;
 * ``trainer.fit_loop.current_epoch = ...`` fails (the property has no setter in Lightning 2.x).
 
-Lightning 1.x cannot be installed beside it either (``pytorch-lightning<2`` uses ``np.Inf``, removed in
-numpy 2). :func:`score_task` therefore runs the part of the prediction stage that does work: it reads the
-embedding runner's outputs with hear-eval-kit's own reader (``SplitMemmapDataset``), its splits
+Lightning 1.x would need an environment of its own: the ``hear`` extra (like ``lightning`` 2.x) requires
+pytorch-lightning 2.x. numpy 2 does not rule it out: pytorch-lightning 1.9.5 uses ``np.Inf`` (removed in numpy
+2.0) in its ``EarlyStopping`` and ``ModelCheckpoint``, but torchmetrics, which it imports, defines ``np.Inf``
+again (see docs/usage.md). :func:`score_task` therefore runs the part of the prediction stage that does
+work: it reads the embedding runner's outputs with hear-eval-kit's own reader (``SplitMemmapDataset``), its splits
 (``get_splits_from_metadata``, k-fold included), its event post-processing (``get_events_for_all_files``
 with the task's grid, chosen on the validation split) and its score functions (``heareval.score``, sed_eval
 for events), with a scikit-learn probe (standardisation and a logistic regression, one-vs-rest for
