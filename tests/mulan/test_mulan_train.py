@@ -183,3 +183,30 @@ def test_train_config_holds_the_typed_architecture(tmp_path):
     assert MuLanTrainConfig(**base, init="some/checkpoint").model is None
     with pytest.raises(ValueError, match="model or init"):
         MuLanTrainConfig(**base, init="some/checkpoint", model=from_file.model)
+
+
+def test_a_frozen_backbone_stays_in_eval_mode_through_the_harness(tmp_path, monkeypatch):
+    """``MuLanTask.train()`` holds under Lightning: the frozen audio backbone runs in eval mode (no dropout,
+    BatchNorm statistics as they were: the saved backbone equals the initial one) and the trainable text
+    backbone, which ``transformers`` builds in eval mode, trains, before and after a validation."""
+    from muqkit.mulan import MuQMuLan
+    from muqkit.train.mulan import MuLanTrainConfig, build_model, train_mulan
+
+    _caption_manifest(tmp_path)
+    config = MuLanTrainConfig(manifests=(str(tmp_path / "manifest.jsonl"),), out=str(tmp_path / "run"), preset="test",
+                              max_steps=4, batch_size=4, val_every=2, warmup_steps=1, accelerator="cpu",
+                              freeze=("audio_backbone",))  # fmt: skip
+    initial = build_model(config).audio.backbone.state_dict()
+    modes = []
+    step = MuLanTask.training_step
+
+    def recording(self, batch):
+        modes.append((self.model.audio.backbone.training, self.model.text.backbone.training, self.model.training))
+        return step(self, batch)
+
+    monkeypatch.setattr(MuLanTask, "training_step", recording)
+    trained = MuQMuLan.from_pretrained(train_mulan(config)).audio.backbone.state_dict()
+    assert modes == [(False, True, True)] * 4  # validation after step 2
+    assert trained.keys() == initial.keys()
+    for key in initial:
+        assert torch.equal(trained[key], initial[key]), key  # running_mean / running_var / num_batches_tracked too

@@ -94,7 +94,7 @@ def test_pretraining_config_stores_the_typed_architecture_and_round_trips(tiny_t
 
 class _ScriptedTask(nn.Module):
     """Training pulls ``w`` to 1 (``frozen`` has a learning rate of 0); validation reports a scripted loss per
-    epoch; ``epoch_start`` puts ``frozen`` in eval mode and records the mode each training step sees."""
+    epoch; its ``train()`` keeps ``frozen`` in eval mode, and each training step records the mode it sees."""
 
     def __init__(self, val_losses: list[float]) -> None:
         super().__init__()
@@ -102,15 +102,15 @@ class _ScriptedTask(nn.Module):
         self.frozen = nn.Linear(1, 1)
         self.val_losses = val_losses
         self.validations = 0
-        self.epoch_starts = 0
         self.frozen_modes: list[bool] = []
 
     def parameter_groups(self) -> list[dict]:
         return [{"params": [self.w], "lr": 0.1}, {"params": list(self.frozen.parameters()), "lr": 0.0}]
 
-    def epoch_start(self) -> None:
-        self.epoch_starts += 1
+    def train(self, mode: bool = True) -> _ScriptedTask:
+        super().train(mode)
         self.frozen.eval()
+        return self
 
     def training_step(self, batch: dict) -> dict:
         self.frozen_modes.append(self.frozen.training)
@@ -129,7 +129,7 @@ def _loaders() -> tuple[DataLoader, DataLoader]:
 
 def test_an_epoch_measured_run_stops_early_and_keeps_its_best_epoch(tmp_path):
     """Validation after every epoch, early stopping on the monitored value, best.ckpt and last.ckpt only, no
-    logs when they are off; the task's optimiser groups and epoch hook are used."""
+    logs when they are off; the task's optimiser groups and its train() mode rules are used."""
     from muqkit.hub.weights import safe_torch_load
     from muqkit.train.harness import fit, start_run
     from muqkit.train.lightning import OptimizerConfig
@@ -140,7 +140,7 @@ def test_an_epoch_measured_run_stops_early_and_keeps_its_best_epoch(tmp_path):
     fitted = fit(task, *_loaders(), run, start_run(run, owned=("checkpoints",)),
                  optimizer=OptimizerConfig(name="adamw", weight_decay=0.0), keep_best=True, patience=2)  # fmt: skip
     # validations 3, 1 (best, epoch 1), 2, 2: two without a lower loss stop the run after 4 epochs of 2 steps
-    assert (fitted.epochs, fitted.steps, task.validations, task.epoch_starts) == (4, 8, 4, 4)
+    assert (fitted.epochs, fitted.steps, task.validations) == (4, 8, 4)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert not (tmp_path / "run" / "logs").exists()
     best = safe_torch_load(fitted.best_checkpoint)
@@ -172,3 +172,54 @@ def test_resume_may_find_no_checkpoint_when_it_is_optional(tmp_path):
     assert (start.checkpoint, start.start_step) == (None, 0) and (tmp_path / "run" / "run_config.json").is_file()
     with pytest.raises(ValueError, match=r"RunConfig.max_epochs must be"):
         RunConfig(out=str(tmp_path), max_epochs=0)
+
+
+class _FrozenPartTask(nn.Module):
+    """A trainable ``head`` over a ``frozen`` part (dropout and BatchNorm) that the task's ``train()`` keeps in
+    eval mode, as MuQ-MuLan's frozen towers and fine-tuning's frozen backbone are; records what each step sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).requires_grad_(False)
+        self.head = nn.Sequential(nn.Linear(4, 1), nn.Dropout(0.5))
+        self.seen: list[tuple[bool, bool, bool]] = []  # (frozen training, frozen deterministic, head training)
+
+    def train(self, mode: bool = True) -> _FrozenPartTask:
+        super().train(mode)
+        self.frozen.eval()
+        return self
+
+    def training_step(self, batch: dict) -> dict:
+        features = self.frozen(batch["x"])
+        deterministic = torch.equal(features, self.frozen(batch["x"]))  # dropout off
+        self.seen.append((self.frozen.training, deterministic, self.head.training))
+        return {"loss": self.head(features).pow(2).mean()}
+
+    def validation_step(self, batch: dict) -> dict:
+        return {"loss": self.head(self.frozen(batch["x"])).pow(2).mean()}
+
+
+@pytest.mark.parametrize("start", ["train", "eval"])
+@pytest.mark.parametrize("by_epoch", [False, True])
+def test_the_tasks_own_train_mode_rules_hold_in_every_training_step(tmp_path, start, by_epoch):
+    """Lightning never calls the task's ``train()`` (it takes the modes a module was built with, and restores
+    the flags it captured after validation): the harness applies ``task.train(True)`` whenever training
+    starts or resumes after validation. A frozen part stays in eval mode (dropout off, BatchNorm statistics
+    untouched) and the trainable parts train, whatever mode the task was built in (a model loaded with
+    ``from_pretrained`` comes in eval mode)."""
+    from muqkit.train.harness import fit, start_run
+
+    torch.manual_seed(0)
+    items = [{"x": torch.randn(4)} for _ in range(8)]
+    task = _FrozenPartTask()  # built in training mode, the frozen part too: nothing called the task's train()
+    if start == "eval":
+        task.eval()
+    bn = task.frozen[1]
+    stats = (bn.running_mean.clone(), bn.running_var.clone())
+    run = RunConfig(out=str(tmp_path / "run"), max_steps=6, max_epochs=3 if by_epoch else None, accelerator="cpu",
+                    progress=False, logs=False, checkpoint_every=2)  # fmt: skip
+    fit(task, DataLoader(items, batch_size=4), DataLoader(items[:4], batch_size=4), run,
+        start_run(run, owned=("checkpoints",)), val_every=1)  # fmt: skip
+    assert task.seen == [(False, True, True)] * 6  # validation after every step (or epoch) in between
+    assert int(bn.num_batches_tracked) == 0
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])

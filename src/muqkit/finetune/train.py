@@ -216,8 +216,8 @@ def _frame_targets(
 
 class _FineTuneTask(nn.Module):
     """The plain training task the harness trains: loss of a batch, the layer-wise optimiser groups, and the
-    backbone's mode at each epoch's start (a frozen backbone stays in eval mode; with LoRA its BatchNorm
-    statistics stay as they were, so that the adapter alone reproduces the fine-tuned model)."""
+    backbone's training mode (a frozen backbone stays in eval mode; with LoRA its BatchNorm statistics stay
+    as they were, so that the adapter alone reproduces the fine-tuned model)."""
 
     def __init__(self, model: TaskModel, task: _Task, config: FineTuneConfig | None = None) -> None:
         super().__init__()
@@ -225,14 +225,17 @@ class _FineTuneTask(nn.Module):
         self.task = task
         self.config = config or FineTuneConfig()
 
-    def epoch_start(self) -> None:
-        """Before every training epoch: a frozen backbone goes to eval mode, a LoRA one's BatchNorm layers."""
+    def train(self, mode: bool = True) -> _FineTuneTask:
+        """``mode``, except that a frozen backbone stays in eval mode, and a LoRA one's BatchNorm layers (the
+        harness calls this before every training epoch and after every validation)."""
+        super().train(mode)
         if self.config.mode == "freeze":
             self.model.backbone.eval()
         elif self.config.mode == "lora":
             for module in self.model.backbone.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
+        return self
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The head at ``head_lr``, backbone layers at layer-wise decayed rates (:func:`layerwise_groups`)."""

@@ -2,9 +2,14 @@
 
 A task is a plain :class:`torch.nn.Module` with ``training_step(batch) -> dict`` (the ``"loss"``
 entry is optimised, every scalar entry is logged) and optionally ``validation_step(batch) -> dict``,
-``parameter_groups()`` (its optimiser groups, e.g. per-layer learning rates) and ``epoch_start()`` (called
-before every training epoch, e.g. to keep frozen parts in eval mode). Lightning brings devices, precision,
-logging, progress bars, checkpoints and resume; the task never imports it.
+``parameter_groups()`` (its optimiser groups, e.g. per-layer learning rates). Lightning brings devices,
+precision, logging, progress bars, checkpoints and resume; the task never imports it.
+
+A task states its modes by overriding ``train(mode)`` (e.g. frozen parts stay in eval mode: no dropout, no
+BatchNorm statistics updates). Lightning itself never calls ``train(True)``: it trains the modules in the
+modes they were built in (a model from ``from_pretrained`` comes in eval mode), and after validation it sets
+back each module's captured ``.training`` flag. So :class:`LightningTask` calls the task's ``train(True)``
+before every training epoch and after every validation.
 """
 
 from __future__ import annotations
@@ -231,10 +236,18 @@ class LightningTask(L.LightningModule):
         out = self.task.validation_step(batch)
         self._log("val", out, batch, on_step=False)
 
+    def _train_mode(self) -> None:
+        """The task's own ``train(True)``, through any DDP/FSDP wrapper (whose mode is set too)."""
+        model = self.trainer.model
+        (model if model is not None else self).train()
+
     def on_train_epoch_start(self) -> None:
-        epoch_start = getattr(self.task, "epoch_start", None)
-        if callable(epoch_start):
-            epoch_start()
+        self._train_mode()  # Lightning trains the modules in the modes they were built in: it calls no train()
+
+    def on_validation_model_train(self) -> None:
+        # Lightning's default (which an overridden hook replaces) sets each module's captured .training flag
+        # back, bypassing the task's train(); the harness validates only inside fit, so training resumes here
+        self._train_mode()
 
     def configure_optimizers(self) -> Any:
         optimizer, scheduler = self.optimizer_config.build(self.task)
