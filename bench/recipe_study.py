@@ -89,7 +89,7 @@ def models_of(out: Path, seeds: list[int], steps: list[int]) -> dict[str, Path]:
     for seed in seeds:
         for step in steps:
             models[f"s{seed}-step{step}"] = snapshot_dir(out / f"seed{seed}" / "iter1", step)
-        models[f"s{seed}-iter2"] = out / f"seed{seed}" / "iter2" / "model"
+        models[f"s{seed}-iter2"] = out / f"seed{seed}" / "iter2" / "pretrain" / "model"
     return models
 
 
