@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from muqkit.cli.options import layer_list
+
 POOLINGS = ("mean", "max", "mean_std")
 
 
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     which.add_argument("--benchmark", help="an MTEB benchmark, e.g. 'MAEB(v1, audio-only)' or 'MAEB(v1)'")
     which.add_argument("--tasks", help="comma-separated MTEB task names, e.g. GTZANGenre,BeijingOpera")
     m.add_argument("--out", required=True, help="results folder (MTEB's result cache layout)")
-    m.add_argument("--layers", default="all", type=_layers, help="MuQ hidden states (default: all, averaged)")
+    m.add_argument("--layers", default="all", type=layer_list, help="MuQ hidden states (default: all, averaged)")
     m.add_argument("--reduce", choices=("mean", "concat"), default="mean", help="how MuQ's layers combine")
     m.add_argument("--pooling", choices=POOLINGS, default="mean", help="MuQ's pooling over a clip's frames")
     m.add_argument("--batch-size", type=int, default=8, help="rows per encode batch")
@@ -39,17 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     h.add_argument("--tasks-dir", required=True, help="folder of HEAR tasks (hear-preprocess output, 48000 Hz)")
     h.add_argument("--task", default="all", help="one task's folder name (default: all)")
     h.add_argument("--out", required=True, help="embeddings and scores folder")
-    h.add_argument("--layers", default="all", type=_layers, help="MuQ hidden states (default: all, averaged)")
+    h.add_argument("--layers", default="all", type=layer_list, help="MuQ hidden states (default: all, averaged)")
     h.set_defaults(func=run_hear)
-
-
-def _layers(text: str) -> str | list[int]:
-    if text.strip() == "all":
-        return "all"
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'all' or comma-separated integers, got {text!r}") from None
 
 
 def model_folder(given: str) -> str:
