@@ -13,7 +13,9 @@ conv front end and the Conformer, from the normalised log-mel to every hidden st
   convolutions and linear layers in int8, activations calibrated on ``--calibration`` clips), then
   ``torch.compile`` (Inductor with freezing: oneDNN's quantised kernels; needs a C++ compiler);
 - ``openvino-fp32`` / ``openvino-int8``: the same ONNX graph in OpenVINO, float32 and after NNCF's static
-  post-training quantisation (``ModelType.TRANSFORMER``, the same calibration clips).
+  post-training quantisation (``ModelType.TRANSFORMER``, the same calibration clips). NNCF's int8 graph of
+  this model gives empty outputs for inputs of another length than its calibration clips (OpenVINO 2026.4,
+  NNCF 3.4), so the calibration clips are ``--seconds`` long, the length measured.
 
 Fidelity: for each hidden state, the cosine of each valid frame to float32's (min and mean over frames and
 items), on a batch of music-like signals (chords, noise, clicks) that were not in the calibration set.
@@ -114,90 +116,100 @@ class Body(torch.nn.Module):
         return self.encoder(mel, mel_lengths)[0]
 
 
-def build(name: str, args: argparse.Namespace, calibration: list[tuple[torch.Tensor, torch.Tensor]],
-          threads: int, tmp: Path) -> Encode:  # fmt: skip
-    """The candidate ``name`` on ``threads`` threads."""
-    from muqkit import MuQ
+class Builder:
+    """Builds the candidates; what does not depend on the thread count (exports, quantised models, compiled
+    modules) is built once and kept for the next thread count."""
 
-    muq = MuQ.from_preset(args.preset, seed=0).eval()
-    # batch 2 and two lengths: export would fix a dimension of size 1
-    mel0, lengths0 = calibration[0]
-    example = (torch.cat([mel0, mel0]), torch.cat([lengths0, lengths0 - 7]))
-    if name in ("torch-fp32", "torch-bf16", "torchao-int8"):
-        if name == "torch-bf16":
-            muq = muq.to(torch.bfloat16)
-        if name == "torchao-int8":
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    def __init__(self, args: argparse.Namespace, calibration: list[torch.Tensor], tmp: Path) -> None:
+        self.args, self.calibration, self.tmp = args, calibration, tmp
+        self.kept: dict[str, Any] = {}
 
-            quantize_(muq.conformer, Int8DynamicActivationInt8WeightConfig())
-            quantize_(muq.conv, Int8DynamicActivationInt8WeightConfig())
+    def model(self) -> Any:
+        from muqkit import MuQ
 
-        def call(mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-            states, _ = muq.embed_mel(mel, lengths)
-            return torch.stack(states, dim=1).float()
+        return MuQ.from_preset(self.args.preset, seed=0).eval()
 
-        return call
-    if name == "pt2e-int8":
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-            X86InductorQuantizer,
-            get_default_x86_inductor_quantization_config,
-        )
+    def onnx(self) -> Path:
+        path = self.tmp / "body.onnx"
+        if not path.exists():
+            muq = self.model()
+            mel, lengths = mel_batch(muq, self.calibration[:1])  # batch 2, two lengths: export would fix a 1
+            export_body(muq, path, (torch.cat([mel, mel]), torch.cat([lengths, lengths - 7])))
+        return path
 
-        body = Body(muq).eval()
-        dims = {"mel": {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim.AUTO},
-                "mel_lengths": {0: torch.export.Dim("batch", max=64)}}  # fmt: skip
-        program = torch.export.export(body, example, dynamic_shapes=dims).module()
-        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
-        prepared = prepare_pt2e(program, quantizer)
-        with torch.no_grad():
-            for mel, lengths in calibration:
-                prepared(mel, lengths)
-        converted = convert_pt2e(prepared)
-        import torch._inductor.config as inductor_config
+    def build(self, name: str, threads: int) -> Encode:
+        """The candidate ``name`` on ``threads`` threads."""
+        if name in self.kept and not name.startswith(("ort-", "openvino-")):
+            return self.kept[name]
+        if name in ("torch-fp32", "torch-bf16", "torchao-int8"):
+            muq = self.model()
+            if name == "torch-bf16":
+                muq = muq.to(torch.bfloat16)
+            if name == "torchao-int8":
+                from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-        inductor_config.freezing = True  # weights as constants: the quantised kernels' prepacking
-        compiled = torch.compile(converted)
-        with torch.no_grad():
-            compiled(*example)  # compiles (a later shape may compile again)
-        return lambda mel, lengths: compiled(mel, lengths)
-    onnx_path = tmp / f"body-{args.preset}.onnx"
-    if not onnx_path.exists():
-        export_body(muq, onnx_path, example)
-    if name.startswith("ort-"):
-        import onnxruntime as ort
+                quantize_(muq.conformer, Int8DynamicActivationInt8WeightConfig())  # every nn.Linear
+                quantize_(muq.conv, Int8DynamicActivationInt8WeightConfig())
 
-        path = onnx_path
-        if name == "ort-int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            def call(mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+                states, _ = muq.embed_mel(mel, lengths)
+                return torch.stack(states, dim=1).float()
 
-            path = tmp / f"body-{args.preset}-int8.onnx"
-            if not path.exists():
-                quantize_dynamic(str(onnx_path), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda mel, lengths: torch.from_numpy(
-            session.run(["hidden"], {"mel": mel.numpy(), "mel_lengths": lengths.numpy()})[0]
-        )
-    import openvino as ov
+            self.kept[name] = call
+            return call
+        if name == "pt2e-int8":  # muqkit's int8 (muqkit.embed.int8), on the same calibration clips
+            from muqkit.embed.int8 import quantize_muq
 
-    core = ov.Core()
-    model = core.read_model(str(onnx_path))
-    if name == "openvino-int8":
-        import nncf
+            muq = self.model()
+            int8 = quantize_muq(muq, layers=range(int(muq.config.encoder_depth) + 1), calibration=self.calibration)
 
-        data = nncf.Dataset([{"mel": m.numpy(), "mel_lengths": n.numpy()} for m, n in calibration])
-        model = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration))
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                                                 "PERFORMANCE_HINT": "LATENCY"})  # fmt: skip
-    request = compiled.create_infer_request()
+            def run_int8(mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+                with torch.inference_mode(False), torch.no_grad():
+                    return int8.encode_mel(mel.clone(), lengths.clone())[0]
 
-    def run_ov(mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        result = request.infer({"mel": mel.numpy(), "mel_lengths": lengths.numpy()})
-        return torch.from_numpy(result[compiled.output(0)].copy())
+            self.kept[name] = run_int8
+            return run_int8
+        if name.startswith("ort-"):
+            import onnxruntime as ort
 
-    return run_ov
+            path = self.onnx()
+            if name == "ort-int8":
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                path = self.tmp / "body-int8.onnx"
+                if not path.exists():
+                    quantize_dynamic(str(self.onnx()), str(path), weight_type=QuantType.QInt8,
+                                     op_types_to_quantize=["MatMul"])  # fmt: skip
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return lambda mel, lengths: torch.from_numpy(
+                session.run(["hidden"], {"mel": mel.numpy(), "mel_lengths": lengths.numpy()})[0]
+            )
+        import openvino as ov
+
+        core = ov.Core()
+        if name not in self.kept:
+            model = core.read_model(str(self.onnx()))
+            if name == "openvino-int8":
+                import nncf
+
+                muq = self.model()
+                data = nncf.Dataset([dict(zip(("mel", "mel_lengths"), (t.numpy() for t in mel_batch(muq, [clip])),
+                                              strict=True)) for clip in self.calibration])  # fmt: skip
+                model = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(self.calibration))  # fmt: skip
+            self.kept[name] = model
+        compiled = core.compile_model(self.kept[name], "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                               "INFERENCE_PRECISION_HINT": "f32",
+                                                               "PERFORMANCE_HINT": "LATENCY"})  # fmt: skip
+        request = compiled.create_infer_request()
+
+        def run_ov(mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            result = request.infer({"mel": mel.numpy(), "mel_lengths": lengths.numpy()})
+            return torch.from_numpy(result[compiled.output(0)].copy())
+
+        return run_ov
 
 
 def export_body(muq: Any, path: Path, example: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -235,16 +247,18 @@ def peak_memory_mb() -> float:
 def memory_child(args: argparse.Namespace, name: str) -> None:
     """Build one candidate, run one call at the largest batch, print the peak resident memory."""
     from muqkit import MuQ
+    from muqkit.embed.int8 import calibration_signals
 
     torch.set_num_threads(max(args.threads))
-    rate = int(MuQ.from_preset(args.preset, seed=0).config.sample_rate)
     ref = MuQ.from_preset(args.preset, seed=0).eval()
-    calibration = [mel_batch(ref, signals(1, args.seconds, rate, seed=100 + i)) for i in range(args.calibration)]
+    rate = int(ref.config.sample_rate)
+    calibration = calibration_signals(count=args.calibration, seconds=args.seconds, sample_rate=rate)
     mel, lengths = mel_batch(ref, signals(max(args.batch), args.seconds, rate, seed=0))
     del ref
-    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        call = build(name, args, calibration, max(args.threads), Path(tmp))
-        call(mel, lengths)
+    with tempfile.TemporaryDirectory() as tmp:
+        call = Builder(args, calibration, Path(tmp)).build(name, max(args.threads))
+        with torch.inference_mode():
+            call(mel, lengths)
     print(json.dumps({"peak_rss_mb": peak_memory_mb()}))
 
 
@@ -254,10 +268,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each candidate is timed once a round")
-    parser.add_argument("--calibration", type=int, default=8, help="clips of --seconds for static quantisation")
+    parser.add_argument("--repeats", type=int, default=2, help="timed rounds after a warm-up call; each "
+                        "candidate is timed once a round (0: fidelity only)")
+    parser.add_argument("--calibration", type=int, default=8,
+                        help="clips of muqkit.embed.int8.calibration_signals, --seconds long, for static quantisation")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
-    parser.add_argument("--no-memory", action="store_true", help="skip the per-candidate memory children")
+    parser.add_argument("--memory", nargs="*", default=None, metavar="CANDIDATE",
+                        help="candidates whose peak memory to measure, each in a child process (default: all run)")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -270,43 +287,52 @@ def main() -> None:
 
     ref = MuQ.from_preset(args.preset, seed=0).eval()
     rate = int(ref.config.sample_rate)
-    calibration = [mel_batch(ref, signals(1, args.seconds, rate, seed=100 + i)) for i in range(args.calibration)]
+    from muqkit.embed.int8 import calibration_signals
+
+    calibration = calibration_signals(count=args.calibration, seconds=args.seconds, sample_rate=rate)
     names = ["torch-fp32", *[c for c in args.candidates if c != "torch-fp32"]]
     results: dict[str, Any] = {"cpu": cpu_line(), "args": vars(args), "build_s": {}, "fidelity": {}, "speed": [],
                                "peak_rss_mb": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        builder = Builder(args, calibration, Path(tmp))
         for threads in args.threads:
             torch.set_num_threads(threads)
             calls: dict[str, Encode] = {}
             for name in names:
                 start = time.perf_counter()
                 try:
-                    calls[name] = build(name, args, calibration, threads, Path(tmp))
+                    calls[name] = builder.build(name, threads)
                 except Exception as exc:  # a candidate that fails is reported, the others go on
                     print(f"{name}: failed to build: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
                     results["build_s"][name] = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
                     continue
                 results["build_s"].setdefault(name, round(time.perf_counter() - start, 1))
+                print(f"{name}: built in {time.perf_counter() - start:.1f} s", flush=True)
             for batch in args.batch:
                 mel, lengths = mel_batch(ref, signals(batch, args.seconds, rate, seed=0))
                 frames = ref.conv.output_lengths(lengths)
                 times: dict[str, list[float]] = {name: [] for name in calls}
                 outputs: dict[str, torch.Tensor] = {}
                 with torch.inference_mode():
-                    for name, call in calls.items():  # warm-up (first-call allocations, kernel selection)
+                    for name, call in calls.items():  # warm-up (first-call allocations, kernel selection, compiling)
+                        start = time.perf_counter()
                         outputs[name] = call(mel, lengths)
+                        print(f"{name}: first call at batch {batch}, {threads} threads: "
+                              f"{time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
                     for _ in range(args.repeats):
                         for name, call in calls.items():
                             start = time.perf_counter()
                             call(mel, lengths)
                             times[name].append(time.perf_counter() - start)
                 for name in calls:
-                    if name not in results["fidelity"]:
+                    if name not in results["fidelity"] and "torch-fp32" in outputs:
                         layers = fidelity(outputs[name], outputs["torch-fp32"], frames)
                         results["fidelity"][name] = layers
                         worst = min(r["min"] for r in layers)
                         print(f"{name}: per-frame cosine to float32, worst layer min {worst:.5f}, means "
                               + " ".join(f"{r['mean']:.4f}" for r in layers), flush=True)  # fmt: skip
+                    if not times[name]:
+                        continue
                     best = min(times[name])
                     row = {"candidate": name, "threads": threads, "batch": batch, "seconds": args.seconds,
                            "call_s": round(best, 3), "median_s": round(statistics.median(times[name]), 3),
@@ -316,14 +342,13 @@ def main() -> None:
                     results["speed"].append(row)
                     print(json.dumps(row), flush=True)
             del calls
-    if not args.no_memory:
-        for name in names:
-            child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--memory-of", name],
-                                   capture_output=True, text=True)  # fmt: skip
-            lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-            peak = json.loads(lines[-1])["peak_rss_mb"] if child.returncode == 0 and lines else None
-            results["peak_rss_mb"][name] = peak
-            print(f"{name}: peak resident memory {peak} MiB (build + one call at batch {max(args.batch)})", flush=True)
+    for name in names if args.memory is None else [n for n in names if n in args.memory]:
+        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--memory-of", name],
+                               capture_output=True, text=True)  # fmt: skip
+        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+        peak = json.loads(lines[-1])["peak_rss_mb"] if child.returncode == 0 and lines else None
+        results["peak_rss_mb"][name] = peak
+        print(f"{name}: peak resident memory {peak} MiB (build + one call at batch {max(args.batch)})", flush=True)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

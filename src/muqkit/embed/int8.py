@@ -52,8 +52,10 @@ def int8_problem() -> str | None:
 def calibration_signals(
     *, count: int = CALIBRATION_CLIPS, seconds: float = CALIBRATION_SECONDS, sample_rate: int = 24000, seed: int = 0
 ) -> list[torch.Tensor]:
-    """Fixed music-like signals to calibrate activation ranges: chords of harmonic tones with vibrato, noise at
-    several levels and clicks, at several loudnesses (the same every time, so int8 outputs are reproducible).
+    """Fixed music-like signals to calibrate activation ranges (the same every time, so int8 outputs are
+    reproducible): chords of harmonic tones with vibrato, at several loudnesses, some clean (spectra with
+    empty bands, down to the mel floor), some with noise, with clicks (onsets) and stretches of digital
+    silence (as at the start and end of a track).
 
     Returns:
         ``count`` float32 (samples,) waveforms in [-1, 1].
@@ -70,8 +72,12 @@ def calibration_signals(
             for k in range(1, 7):
                 wave += torch.sin(2 * math.pi * k * f0 * t + vibrato) / k**1.5
         wave = wave / wave.abs().max()
-        wave += (0.02 + 0.3 * float(torch.rand(1, generator=gen))) * torch.randn(n, generator=gen, dtype=torch.float64)
+        noise = (0.0, 0.01, 0.1, 0.4)[i % 4]  # clean tones: empty bands in the spectrum
+        wave += noise * torch.randn(n, generator=gen, dtype=torch.float64)
         wave[:: int(sample_rate * (0.25 + 0.25 * (i % 3)))] += 2.0  # clicks: onsets
+        if i % 2:  # a stretch of silence
+            start = int(float(torch.rand(1, generator=gen)) * n * 0.7)
+            wave[start : start + n // 5] = 0.0
         gain = 10 ** (-float(torch.rand(1, generator=gen)) * 1.5)  # 0 to -30 dB
         out.append((0.9 * gain * wave / wave.abs().max()).float())
     return out
@@ -120,14 +126,21 @@ class Int8MuQ:
         items = max(count, self.batch_size)
         return items, self.pad_samples * max(1, math.ceil(longest / self.pad_samples))
 
+    def encode_mel(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The int8 encoder on a normalised log-mel (batch, n_mels, frames) zero past ``mel_lengths`` (batch,)
+        -> hidden (batch, num_layers, T, dim) float32 for :attr:`layers`, frames (batch,). A shape not seen
+        before is compiled first. Call it without autograd and outside inference mode."""
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):  # weights folded into prepacked oneDNN int8 kernels
+            return self._compiled(mel, mel_lengths)
+
     def encode_batch(self, wavs: Sequence[torch.Tensor], *, layers: tuple[int, ...]) -> list[torch.Tensor]:
         """Like :func:`muqkit.embed.chunks.encode_batch`: one (num_layers, frames_i, dim) float32 tensor per
         signal."""
         self.check_layers(layers)
         items, samples = self.padded_shape(len(wavs), max(w.numel() for w in wavs))
         # Inductor's frozen int8 kernels compile under no_grad, not inside inference mode (the pipeline's).
-        import torch._inductor.config as inductor_config
-
         with torch.inference_mode(False), torch.no_grad():
             batch = torch.zeros(items, samples)
             lengths = torch.full((items,), samples)  # padding items: full length, their outputs dropped
@@ -135,8 +148,7 @@ class Int8MuQ:
                 batch[i, : wav.numel()] = wav.float()
                 lengths[i] = wav.numel()
             mel = self.frontend(batch, lengths)  # float32 (items, n_mels, frames), zero past lengths
-            with inductor_config.patch(freezing=True):  # (a new shape compiles here)
-                hidden, frames = self._compiled(mel.mel, mel.lengths)  # (items, num_layers, T, dim)
+            hidden, frames = self.encode_mel(mel.mel, mel.lengths)  # (items, num_layers, T, dim)
             pick = [self.layers.index(layer) for layer in layers]
             return [hidden[i, pick, : int(frames[i])].clone() for i in range(len(wavs))]
 
@@ -193,7 +205,8 @@ def quantize_muq(
         # Two items of different lengths, so that export keeps batch and length symbolic.
         first = mels[0][0]
         example = (torch.cat([first, first]), torch.tensor([first.shape[-1], first.shape[-1] - 7]))
-        dims = {"mel": {0: torch.export.Dim("batch"), 2: torch.export.Dim.AUTO}, "mel_lengths": {0: torch.export.Dim("batch")}}
+        batch = torch.export.Dim("batch")
+        dims = {"mel": {0: batch, 2: torch.export.Dim.AUTO}, "mel_lengths": {0: batch}}
         program = torch.export.export(encoder, example, dynamic_shapes=dims).module()
         quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
         prepared = prepare_pt2e(program, quantizer)  # type: ignore[arg-type]

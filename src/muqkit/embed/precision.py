@@ -81,10 +81,10 @@ def read_cpu_features() -> CpuFeatures:
 
 
 def int8_available() -> bool:
-    """Whether the int8 backend (:mod:`muqkit.embed.int8`) can run here: its packages are installed."""
-    from importlib.util import find_spec
+    """Whether int8 (:mod:`muqkit.embed.int8`) can run here: torchao installed and a C++ compiler found."""
+    from muqkit.embed.int8 import int8_problem
 
-    return all(find_spec(name) is not None for name in ("openvino", "nncf"))
+    return int8_problem() is None
 
 
 def resolve_precision(option: str, *, device: str | torch.device = "cpu") -> Precision:
@@ -103,6 +103,12 @@ def resolve_precision(option: str, *, device: str | torch.device = "cpu") -> Pre
     on_cpu = torch.device(device).type == "cpu"
     if option == "int8" and not on_cpu:
         raise ValueError(f"--dtype int8 runs on the CPU only, not --device {device}")
+    if option == "int8":
+        from muqkit.embed.int8 import int8_problem
+
+        problem = int8_problem()
+        if problem:
+            raise ValueError(problem)
     if not on_cpu:
         return "float32" if option == "auto" else option  # type: ignore[return-value]
     if option == "auto":
