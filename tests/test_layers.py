@@ -20,22 +20,32 @@ DELEGATORS = frozenset({"from_pretrained", "save_pretrained"})
 DELEGATE_TO = "muqkit.hub.loaders"
 
 
-def _imports(tree: ast.AST) -> list[tuple[str, int, str | None]]:
-    """``(module, line, enclosing function)`` of every absolute import in ``tree``."""
-    found: list[tuple[str, int, str | None]] = []
+def _import_nodes(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, str | None]]:
+    """Every absolute import statement in ``tree`` with its enclosing function (``None`` at module level)."""
+    found: list[tuple[ast.Import | ast.ImportFrom, str | None]] = []
 
     def visit(node: ast.AST, function: str | None) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                 visit(child, child.name)
                 continue
-            if isinstance(child, ast.Import):
-                found.extend((alias.name, child.lineno, function) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                found.append((child.module, child.lineno, function))
+            absolute_from = isinstance(child, ast.ImportFrom) and child.module and not child.level
+            if isinstance(child, ast.Import) or absolute_from:
+                found.append((child, function))
             visit(child, function)
 
     visit(tree, None)
+    return found
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, int, str | None]]:
+    """``(module, line, enclosing function)`` of every absolute import in ``tree``."""
+    found: list[tuple[str, int, str | None]] = []
+    for node, function in _import_nodes(tree):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno, function) for alias in node.names)
+        else:
+            found.append((str(node.module), node.lineno, function))
     return found
 
 
@@ -92,7 +102,9 @@ def test_the_delegator_exception_is_narrow():
 # Training sits below the experiments: ``train/`` composes models and data, never evaluation, the recipes
 # (demo, claims) or the CLI; and nothing in the library but the CLI reaches up into the recipes.
 TRAIN_FORBIDDEN = ("muqkit.eval", "muqkit.recipes", "muqkit.cli")
-LIBRARY_PACKAGES = ("audio", "encoder", "tokenizer", "ssl", "mulan", "data", "train", "eval", "embed", "hub")
+LIBRARY_PACKAGES = (
+    "audio", "encoder", "tokenizer", "ssl", "mulan", "data", "train", "eval", "embed", "hub", "integrations"
+)  # fmt: skip
 
 
 def _imports_of(package: str, forbidden: tuple[str, ...]) -> list[str]:
@@ -133,27 +145,20 @@ def _edges(tree: ast.AST, modules: dict[str, Path] | set[str]) -> tuple[list[Edg
     and function-level imports included), and every private name it takes: ``(module, name, line)``."""
     edges: list[Edge] = []
     private: list[tuple[str, str, int]] = []
-
-    def visit(node: ast.AST, function: str | None) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                visit(child, child.name)
+    for node, function in _import_nodes(tree):
+        if isinstance(node, ast.Import):
+            edges.extend((a.name, node.lineno, function) for a in node.names if _is(a.name, "muqkit"))
+            continue
+        module = str(node.module)
+        if not _is(module, "muqkit"):
+            continue
+        for alias in node.names:
+            if f"{module}.{alias.name}" in modules:
+                edges.append((f"{module}.{alias.name}", node.lineno, function))
                 continue
-            if isinstance(child, ast.Import):
-                edges.extend((a.name, child.lineno, function) for a in child.names if _is(a.name, "muqkit"))
-            elif isinstance(child, ast.ImportFrom) and child.level == 0 and _is(child.module or "", "muqkit"):
-                assert child.module is not None
-                for alias in child.names:
-                    submodule = f"{child.module}.{alias.name}"
-                    if submodule in modules:
-                        edges.append((submodule, child.lineno, function))
-                        continue
-                    edges.append((child.module, child.lineno, function))
-                    if alias.name.startswith("_") and not alias.name.startswith("__"):
-                        private.append((child.module, alias.name, child.lineno))
-            visit(child, function)
-
-    visit(tree, None)
+            edges.append((module, node.lineno, function))
+            if alias.name.startswith("_") and not alias.name.startswith("__"):
+                private.append((module, alias.name, node.lineno))
     return edges, private
 
 
@@ -290,3 +295,13 @@ def test_inference_and_data_import_no_training_module():
             if _is(module, "muqkit.train") or _is(module, "lightning"):
                 problems.append(f"{path.relative_to(SRC.parent)}:{line} imports {module}")
     assert len(inference) > 20 and not problems, "\n".join(problems)
+
+
+def test_benchmark_integrations_sit_above_the_library():
+    """``integrations/`` (MTEB, hear-eval-kit) composes inference and the hub; nothing in the library imports it,
+    and it imports no training, CLI or Lightning."""
+    assert (SRC / "integrations" / "mteb_encoder.py").is_file() and (SRC / "integrations" / "hear_eval.py").is_file()
+    below = [p for p in LIBRARY_PACKAGES if p != "integrations"]
+    problems = [v for package in below for v in _imports_of(package, ("muqkit.integrations",))]
+    problems += _imports_of("integrations", ("muqkit.train", "muqkit.cli", "muqkit.recipes", "lightning"))
+    assert not problems, "\n".join(problems)

@@ -1,5 +1,5 @@
 """The Python examples of the README and docs/ run, and every documented muqkit command parses. Hub
-downloads are replaced by local stand-ins: a tiny random MuQ,
+downloads are replaced by local stand-ins: a tiny random MuQ, a random Mel-RVQ,
 and the official-format MuQ-MuLan fixture in ../shared/parity (the MuLan example skips without it)."""
 
 import re
@@ -31,6 +31,9 @@ def test_readme_python_example_runs(index, monkeypatch):
         return MuQ.from_preset("tiny").eval()
 
     monkeypatch.setattr(MuQ, "from_pretrained", classmethod(offline))
+    from muqkit.tokenizer.mel_rvq import MelRVQ, MelRVQConfig
+
+    monkeypatch.setattr(MelRVQ, "from_pretrained", classmethod(lambda cls, _id, **kw: MelRVQ(MelRVQConfig()).eval()))
     parity = README.parent.parent / "shared" / "parity"
     if "../shared/parity" in block or "MuQMuLan" in block:
         if not parity.is_dir():

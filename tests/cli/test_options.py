@@ -73,3 +73,17 @@ def test_hidden_aliases_stay_out_of_the_help():
     text = sub.choices["tokenizer"]._actions[-1].choices["train"].format_help()
     assert "--max-steps" in text and "--num-workers" in text and "--out" in text
     assert "--steps" not in text.replace("--max-steps", "") and "--workers" not in text.replace("--num-workers", "")
+
+
+def test_configs_are_built_from_the_options_of_their_fields():
+    pytest.importorskip("lightning")
+    from muqkit.cli.options import config_from_args
+    from muqkit.train.mulan import MuLanTrainConfig
+
+    argv = ["mulan", "train", "--manifest", "m", "--out", "o", "--lr", "0.5", "--seed", "3", "--preset", "test"]
+    args = build_parser().parse_args(argv)
+    config = config_from_args(MuLanTrainConfig, args, manifests=("m",), resume=False)
+    assert (config.out, config.lr, config.seed, config.preset, config.resume) == ("o", 0.5, 3, "test", False)
+    assert config.max_steps == 1000 and config.train_split == MuLanTrainConfig.train_split  # defaults kept
+    with pytest.raises(TypeError, match="no fields"):
+        config_from_args(MuLanTrainConfig, args, manifests=("m",), resumed=True)

@@ -90,3 +90,21 @@ def test_extras_live_in_the_hub_and_follow_the_model(tmp_path):
     assert loaders.official_extras(loaded).config["mask_prob"] == 0.5
     loaded.save_pretrained(tmp_path / "b")  # written back without being asked
     assert torch.equal(load_file(str(tmp_path / "b" / "model.safetensors"))["model.linear.weight"], head)
+
+
+def test_one_loader_recognises_a_folder_and_loads_what_it_holds(tmp_path, monkeypatch):
+    from muqkit.hub.weights import CheckpointError
+
+    muq = MuQ.from_preset("tiny", seed=0).eval()
+    folder = muq.save_pretrained(tmp_path / "muq")
+    source = loaders.identify_model(folder)
+    assert source.kind == "muq" and source.name == str(folder) and source.config
+    reads: list[Path] = []
+    real = loaders.read_config
+    monkeypatch.setattr(loaders, "read_config", lambda f: reads.append(f) or real(f))
+    loaded = loaders.load_model(source)  # config.json is not read again
+    assert reads == [] and isinstance(loaded, MuQ) and not loaded.training
+    torch.testing.assert_close(loaded.state_dict(), muq.state_dict())
+    assert loaders.identify_model(tmp_path / "graph.onnx").kind == "onnx"
+    with pytest.raises(CheckpointError, match="is a MuQ checkpoint; this needs a MuQ-MuLan"):
+        loaders.load_model(source, kinds=("mulan",))

@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,13 +73,8 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     Raises:
         AudioError: the file is missing or libsndfile cannot open it.
     """
-    import soundfile as sf
 
-    _check_exists(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(path, f"unreadable or corrupt audio ({_reason(exc)})") from exc
+    info = _open(path, header_only=True)
     frames = int(info.frames)
     rate = int(info.samplerate)
     return AudioInfo(
@@ -123,12 +119,7 @@ def stream_audio(
 
     if block_samples <= 0:
         raise ValueError(f"block_samples must be positive, got {block_samples}")
-    _check_exists(path)
-    try:
-        handle = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(path, f"unreadable or corrupt audio ({_reason(exc)})") from exc
-    with handle:
+    with _open(path) as handle:
         source_rate = int(handle.samplerate)
         if source_rate <= 0:
             raise AudioError(path, f"invalid sample rate {source_rate}")
@@ -230,14 +221,8 @@ def read_crop(path: str | os.PathLike[str], sample_rate: int, start: int, num_sa
     Raises:
         AudioError: the file is missing, cannot be decoded, or the crop has NaN or infinite samples.
     """
-    import soundfile as sf
 
-    _check_exists(path)
-    try:
-        fh = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(path, f"unreadable or corrupt audio ({_reason(exc)})") from exc
-    with fh:
+    with _open(path) as fh:
         native = fh.samplerate
         if native == sample_rate:
             fh.seek(min(start, fh.frames))
@@ -259,6 +244,18 @@ def _take(pending: list[np.ndarray], n: int) -> tuple[np.ndarray, list[np.ndarra
     joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
     head, tail = joined[:n].copy(), joined[n:]
     return head, ([tail] if tail.size else []), int(tail.size)
+
+
+def _open(path: str | os.PathLike[str], *, header_only: bool = False) -> Any:
+    """An open ``soundfile.SoundFile`` (or with ``header_only`` its ``soundfile.info``), libsndfile's errors
+    as :class:`AudioError`."""
+    import soundfile as sf
+
+    _check_exists(path)
+    try:
+        return sf.info(str(path)) if header_only else sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(path, f"unreadable or corrupt audio ({_reason(exc)})") from exc
 
 
 def _check_exists(path: str | os.PathLike[str]) -> None:

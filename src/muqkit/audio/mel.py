@@ -19,7 +19,11 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.configs import build, check_int, nest
+
+SAMPLE_RATE = 24000  # what MuQ, MuQ-MuLan and the Mel-RVQ read (official)
+FRAME_RATE = 25  # MuQ's frames per second (official: 4x subsampled 100 Hz mel frames)
 
 # The mel fields as older config files hold them, flat (name -> MelConfig field).
 MEL_FIELDS: dict[str, str] = {"sample_rate": "sample_rate", "n_fft": "n_fft", "hop_length": "hop_length",
@@ -309,7 +313,7 @@ class MelFrontend(nn.Module):
         n_frames = self.num_frames(lengths)
         if bool((n_frames == frames).all()):
             return MelOutput(mel=mel, lengths=n_frames)
-        frame_mask = torch.arange(frames, device=wavs.device).unsqueeze(0) < n_frames.unsqueeze(1)
+        frame_mask = lengths_to_mask(n_frames, frames)
         return MelOutput(mel=mel * frame_mask.unsqueeze(1), lengths=n_frames)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> MelOutput:

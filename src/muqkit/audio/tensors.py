@@ -60,6 +60,11 @@ def as_waveforms(wavs: Any, *, name: str = "wavs") -> torch.Tensor:
     return wavs
 
 
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(batch,) lengths -> (batch, max_len) boolean mask, True at valid positions (the first ``lengths``)."""
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
 def lengths_from_mask(attention_mask: Any, shape: torch.Size, *, device: torch.device) -> torch.Tensor:
     """Per-item valid samples of a (batch, samples) attention mask whose valid samples come first.
 
@@ -72,7 +77,7 @@ def lengths_from_mask(attention_mask: Any, shape: torch.Size, *, device: torch.d
         raise ValueError(f"attention_mask shape {tuple(mask.shape)} differs from wavs {tuple(shape)}")
     valid = mask.ne(0)
     lengths = valid.sum(-1)
-    prefix = torch.arange(shape[-1], device=device).unsqueeze(0) < lengths.unsqueeze(1)
+    prefix = lengths_to_mask(lengths, shape[-1])
     if not bool(torch.equal(valid, prefix)):
         bad = (valid != prefix).any(-1).nonzero().flatten().tolist()
         raise ValueError(

@@ -94,7 +94,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _load_task(args: argparse.Namespace):  # noqa: ANN202 - TaskData or FrameTaskData
-    from muqkit.eval.frames import FRAME_TASKS, load_frame_task
+    from muqkit.eval.frame_tasks import FRAME_TASKS, load_frame_task
     from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task
     from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS, load_marble_frame_task
     from muqkit.eval.tasks import CORPUS_TASKS, load_corpus_task

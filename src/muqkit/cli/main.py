@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "muqkit.cli.mulan",
     "muqkit.cli.index",
     "muqkit.cli.export",
+    "muqkit.cli.benchmark",
     "muqkit.cli.demo",
     "muqkit.cli.serve",
 )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int, report_failures
 from muqkit.cli.index import index_options
-from muqkit.cli.options import field_option, hidden_alias
+from muqkit.cli.options import config_from_args, field_option, hidden_alias
 
 DEFAULT_MODEL = "OpenMuQ/MuQ-MuLan-large"
 
@@ -208,32 +208,10 @@ def run_train(args: argparse.Namespace) -> int:
     from muqkit.train.mulan import MuLanTrainConfig, train_mulan
 
     freeze = () if args.freeze in ("", "none") else tuple(p.strip() for p in args.freeze.split(","))
-    config = MuLanTrainConfig(
-        manifests=tuple(args.manifest),
-        out=args.out,
-        preset=args.preset,
-        model_config=args.model_config,
-        muq=args.muq,
-        audio_layer=args.audio_layer,
-        lag_pooling=args.lag_pooling,
-        text_backbone=args.text_backbone,
-        init=args.init,
-        freeze=freeze,
-        clip_seconds=args.clip_seconds,
-        batch_size=args.batch_size,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        decoupled=not args.no_decoupled,
-        precision=args.precision,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        num_workers=args.num_workers,
-        val_every=args.val_every,
-        seed=args.seed,
+    config = config_from_args(
+        MuLanTrainConfig, args, manifests=tuple(args.manifest), freeze=freeze, decoupled=not args.no_decoupled,
         resume=not args.no_resume,
-        overwrite=args.overwrite,
-    )
+    )  # fmt: skip
     print(train_mulan(config))
     return 0
 

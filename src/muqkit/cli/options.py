@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-from typing import Any
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 
 def resolve_field(spec: str) -> tuple[type, str]:
@@ -49,6 +51,21 @@ def field_option(
     action = parser.add_argument(flag, default=default, help=f"{text} (default: {default})".lstrip(), **kwargs)
     action.config_field = field  # type: ignore[attr-defined]
     return action
+
+
+def config_from_args(config: type[C], args: argparse.Namespace, **values: Any) -> C:
+    """``config`` built from ``values`` and, for its other fields, the parsed options of the same name (the
+    ``dest`` of a :func:`field_option` is its field's name); fields neither gives keep their defaults.
+
+    Raises:
+        TypeError: ``values`` names a field ``config`` does not have.
+    """
+    names = [f.name for f in dataclasses.fields(config) if f.init]  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise TypeError(f"{config.__name__} has no fields {unknown}")
+    parsed = {name: getattr(args, name) for name in names if name not in values and hasattr(args, name)}
+    return config(**parsed, **values)
 
 
 def hidden_alias(parser: argparse.ArgumentParser, flag: str, dest: str, **kwargs: Any) -> argparse.Action:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from muqkit.cli.errors import positive_float, positive_int
-from muqkit.cli.options import device_count, field_option, hidden_alias
+from muqkit.cli.options import config_from_args, device_count, field_option, hidden_alias
 
 log = logging.getLogger(__name__)
 
@@ -122,25 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     from muqkit.train.tokenizer import TokenizerTrainingConfig, train_tokenizer
 
-    config = TokenizerTrainingConfig(
-        kind=args.kind,
-        crop_seconds=args.crop_seconds,
-        crop_frames=args.crop_frames,
-        batch_size=args.batch_size,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        kmeans_init=not args.no_kmeans_init,
-        stats_max_seconds=args.stats_max_seconds,
-        preload=args.preload,
-        cache_frames=args.cache_frames,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        precision=args.precision,
-        checkpoint_every=args.checkpoint_every,
-        model=model,
-    )
+    config = config_from_args(TokenizerTrainingConfig, args, kmeans_init=not args.no_kmeans_init, model=model)
     result = train_tokenizer(
         args.data, output, config, validation=args.val, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress,

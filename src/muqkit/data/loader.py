@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from muqkit.audio.io import read_crop
 from muqkit.data.manifest import AudioRecord, manifest_records, manifest_root
@@ -281,8 +281,21 @@ def collate_crops(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     return batch
 
 
+def crop_loader(
+    source: Dataset | torch.utils.data.IterableDataset, *, batch_size: int, num_workers: int, seed: int,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """A loader of crop batches (:func:`collate_crops`) from a crop dataset (with its ``sampler``) or a crop
+    stream, with a generator seeded by ``seed`` of its own (the global random state is left alone)."""
+    return DataLoader(
+        source, batch_size=batch_size, sampler=sampler, collate_fn=collate_crops, num_workers=num_workers,
+        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed),
+    )  # fmt: skip
+
+
 __all__ = [
     "CROP_SAMPLING",
+    "crop_loader",
     "FrameCropDataset",
     "absolute_records",
     "RandomCropDataset",

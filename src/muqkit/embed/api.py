@@ -264,7 +264,8 @@ def prepare_run(
     if precision == "int8":
         from muqkit.embed.int8 import quantize_muq
 
-        muq = quantize_muq(muq, layers=chosen, batch_size=batch_size, pad_samples=chunk_length(chunk_seconds, config))  # type: ignore[assignment]
+        pad = chunk_length(chunk_seconds, config)  # one compiled shape: batches of whole chunks
+        muq = quantize_muq(muq, layers=chosen, batch_size=batch_size, pad_samples=pad)  # type: ignore[assignment]
     else:
         muq = muq.to(device=torch.device(device), dtype=_DTYPES[precision]).eval()
     run = _Run(
@@ -317,19 +318,19 @@ def load_muq(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> MuQ:
-    """Return ``model`` if it is a module, else load it from a Hub id or folder (``None``: the default
-    model, see :func:`muqkit.hub.defaults.default_muq_model`)."""
+    """Return ``model`` if it is a module, else load it with the hub (:func:`muqkit.hub.loaders.load_model`)
+    from a Hub id, folder or exported ``.onnx`` file (``None``: the default model, see
+    :func:`muqkit.hub.defaults.default_muq_model`).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be loaded or is not a MuQ (a MuQ-MuLan, say).
+    """
     if isinstance(model, torch.nn.Module):
         return model
-    if model is None:
-        model = default_muq_model()
-    if str(model).endswith(".onnx"):  # an exported graph, run by onnxruntime
-        from muqkit.export.onnx import OnnxMuQ
+    from muqkit.hub.loaders import load_model
 
-        return OnnxMuQ(model)  # type: ignore[return-value]
-    from muqkit.ssl.muq import MuQ
-
-    return MuQ.from_pretrained(model, revision=revision, cache_dir=cache_dir)
+    return load_model(default_muq_model() if model is None else model, kinds=("muq", "onnx"), revision=revision,
+                      cache_dir=cache_dir)  # fmt: skip
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:

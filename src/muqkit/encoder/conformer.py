@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.configs import check_int, check_number, check_probability
 from muqkit.encoder.conv import masked_batch_norm
 
@@ -216,7 +217,6 @@ class Conformer(nn.Module):
         self.layers = nn.ModuleList([ConformerLayer(config) for _ in range(config.depth)])
         self.layer_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = config.dropout
-        self.gradient_checkpointing = False
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, num_layers: int | None = None
@@ -233,7 +233,7 @@ class Conformer(nn.Module):
         batch, time, _ = x.shape
         key_mask = valid = None
         if lengths is not None and bool((lengths < time).any()):
-            mask = torch.arange(time, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (batch, time)
+            mask = lengths_to_mask(lengths, time)  # (batch, time)
             key_mask = mask.view(batch, 1, 1, time)
             valid = mask.unsqueeze(-1).to(x.dtype)
         rotary = self.rotary(time, x.dtype)
@@ -244,10 +244,7 @@ class Conformer(nn.Module):
                              f"got {num_layers}")
         states = [x]
         for layer in self.layers[:depth]:
-            if self.gradient_checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(layer, x, rotary, key_mask, valid, use_reentrant=False)
-            else:
-                x = layer(x, rotary, key_mask, valid)
+            x = layer(x, rotary, key_mask, valid)
             states.append(x)
         if depth == len(self.layers):
             states[-1] = self.layer_norm(x)

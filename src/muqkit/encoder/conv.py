@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from muqkit.audio.tensors import lengths_to_mask
+
 
 def conv_out_length(lengths: torch.Tensor, stride: int) -> torch.Tensor:
     """Output length of a kernel-3, padding-1 conv with ``stride`` on inputs of ``lengths``."""
@@ -23,8 +25,7 @@ def conv_out_length(lengths: torch.Tensor, stride: int) -> torch.Tensor:
 
 def _time_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     """(batch, 1, 1, size) float mask of valid time steps."""
-    steps = torch.arange(size, device=lengths.device)
-    return (steps.unsqueeze(0) < lengths.unsqueeze(1)).view(-1, 1, 1, size)
+    return lengths_to_mask(lengths, size).view(-1, 1, 1, size)
 
 
 def _masked(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -237,7 +238,7 @@ class ConvSubsampling(nn.Module):
         batch, channels, bands, frames = x.shape
         x = x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bands)  # (batch, frames, c * f)
         x = self.proj(x)
-        valid = torch.arange(frames, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        valid = lengths_to_mask(lengths, frames)
         return x * valid.unsqueeze(-1), lengths
 
     def _forward_chunked(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from muqkit.atomic import atomic_path
+from muqkit.audio.mel import SAMPLE_RATE
 from muqkit.data.manifest import AudioRecord, manifest_hash
 from muqkit.eval.features import FeatureExtractor
 
@@ -66,7 +67,34 @@ def read_record(record: AudioRecord, root: Path) -> torch.Tensor:
     """A manifest record's audio, mono at 24 kHz, (samples,) float."""
     from muqkit.audio.io import load_audio
 
-    return load_audio(record.resolve(root), sample_rate=24000)
+    return load_audio(record.resolve(root), sample_rate=SAMPLE_RATE)
+
+
+def entry_path(cache_dir: str | os.PathLike[str], model_id: str, key: str) -> Path:
+    """Where a cache entry lives: ``<cache_dir>/<model id>/<key>.safetensors``."""
+    return Path(cache_dir) / model_id / f"{key}.safetensors"
+
+
+def embed_in_batches(
+    records: Sequence[AudioRecord],
+    root: str | os.PathLike[str],
+    embed: Callable[[list[torch.Tensor]], list[np.ndarray]],
+    *,
+    batch_size: int,
+    model_id: str,
+) -> list[np.ndarray]:
+    """``embed`` of every record's audio (:func:`read_record`), in the order of ``records``; the records are
+    fed shortest first, ``batch_size`` at a time, to limit padding."""
+    order = sorted(range(len(records)), key=lambda i: (records[i].num_samples, records[i].id))
+    values: list[np.ndarray | None] = [None] * len(records)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        feats = embed([read_record(records[i], Path(root)) for i in chunk])
+        for i, f in zip(chunk, feats, strict=True):
+            values[i] = f
+        if (start // batch_size) % 20 == 0:
+            logger.info("%s: %d/%d items embedded", model_id, start + len(chunk), len(records))
+    return [v for v in values if v is not None]
 
 
 def embed_records(
@@ -99,8 +127,7 @@ def embed_records(
         raise ValueError(f"layers {keep} out of range for a model with {extractor.num_layers} layers")
     path = None
     if cache_dir is not None:
-        key = cache_key(extractor.id, keep, records)
-        path = Path(cache_dir) / extractor.id / f"{key}.safetensors"
+        path = entry_path(cache_dir, extractor.id, cache_key(extractor.id, keep, records))
         if path.is_file():
             from safetensors import safe_open
 
@@ -110,16 +137,8 @@ def embed_records(
             logger.info("features of %d items from %s", len(ids), path)
             return Features(ids, cached, keep, extractor.id)
     t0 = time.perf_counter()
-    order = sorted(range(len(records)), key=lambda i: (records[i].num_samples, records[i].id))
-    values: list[np.ndarray | None] = [None] * len(records)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        feats = extractor.embed([read_record(records[i], root) for i in chunk])
-        for i, f in zip(chunk, feats, strict=True):
-            values[i] = f[list(keep)]
-        if (start // batch_size) % 20 == 0:
-            logger.info("%s: %d/%d items embedded", extractor.id, start + len(chunk), len(records))
-    stacked = np.stack(values).astype(np.float32)  # type: ignore[arg-type]
+    values = embed_in_batches(records, root, extractor.embed, batch_size=batch_size, model_id=extractor.id)
+    stacked = np.stack([v[list(keep)] for v in values]).astype(np.float32)
     seconds = time.perf_counter() - t0
     ids = tuple(r.id for r in records)
     if path is not None:

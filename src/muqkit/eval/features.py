@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from muqkit.audio.autocorr import autocorrelation
-
-SAMPLE_RATE = 24000
+from muqkit.audio.mel import SAMPLE_RATE
+from muqkit.audio.tensors import lengths_to_mask
 
 
 class FeatureExtractor(Protocol):
@@ -49,7 +49,7 @@ def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 def _masked_mean_std(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std over time of (batch, channels, frames) within each item's valid frames."""
-    mask = (torch.arange(x.shape[-1]).unsqueeze(0) < lengths.unsqueeze(1)).to(x.dtype).unsqueeze(1)
+    mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype).unsqueeze(1)
     n = mask.sum(-1).clamp(min=1)
     mean = (x * mask).sum(-1) / n
     var = (((x - mean.unsqueeze(-1)) * mask) ** 2).sum(-1) / n
@@ -146,6 +146,31 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:12]
 
 
+def count_hidden_states(model: torch.nn.Module) -> int:
+    """How many hidden states a MuQ-like model returns: its config's ``encoder_depth + 1``, or counted on one
+    second of silence."""
+    depth = getattr(getattr(model, "config", None), "encoder_depth", None)
+    if depth is not None:
+        return int(depth) + 1
+    out = model(torch.zeros(1, SAMPLE_RATE), lengths=torch.tensor([SAMPLE_RATE]), output_hidden_states=True)
+    return len(out.hidden_states)
+
+
+def muq_from_spec(spec: str) -> tuple[torch.nn.Module, str] | None:
+    """The MuQ of ``random:PRESET`` (random weights, seed 0) or ``muq:FOLDER_OR_HUB_ID`` (loaded by the hub) and
+    the readable name that prefixes its cache id; ``None`` for any other spec."""
+    kind, _, arg = spec.partition(":")
+    if kind not in ("random", "muq") or not arg:
+        return None
+    if kind == "random":
+        from muqkit import MuQ
+
+        return MuQ.from_preset(arg, seed=0), f"random-{arg}"
+    from muqkit.hub.loaders import load_model
+
+    return load_model(arg, kinds=("muq",)), "muq-" + "".join(c if c.isalnum() else "-" for c in arg)[-40:]
+
+
 class MuQExtractor:
     """Every hidden state of a MuQ-like model, mean-pooled over valid frames.
 
@@ -164,14 +189,8 @@ class MuQExtractor:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
         self.model = model.eval()
         self.max_samples = int(max_seconds * SAMPLE_RATE)
-        config = getattr(model, "config", None)
-        depth = getattr(config, "encoder_depth", None)
-        self.num_layers = depth + 1 if depth is not None else self._probe_layers()
+        self.num_layers = count_hidden_states(self.model)
         self.id = f"{name}-{weights_fingerprint(model)}-w{max_seconds:g}"
-
-    def _probe_layers(self) -> int:
-        out = self.model(torch.zeros(1, SAMPLE_RATE), lengths=torch.tensor([SAMPLE_RATE]), output_hidden_states=True)
-        return len(out.hidden_states)
 
     @torch.no_grad()
     def embed(self, wavs: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -187,7 +206,7 @@ class MuQExtractor:
         out = self.model(batch, lengths=lengths, output_hidden_states=True)
         frames = out.lengths.to(torch.long)
         states = torch.stack([h.float() for h in out.hidden_states], dim=1)  # (W, L, T, D)
-        mask = (torch.arange(states.shape[2]).unsqueeze(0) < frames.unsqueeze(1)).float()  # (W, T)
+        mask = lengths_to_mask(frames, states.shape[2]).float()  # (W, T)
         sums = torch.einsum("wltd,wt->wld", states, mask)  # (W, L, D)
         result = []
         owner_t = torch.tensor(owner)
@@ -264,14 +283,9 @@ def make_extractor(spec: str, *, max_seconds: float = 30.0) -> FeatureExtractor:
         return HandcraftedExtractor(spec)
     if spec == "madmom-key":
         return MadmomKeyExtractor()
-    kind, _, arg = spec.partition(":")
-    if kind in ("random", "muq") and arg:
-        from muqkit import MuQ
-
-        if kind == "random":
-            return MuQExtractor(MuQ.from_preset(arg, seed=0), f"random-{arg}", max_seconds=max_seconds)
-        name = "muq-" + "".join(c if c.isalnum() else "-" for c in arg)[-40:]
-        return MuQExtractor(MuQ.from_pretrained(arg), name, max_seconds=max_seconds)
+    muq = muq_from_spec(spec)
+    if muq is not None:
+        return MuQExtractor(muq[0], muq[1], max_seconds=max_seconds)
     raise ValueError(
         f"unknown model spec {spec!r}: use mel, mfcc, chroma, rhythm, madmom-key, random:PRESET or muq:FOLDER_OR_HUB_ID"
     )

@@ -6,7 +6,7 @@ Each split is a JSONL file (``<root>/data/<NAME>/<NAME>.{train,val,test}.jsonl``
     Chords1217:        {"audio_path": ..., "label": [{"start_time": 0.0, "end_time": 1.25, "chord_str": "E:maj"}, ...]}
     GTZANBeatTracking: {"audio_path": ..., "label": {"beat": [0.43, 0.90, ...], "downbeat": [0.43, ...]}}
 
-They load as :class:`muqkit.eval.frames.FrameTaskData` (tasks ``chord`` and ``beat``), so the frame probes,
+They load as :class:`muqkit.eval.frame_tasks.FrameTaskData` (tasks ``chord`` and ``beat``), so the frame probes,
 metrics and ``muqkit finetune`` run on them unchanged. Recordings are embedded whole (MARBLE cuts them into
 clips first); chord symbols outside the 25 classes are kept in mir_eval's syntax for the ``mirex`` score.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from muqkit.data.labels import ScoreLabels
 from muqkit.data.manifest import SPLITS, AudioRecord
-from muqkit.eval.frames import FRAME_TASKS, FrameTaskData
+from muqkit.eval.frame_tasks import FRAME_TASKS, FrameTaskData
 from muqkit.eval.marble import MarbleAdapter, read_marble_records
 
 
@@ -31,7 +31,7 @@ class MarbleFrameAdapter:
     Attributes:
         task: registry name.
         dataset: MARBLE's folder / file prefix.
-        frame_task: the :data:`muqkit.eval.frames.FRAME_TASKS` entry it feeds (``chord`` or ``beat``).
+        frame_task: the :data:`muqkit.eval.frame_tasks.FRAME_TASKS` entry it feeds (``chord`` or ``beat``).
         alt_datasets: other prefixes of the same data.
     """
 

@@ -49,12 +49,15 @@ class ProbeConfig:
     patience: int = 20
 
     def __post_init__(self) -> None:
+        name = type(self).__name__
         if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+            raise ValueError(f"{name}.head must be one of {HEADS}, got {self.head!r}")
         if self.hidden < 1 or not 0 <= self.dropout < 1 or self.lr <= 0 or self.batch_size < 1:
-            raise ValueError("hidden >= 1, dropout in [0, 1), lr > 0 and batch_size >= 1 required")
+            raise ValueError(f"{name}: hidden >= 1, dropout in [0, 1), lr > 0 and batch_size >= 1 required")
+        if self.weight_decay < 0:
+            raise ValueError(f"{name}.weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_epochs < 1 or self.patience < 1:
-            raise ValueError("max_epochs and patience must be >= 1")
+            raise ValueError(f"{name}: max_epochs and patience must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,16 @@ class SeedSummary:
     std: dict[str, float]
     val_mean: float
     runs: tuple[ProbeResult, ...] = field(repr=False)
+
+    @classmethod
+    def of(cls, runs: Sequence[ProbeResult], *, ignore_nan_val: bool = True) -> SeedSummary:
+        """Mean and std of the runs' test metrics, mean of their validation scores (NaN ones left out unless
+        ``ignore_nan_val`` is false)."""
+        keys = list(runs[0].test)
+        mean = {k: float(np.mean([r.test[k] for r in runs])) for k in keys}
+        std = {k: float(np.std([r.test[k] for r in runs])) for k in keys}
+        val = (np.nanmean if ignore_nan_val else np.mean)([r.val for r in runs])
+        return cls(mean, std, float(val), tuple(runs))
 
 
 class ProbeHead(nn.Module):
@@ -268,8 +281,4 @@ def probe_over_seeds(
     """:func:`train_probe` once per seed; mean and std of the test metrics."""
     if not seeds:
         raise ValueError("need at least one seed")
-    runs = tuple(train_probe(kind, x, y, num_outputs, config=config, seed=s) for s in seeds)
-    keys = list(runs[0].test)
-    mean = {k: float(np.mean([r.test[k] for r in runs])) for k in keys}
-    std = {k: float(np.std([r.test[k] for r in runs])) for k in keys}
-    return SeedSummary(mean, std, float(np.nanmean([r.val for r in runs])), runs)
+    return SeedSummary.of([train_probe(kind, x, y, num_outputs, config=config, seed=s) for s in seeds])

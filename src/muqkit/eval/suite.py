@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from muqkit.eval.cache import Features, embed_records
 from muqkit.eval.features import FeatureExtractor, make_extractor
-from muqkit.eval.probes import HEADS, ProbeConfig, evaluate, probe_over_seeds
+from muqkit.eval.probes import HEADS, ProbeConfig, SeedSummary, evaluate, probe_over_seeds
 from muqkit.eval.tasks import TaskData
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,52 @@ def _split_features(task: TaskData, feats: Features) -> dict[str, np.ndarray]:
     return {s: feats.select([r.id for r in task.records[s]]) for s in ("train", "valid", "test")}
 
 
+def layer_mode_rows(
+    model: str,
+    task: str,
+    metric: str,
+    head: str,
+    *,
+    num_layers: int,
+    layer_modes: Sequence[str],
+    probe: Callable[[list[int] | None], SeedSummary],
+) -> list[ResultRow]:
+    """The rows of one head for each layer mode (one ``-`` row for single-layer features).
+
+    Args:
+        model, task, metric, head: what the rows name.
+        num_layers: layers of the features.
+        layer_modes: any of :data:`LAYER_MODES`.
+        probe: trains the head over seeds on the given layers (``None``: all of them, mixed by learned weights
+            when there are several).
+    """
+
+    def row(layer: str, s: SeedSummary, started: float, **extra: Any) -> ResultRow:
+        return ResultRow(model, task, head, layer, metric, s.mean[metric], s.std[metric], s.val_mean, s.mean,
+                         probe_seconds=time.perf_counter() - started, **extra)  # fmt: skip
+
+    if num_layers == 1:
+        t = time.perf_counter()
+        return [row("-", probe(None), t)]
+    rows = []
+    if "sweep" in layer_modes:
+        t = time.perf_counter()
+        sweep = [(layer, probe([layer])) for layer in range(num_layers)]
+        best_layer, best = max(sweep, key=lambda p: (np.nan_to_num(p[1].val_mean, nan=-np.inf), -p[0]))
+        per_layer = tuple((lay, s.val_mean, s.mean[metric], s.std[metric]) for lay, s in sweep)
+        rows.append(row(f"best:{best_layer}", best, t, per_layer=per_layer))
+    if "last" in layer_modes:
+        t = time.perf_counter()
+        rows.append(row(f"last:{num_layers - 1}", probe([num_layers - 1]), t))
+    if "weighted" in layer_modes:
+        t = time.perf_counter()
+        s = probe(None)
+        # weighted-sum probes always record their layer weights
+        run_weights = [cast(tuple[float, ...], r.layer_weights) for r in s.runs]
+        rows.append(row("weighted", s, t, layer_weights=tuple(float(w) for w in np.mean(run_weights, axis=0))))
+    return rows
+
+
 def probe_task(
     model: str,
     task: TaskData,
@@ -104,95 +150,19 @@ def probe_task(
     x = _split_features(task, feats)
     y = dict(task.targets)
     rows: list[ResultRow] = []
-    num_layers = x["train"].shape[1]
     if model == "madmom-key" and task.kind == "key":
         scores = evaluate("key", y["test"], x["test"][:, 0])
         val = evaluate("key", y["valid"], x["valid"][:, 0])["weighted_score"]
         rows.append(ResultRow(model, task.name, "zero-shot", "-", task.metric, scores[task.metric], 0.0, val, scores))
     for head in config.heads:
         probe = replace(config.probe, head=head)
-        if num_layers == 1:
-            t = time.perf_counter()
-            s = probe_over_seeds(task.kind, x, y, task.num_outputs, config=probe, seeds=config.seeds)
-            rows.append(
-                ResultRow(
-                    model,
-                    task.name,
-                    head,
-                    "-",
-                    task.metric,
-                    s.mean[task.metric],
-                    s.std[task.metric],
-                    s.val_mean,
-                    s.mean,
-                    probe_seconds=time.perf_counter() - t,
-                )
-            )
-            continue
-        if "sweep" in config.layer_modes:
-            t = time.perf_counter()
-            sweep = []
-            for layer in range(num_layers):
-                xl = {k: v[:, layer : layer + 1] for k, v in x.items()}
-                s = probe_over_seeds(task.kind, xl, y, task.num_outputs, config=probe, seeds=config.seeds)
-                sweep.append((layer, s))
-            best_layer, best = max(sweep, key=lambda p: (np.nan_to_num(p[1].val_mean, nan=-np.inf), -p[0]))
-            per_layer = tuple((lay, s.val_mean, s.mean[task.metric], s.std[task.metric]) for lay, s in sweep)
-            rows.append(
-                ResultRow(
-                    model,
-                    task.name,
-                    head,
-                    f"best:{best_layer}",
-                    task.metric,
-                    best.mean[task.metric],
-                    best.std[task.metric],
-                    best.val_mean,
-                    best.mean,
-                    per_layer=per_layer,
-                    probe_seconds=time.perf_counter() - t,
-                )
-            )
-        if "last" in config.layer_modes:
-            t = time.perf_counter()
-            xl = {k: v[:, -1:] for k, v in x.items()}
-            s = probe_over_seeds(task.kind, xl, y, task.num_outputs, config=probe, seeds=config.seeds)
-            last = f"last:{num_layers - 1}"
-            rows.append(
-                ResultRow(
-                    model,
-                    task.name,
-                    head,
-                    last,
-                    task.metric,
-                    s.mean[task.metric],
-                    s.std[task.metric],
-                    s.val_mean,
-                    s.mean,
-                    probe_seconds=time.perf_counter() - t,
-                )
-            )
-        if "weighted" in config.layer_modes:
-            t = time.perf_counter()
-            s = probe_over_seeds(task.kind, x, y, task.num_outputs, config=probe, seeds=config.seeds)
-            # weighted-sum probes always record their layer weights
-            run_weights = [cast(tuple[float, ...], r.layer_weights) for r in s.runs]
-            weights = tuple(float(w) for w in np.mean(run_weights, axis=0))
-            rows.append(
-                ResultRow(
-                    model,
-                    task.name,
-                    head,
-                    "weighted",
-                    task.metric,
-                    s.mean[task.metric],
-                    s.std[task.metric],
-                    s.val_mean,
-                    s.mean,
-                    layer_weights=weights,
-                    probe_seconds=time.perf_counter() - t,
-                )
-            )
+
+        def on_layers(layers: list[int] | None, probe: ProbeConfig = probe) -> SeedSummary:
+            xl = x if layers is None else {k: v[:, layers] for k, v in x.items()}
+            return probe_over_seeds(task.kind, xl, y, task.num_outputs, config=probe, seeds=config.seeds)
+
+        rows += layer_mode_rows(model, task.name, task.metric, head, num_layers=x["train"].shape[1],
+                                layer_modes=config.layer_modes, probe=on_layers)  # fmt: skip
     return rows
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from muqkit.audio.mel import reflect_indices
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.encoder.conv import conv_out_length
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ META_SUFFIX = ".json"
 
 def _time_mask(lengths: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
     """(batch, size) float mask of the steps before ``lengths``."""
-    return (torch.arange(size, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).to(dtype)
+    return lengths_to_mask(lengths, size).to(dtype)
 
 
 class MuQEncoderGraph(nn.Module):
@@ -94,7 +95,7 @@ class MuQEncoderGraph(nn.Module):
         x, frames = self.subsample(mel, mel_lengths)
         conformer = self.conformer
         batch, time, _ = x.shape
-        mask = torch.arange(time, device=x.device).unsqueeze(0) < frames.unsqueeze(1)  # (batch, time)
+        mask = lengths_to_mask(frames, time)  # (batch, time)
         key_mask = mask.view(batch, 1, 1, time)
         valid = mask.unsqueeze(-1).to(x.dtype)
         rotary = conformer.rotary(time, x.dtype)

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from muqkit.audio.tensors import lengths_to_mask
+
 CLIP_KINDS = ("key", "multiclass", "multilabel", "regression")
 FRAME_KINDS = ("events", "classes")
 
@@ -102,7 +104,7 @@ class TaskHead(nn.Module):
         """
         states = torch.stack([h.float() for h in hidden_states], dim=-1)  # (batch, frames, dim, layers)
         x = states @ self.layer_logits.softmax(0)  # (batch, frames, dim)
-        mask = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]  # (batch, frames)
+        mask = lengths_to_mask(lengths, x.shape[1])  # (batch, frames)
         if not self.spec.frames:
             w = mask.float()
             x = (x * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1)  # (batch, dim)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from muqkit.audio.mel import SAMPLE_RATE
 from muqkit.finetune.model import TaskHead, TaskModel, load_head
 
 FRAME_RATE = 25.0
@@ -63,7 +64,7 @@ def predict_files(model: TaskModel, files: Sequence[str | os.PathLike[str]]) -> 
 
     results = []
     for path in files:
-        wav = load_audio(path, sample_rate=24000)
+        wav = load_audio(path, sample_rate=SAMPLE_RATE)
         out, frames = model(wav[None], torch.tensor([len(wav)]))
         o = out[0].float()
         o = o[: int(frames[0])] if o.dim() == 2 else o

@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from muqkit.audio.mel import SAMPLE_RATE
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.data.manifest import AudioRecord
 from muqkit.finetune.lora import LoRAConfig, trainable_parameters
 from muqkit.finetune.model import HeadSpec, TaskHead, TaskModel, save_head
@@ -138,7 +140,7 @@ class _Task:
 
 
 def _as_task(task: Any) -> _Task:
-    from muqkit.eval.frames import FrameTaskData
+    from muqkit.eval.frame_tasks import FrameTaskData
     from muqkit.eval.tasks import TaskData
 
     if isinstance(task, FrameTaskData):
@@ -171,7 +173,7 @@ class _Clips(Dataset):
         from muqkit.audio.io import load_audio
 
         record = self.records[i]
-        wav = load_audio(record.resolve(self.task.root), sample_rate=24000)[: self.max_samples]
+        wav = load_audio(record.resolve(self.task.root), sample_rate=SAMPLE_RATE)[: self.max_samples]
         item: dict[str, Any] = {"wav": wav, "id": record.id}
         if self.task.clip_targets is not None:
             y = self.task.clip_targets[self.split][i]
@@ -192,25 +194,24 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def _frame_targets(task: _Task, ids: list[str], frames: torch.Tensor, total: int) -> torch.Tensor:
-    """(batch, total frames, outputs) float for events, (batch, total frames) long (IGNORE padded) for classes."""
+def _frame_targets(
+    task: _Task, ids: list[str], frames: torch.Tensor, total: int, *, widen: bool = False
+) -> torch.Tensor:
+    """(batch, total frames, outputs) float for events (``widen``: 0.5 next to each event, as the frame probes
+    train), (batch, total frames) long (IGNORE padded) for classes."""
+    from muqkit.eval.frame_probes import widen_events
+
     rows = []
     for item_id, n in zip(ids, frames.tolist(), strict=True):
         y = task.frame_task.targets(item_id, int(n))
+        if widen:
+            y = widen_events(y, np.array([0, len(y)]))
         pad = total - len(y)
         if task.kind == "events":
             rows.append(np.pad(y, ((0, pad), (0, 0))))
         else:
             rows.append(np.pad(y, (0, pad), constant_values=IGNORE))
     return torch.from_numpy(np.stack(rows))
-
-
-def _widen(y: torch.Tensor) -> torch.Tensor:
-    """Event targets with 0.5 on the frames next to each event (batch, frames, outputs)."""
-    out = y.clone()
-    out[:, 1:] = torch.maximum(out[:, 1:], 0.5 * y[:, :-1])
-    out[:, :-1] = torch.maximum(out[:, :-1], 0.5 * y[:, 1:])
-    return out
 
 
 class _FineTuneTask(nn.Module):
@@ -226,9 +227,9 @@ class _FineTuneTask(nn.Module):
         out = out.float()
         kind = self.task.kind
         if kind == "events":
-            y = _frame_targets(self.task, batch["ids"], frames, out.shape[1]).to(out.device)
-            mask = (torch.arange(out.shape[1], device=out.device)[None] < frames[:, None]).float()[..., None]
-            loss = nn.functional.binary_cross_entropy_with_logits(out, _widen(y), reduction="none")
+            y = _frame_targets(self.task, batch["ids"], frames, out.shape[1], widen=True).to(out.device)
+            mask = lengths_to_mask(frames.to(out.device), out.shape[1]).float()[..., None]
+            loss = nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
             return (loss * mask).sum() / (mask.sum() * out.shape[-1]).clamp(min=1)
         if kind == "classes":
             y = _frame_targets(self.task, batch["ids"], frames, out.shape[1]).to(out.device)
@@ -313,7 +314,8 @@ def _score(task: _Task, split: str, outputs: list[np.ndarray], threshold: float 
 
         assert task.clip_targets is not None
         return evaluate(task.kind, task.clip_targets[split], np.stack(outputs))
-    from muqkit.eval.frames import FRAME_RATE, FrameSplit, score_outputs
+    from muqkit.eval.frame_probes import FrameSplit, score_outputs
+    from muqkit.eval.frame_tasks import FRAME_RATE
 
     ft = task.frame_task
     records = task.records[split]
@@ -406,7 +408,7 @@ def finetune(
     num_workers: int = 0,
 ) -> FineTuneResult:
     """Fine-tune a MuQ ``model`` on a clip task (:class:`~muqkit.eval.tasks.TaskData`) or a frame task
-    (:class:`~muqkit.eval.frames.FrameTaskData`) and write ``out`` (see the module docstring).
+    (:class:`~muqkit.eval.frame_tasks.FrameTaskData`) and write ``out`` (see the module docstring).
 
     Args:
         model: a MuQ (modified in place in ``full`` mode).
@@ -451,7 +453,7 @@ def finetune(
             p.requires_grad_(False)
     net = TaskModel(backbone, TaskHead(spec))
     trainable = trainable_parameters(net)
-    max_samples = int(config.max_seconds * 24000)
+    max_samples = int(config.max_seconds * SAMPLE_RATE)
     loaders = {
         s: DataLoader(
             _Clips(t, s, max_samples, y_mean, y_std),
@@ -503,7 +505,7 @@ def finetune(
     _, valid_out = _predict(net, loaders["valid"])
     _, test_out = _predict(net, loaders["test"])
     if t.kind == "events":
-        from muqkit.eval.frames import THRESHOLDS
+        from muqkit.eval.frame_probes import THRESHOLDS
 
         scores = [_score(t, "valid", valid_out, th)[t.frame_task.spec.metric] for th in THRESHOLDS]
         threshold = THRESHOLDS[int(np.argmax(scores))]

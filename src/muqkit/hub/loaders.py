@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -87,13 +89,15 @@ def load_muq_config(
 
 def load_muq(
     id_or_folder: str | os.PathLike[str], *, revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None, raw_config: dict[str, Any] | None = None,
 ) -> MuQ:
-    """Build and load a MuQ from an official checkpoint folder or Hub id (in training mode, on the CPU)."""
+    """Build and load a MuQ from an official checkpoint folder or Hub id (in training mode, on the CPU);
+    ``raw_config``: its ``config.json`` when already read (:func:`identify_model`)."""
     from muqkit.ssl.muq import MuQ
 
     folder = resolve_folder(id_or_folder, revision=revision, cache_dir=cache_dir)
-    config, state, extras = official_muq.from_official(read_config(folder), read_state_dict(folder))
+    raw = read_config(folder) if raw_config is None else raw_config
+    config, state, extras = official_muq.from_official(raw, read_state_dict(folder))
     model = MuQ(config)
     _load_checked(model, state, str(folder))
     _EXTRAS[model] = extras
@@ -204,10 +208,11 @@ def save_tokenizer(model: TokenizerModule, folder: str | os.PathLike[str]) -> Pa
 # --------------------------------------------------------------------------------------------------
 def load_mulan(
     id_or_folder: str | os.PathLike[str], *, revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None, raw_config: dict[str, Any] | None = None,
 ) -> MuQMuLan:
     """Load a MuQ-MuLan checkpoint: the official format (``OpenMuQ/MuQ-MuLan-large`` or a folder written by
-    the official ``save_pretrained``) or muqkit's (:func:`save_mulan`), in training mode on the CPU.
+    the official ``save_pretrained``) or muqkit's (:func:`save_mulan`), in training mode on the CPU;
+    ``raw_config``: its ``config.json`` when already read (:func:`identify_model`).
 
     The backbones are built from their configs and tokenizer only: the checkpoint's weights already hold
     them. Backbone names of an official checkpoint are resolved against its folder and that folder's
@@ -220,7 +225,7 @@ def load_mulan(
     from muqkit.mulan.model import MuQMuLan
 
     folder = resolve_folder(id_or_folder, revision=revision, cache_dir=cache_dir)
-    raw = read_config(folder)
+    raw = read_config(folder) if raw_config is None else raw_config
     search = (folder, folder.parent)
     if raw.get("model_type") == MULAN_MODEL_TYPE:
         tokenizer = next((f / MULAN_TOKENIZER_FOLDER for f in search if (f / MULAN_TOKENIZER_FOLDER).is_dir()), None)
@@ -250,6 +255,69 @@ def load_mulan(
         _EXTRAS[model.audio.backbone] = extras
     model.name_or_path = str(id_or_folder)
     return model
+
+
+# --------------------------------------------------------------------------------------------------
+# Any model: what a folder holds
+# --------------------------------------------------------------------------------------------------
+ModelKind = Literal["muq", "mulan", "onnx"]
+MODEL_KIND_NAMES: dict[str, str] = {"muq": "MuQ", "mulan": "MuQ-MuLan", "onnx": "ONNX MuQ"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A checkpoint recognised by :func:`identify_model`.
+
+    Attributes:
+        kind: ``"muq"`` (official MuQ format), ``"mulan"`` (MuQ-MuLan, official or muqkit's format) or ``"onnx"``
+            (a MuQ graph from ``muqkit export onnx``).
+        name: the Hub id, folder or file as given.
+        config: its ``config.json`` (empty for an ONNX graph).
+    """
+
+    kind: ModelKind
+    name: str
+    config: dict[str, Any]
+
+
+def identify_model(
+    id_or_folder: str | os.PathLike[str], *, revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> ModelSource:
+    """What a Hub id, checkpoint folder or ``.onnx`` file holds; only ``config.json`` is read (downloaded for a
+    Hub id), once.
+
+    Raises:
+        CheckpointError: no such folder or Hub id, or no readable ``config.json``.
+    """
+    name = os.fspath(id_or_folder)
+    if name.endswith(".onnx"):
+        return ModelSource("onnx", name, {})
+    folder = resolve_folder(id_or_folder, revision=revision, cache_dir=cache_dir, allow_patterns=["config.json"])
+    raw = read_config(folder)
+    return ModelSource("mulan" if raw.get("model_type") == MULAN_MODEL_TYPE or "mulan" in raw else "muq", name, raw)
+
+
+def load_model(
+    model: str | os.PathLike[str] | ModelSource, *, kinds: Collection[str] = ("muq", "mulan", "onnx"),
+    revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The model of a checkpoint, in eval mode on the CPU: a MuQ, a MuQ-MuLan, or an ``OnnxMuQ`` for an
+    ``.onnx`` file (:func:`identify_model` tells which; its ``config.json`` is not read again).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be loaded, or is of a kind not in ``kinds``.
+    """
+    source = model if isinstance(model, ModelSource) else identify_model(model, revision=revision, cache_dir=cache_dir)
+    if source.kind not in kinds:
+        wanted = " or ".join(MODEL_KIND_NAMES[k] for k in kinds)
+        raise CheckpointError(f"{source.name} is a {MODEL_KIND_NAMES[source.kind]} checkpoint; this needs a {wanted}")
+    if source.kind == "onnx":
+        from muqkit.export.onnx import OnnxMuQ
+
+        return OnnxMuQ(source.name)
+    load = load_mulan if source.kind == "mulan" else load_muq
+    return load(source.name, revision=revision, cache_dir=cache_dir, raw_config=source.config).eval()
 
 
 def save_mulan(model: MuQMuLan, folder: str | os.PathLike[str], *, official: bool = False) -> Path:
@@ -303,6 +371,10 @@ def _save_official_mulan(model: MuQMuLan, folder: Path) -> Path:
 
 __all__ = [
     "MULAN_MODEL_TYPE",
+    "ModelKind",
+    "ModelSource",
+    "identify_model",
+    "load_model",
     "load_mulan",
     "load_muq",
     "load_muq_config",

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from muqkit.audio.autocorr import autocorrelation
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.mulan.config import TransformerConfig
-from muqkit.mulan.transformer import Transformer, lengths_to_mask, masked_mean
+from muqkit.mulan.transformer import Transformer, masked_mean
 from muqkit.ssl.muq import MuQ
 
 

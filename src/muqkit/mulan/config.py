@@ -6,6 +6,7 @@ Training knobs (loss variant, learning rates, freezing) live with the training t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -213,8 +214,6 @@ class MuQMuLanConfig:
         return dataclasses.replace(self, **changes)
 
 
-MULAN_PRESETS: tuple[str, ...] = ("large", "tiny", "test")
-
 # A one-layer BERT with MiniLM's vocabulary, for tests.
 TEST_TEXT_BACKBONE: dict[str, Any] = {
     "model_type": "bert",
@@ -227,6 +226,55 @@ TEST_TEXT_BACKBONE: dict[str, Any] = {
 }
 
 
+def _large() -> MuQMuLanConfig:
+    """The released MuQ-MuLan-large: MuQ-large, XLM-R base, 8-layer towers of width 768, 512-d latents."""
+    return MuQMuLanConfig(
+        audio=AudioTowerConfig(backbone="OpenMuQ/MuQ-large-msd-iter", transformer=TransformerConfig(depth=8)),
+        text=TextTowerConfig(backbone="xlm-roberta-base", max_length=None, transformer=TransformerConfig(depth=8)),
+        dim_latent=512,
+        clip_secs=10.0,
+    )
+
+
+def _tiny() -> MuQMuLanConfig:
+    """CPU-sized, over the tiny MuQ preset and pretrained MiniLM, with lag pooling over 2 s, for demos."""
+    return MuQMuLanConfig(
+        audio=AudioTowerConfig(
+            backbone="preset:tiny",
+            transformer=TransformerConfig(dim=64, depth=1, heads=2, dim_head=16),
+            lag_pooling=50,  # a tiny backbone's frames need it to keep rhythm (see AudioTowerConfig)
+        ),
+        text=TextTowerConfig(
+            backbone=MINILM,
+            max_length=64,
+            transformer=TransformerConfig(dim=64, depth=1, heads=2, dim_head=16),
+        ),
+        dim_latent=64,
+        clip_secs=10.0,
+    )
+
+
+def _test() -> MuQMuLanConfig:
+    """Random, seconds-fast: tiny MuQ, a 1-layer BERT over MiniLM's tokenizer."""
+    return MuQMuLanConfig(
+        audio=AudioTowerConfig(
+            backbone="preset:tiny", transformer=TransformerConfig(dim=32, depth=1, heads=2, dim_head=16)
+        ),
+        text=TextTowerConfig(
+            backbone=MINILM,
+            max_length=32,
+            backbone_config=dict(TEST_TEXT_BACKBONE),
+            transformer=TransformerConfig(dim=32, depth=1, heads=2, dim_head=16),
+        ),
+        dim_latent=16,
+        clip_secs=2.0,
+    )
+
+
+_PRESETS: dict[str, Callable[[], MuQMuLanConfig]] = {"large": _large, "tiny": _tiny, "test": _test}
+MULAN_PRESETS: tuple[str, ...] = tuple(_PRESETS)
+
+
 def mulan_preset(name: str, *, text_backbone: str | None = None, **changes: Any) -> MuQMuLanConfig:
     """Named MuQ-MuLan architectures.
 
@@ -235,49 +283,9 @@ def mulan_preset(name: str, *, text_backbone: str | None = None, **changes: Any)
     pooling over 2 s, for demos;
     ``test`` is random and tiny throughout (a one-layer BERT with MiniLM's tokenizer), for tests.
     """
-    if name == "large":
-        config = MuQMuLanConfig(
-            audio=AudioTowerConfig(
-                backbone="OpenMuQ/MuQ-large-msd-iter", transformer=TransformerConfig(depth=8)
-            ),
-            text=TextTowerConfig(
-                backbone="xlm-roberta-base", max_length=None, transformer=TransformerConfig(depth=8)
-            ),
-            dim_latent=512,
-            clip_secs=10.0,
-        )
-    elif name == "tiny":
-        config = MuQMuLanConfig(
-            audio=AudioTowerConfig(
-                backbone="preset:tiny",
-                transformer=TransformerConfig(dim=64, depth=1, heads=2, dim_head=16),
-                lag_pooling=50,  # a tiny backbone's frames need it to keep rhythm (see AudioTowerConfig)
-            ),
-            text=TextTowerConfig(
-                backbone=MINILM,
-                max_length=64,
-                transformer=TransformerConfig(dim=64, depth=1, heads=2, dim_head=16),
-            ),
-            dim_latent=64,
-            clip_secs=10.0,
-        )
-    elif name == "test":
-        # Random, seconds-fast: tiny MuQ, a 1-layer BERT over MiniLM's tokenizer.
-        config = MuQMuLanConfig(
-            audio=AudioTowerConfig(
-                backbone="preset:tiny", transformer=TransformerConfig(dim=32, depth=1, heads=2, dim_head=16)
-            ),
-            text=TextTowerConfig(
-                backbone=MINILM,
-                max_length=32,
-                backbone_config=dict(TEST_TEXT_BACKBONE),
-                transformer=TransformerConfig(dim=32, depth=1, heads=2, dim_head=16),
-            ),
-            dim_latent=16,
-            clip_secs=2.0,
-        )
-    else:
+    if name not in _PRESETS:
         raise ValueError(f"unknown MuQ-MuLan preset {name!r}; choose one of {MULAN_PRESETS}")
+    config = _PRESETS[name]()
     if text_backbone is not None:
         config = config.replace(text=dataclasses.replace(config.text, backbone=text_backbone))
     return config.replace(**changes) if changes else config

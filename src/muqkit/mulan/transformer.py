@@ -146,6 +146,3 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
-def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) lengths -> (B, max_len) boolean mask, True for valid positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

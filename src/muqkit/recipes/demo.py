@@ -93,7 +93,7 @@ def plan_for(budget_minutes: float, quick: bool) -> DemoPlan:
 
 def plan_record(plan: DemoPlan) -> dict[str, Any]:
     """What ``plan.json`` holds: the plan and the pretraining preset's settings it was run with."""
-    from muqkit.train.pretrain import load_preset
+    from muqkit.configs.presets import load_preset
 
     record = {**dataclasses.asdict(plan), "pretrain_preset": load_preset(plan.preset)}
     return json.loads(json.dumps(record))  # as read back from the file (tuples become lists)
@@ -178,7 +178,8 @@ def train_arms(
         Model folders by arm name: ``muq-melrvq-iter1``, ``muq-bestrq`` (when ``bestrq``),
         ``muq-melrvq-iter2``.
     """
-    from muqkit.train.pretrain import PretrainTrainingConfig, load_preset, train_pretrain
+    from muqkit.configs.presets import load_preset
+    from muqkit.train.pretrain import PretrainTrainingConfig, train_pretrain
     from muqkit.train.refine import RefineConfig, refine
     from muqkit.train.tokenizer import TokenizerTrainingConfig, fit_baseline, train_tokenizer
 

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,6 +18,7 @@ from muqkit.search.build import MULAN_SOURCE, MuQAudioLatents, source_layer
 from muqkit.search.index import IndexMismatchError, SearchHit, VectorIndex, open_index
 
 if TYPE_CHECKING:
+    from muqkit.hub.loaders import ModelSource
     from muqkit.mulan.model import MuQMuLan
 
 ModelKind = Literal["mulan", "muq"]
@@ -30,22 +29,19 @@ class TextSearchUnavailable(RuntimeError):
 
 
 def model_kind(id_or_folder: str | os.PathLike[str]) -> ModelKind:
-    """``"mulan"`` for a MuQ-MuLan checkpoint (official or muqkit format), ``"muq"`` for a MuQ one.
-
-    Only ``config.json`` is read (downloaded for a Hub id).
+    """``"mulan"`` for a MuQ-MuLan checkpoint (official or muqkit format), ``"muq"`` for a MuQ one (or an exported
+    ``.onnx`` MuQ): :func:`muqkit.hub.loaders.identify_model`, which reads only ``config.json``.
 
     Raises:
         CheckpointError: no such folder or Hub id, or no readable ``config.json``.
     """
-    from muqkit.hub.loaders import MULAN_MODEL_TYPE
-    from muqkit.hub.weights import read_config, resolve_folder
+    from muqkit.hub.loaders import identify_model
 
-    raw = read_config(resolve_folder(id_or_folder, allow_patterns=["config.json"]))
-    return "mulan" if raw.get("model_type") == MULAN_MODEL_TYPE or "mulan" in raw else "muq"
+    return "mulan" if identify_model(id_or_folder).kind == "mulan" else "muq"
 
 
 def load_index_model(
-    id_or_folder: str | os.PathLike[str],
+    id_or_folder: str | os.PathLike[str] | ModelSource,
     *,
     layer: int | None = None,
     device: str = "cpu",
@@ -56,28 +52,50 @@ def load_index_model(
     A MuQ-MuLan checkpoint gives the MuQ-MuLan (audio and text latents); a MuQ checkpoint gives
     :class:`~muqkit.search.build.MuQAudioLatents` of hidden state ``layer`` (default: the last). The
     fingerprint (:func:`muqkit.embed.model_fingerprint`) is of the stored float32 weights, before the cast
-    to ``dtype``, so it names the checkpoint whatever the dtype.
+    to ``dtype``, so it names the checkpoint whatever the dtype. The checkpoint is recognised by the hub
+    (:func:`muqkit.hub.loaders.identify_model`; pass its answer to read ``config.json`` once).
 
     Raises:
         CheckpointError: the model cannot be found or loaded.
     """
     import torch
 
-    from muqkit.embed.api import load_muq
+    from muqkit.hub.loaders import ModelSource, identify_model, load_model
     from muqkit.hub.weights import model_fingerprint
 
-    if model_kind(id_or_folder) == "mulan":
-        if layer is not None:
-            raise ValueError(f"{id_or_folder} is a MuQ-MuLan checkpoint; a layer only applies to MuQ ones")
-        from muqkit.mulan.model import MuQMuLan
+    source = id_or_folder if isinstance(id_or_folder, ModelSource) else identify_model(id_or_folder)
+    if source.kind == "mulan" and layer is not None:
+        raise ValueError(f"{source.name} is a MuQ-MuLan checkpoint; a layer only applies to MuQ ones")
+    model = load_model(source, kinds=("muq", "mulan"))
+    fingerprint = model_fingerprint(model)
+    model = model.to(device=torch.device(device), dtype=getattr(torch, dtype))
+    if source.kind == "mulan":
+        return model, fingerprint
+    return MuQAudioLatents(model, layer=-1 if layer is None else layer), fingerprint
 
-        mulan = MuQMuLan.from_pretrained(id_or_folder, map_location=device)
-        fingerprint = model_fingerprint(mulan)
-        return mulan.to(getattr(torch, dtype)).eval(), fingerprint
-    muq = load_muq(os.fspath(id_or_folder))
-    fingerprint = model_fingerprint(muq)
-    muq = muq.to(device=torch.device(device), dtype=getattr(torch, dtype))
-    return MuQAudioLatents(muq, layer=-1 if layer is None else layer), fingerprint
+
+def index_model(index: VectorIndex, *, model: str | None = None) -> tuple[ModelSource, int | None]:
+    """Which model serves ``index``: ``model`` (default the one the index records), recognised by the hub, and
+    the hidden state its vectors hold (``None`` for MuQ-MuLan vectors); load it with :func:`load_index_model`.
+    :class:`Searcher` and the app (:func:`muqkit.serve.embedder.index_embedder`) both ask here.
+
+    Raises:
+        ValueError: the index names no model and none is given.
+        IndexMismatchError: the model is of the other kind (MuQ for MuQ-MuLan vectors or the reverse).
+    """
+    from muqkit.hub.loaders import identify_model
+
+    name = model or index.meta.model_id
+    if not name:
+        raise ValueError("the index names no model; give one with --model")
+    is_mulan = index.meta.source == MULAN_SOURCE
+    source = identify_model(name)
+    if is_mulan != (source.kind == "mulan"):
+        raise IndexMismatchError(
+            f"the index holds {index.meta.source} vectors; {name} is a {'MuQ' if is_mulan else 'MuQ-MuLan'} "
+            f"checkpoint; use the model that built it ({index.meta.model_id})"
+        )
+    return source, None if is_mulan else source_layer(index.meta.source)
 
 
 class Searcher:
@@ -132,14 +150,8 @@ class Searcher:
             self.index.check(model_sha256=onnx.fingerprint, dim=onnx.dim_latent)  # the source model's weights
             self._model = onnx
             return onnx
-        layer = None if self.is_mulan else source_layer(self.index.meta.source)
-        if self.is_mulan != (model_kind(self.model_name) == "mulan"):
-            raise IndexMismatchError(
-                f"the index holds {self.index.meta.source} vectors; {self.model_name} is a "
-                f"{'MuQ' if self.is_mulan else 'MuQ-MuLan'} checkpoint; use the model that built it "
-                f"({self.index.meta.model_id})"
-            )
-        model, fingerprint = load_index_model(self.model_name, layer=layer, device=self.device, dtype=self.dtype)
+        source, layer = index_model(self.index, model=self.model_name)
+        model, fingerprint = load_index_model(source, layer=layer, device=self.device, dtype=self.dtype)
         self.index.check(model_sha256=fingerprint, dim=int(model.config.dim_latent))
         self._model = model
         return model
@@ -168,23 +180,13 @@ class Searcher:
         return self.index.search(self.embed_file(path), k)[0]
 
     def embed_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """(dim,) vector of an audio file, computed as the index's vectors were."""
+        """(dim,) vector of an audio file, computed in memory as the index's vectors were (a MuQ-MuLan's audio
+        latent, or :class:`~muqkit.search.build.MuQAudioLatents`: the mean of ``muqkit embed --pooling mean``)."""
         import torch
 
         from muqkit.audio.io import load_audio
 
         model = self.model()
-        if self.is_mulan:
-            with torch.inference_mode():
-                wav = load_audio(path, sample_rate=model.sample_rate)
-                return model.extract_audio_latents([wav]).float()[0].numpy()
-        from muqkit.embed import embed_paths, read_embedding
-        from muqkit.embed.store import output_name
-
-        layer = model.layer
-        with tempfile.TemporaryDirectory() as tmp:
-            summary = embed_paths([path], tmp, model=model.muq, layers=[layer], pooling="mean", progress=False,
-                                  device=self.device, dtype=self.dtype)  # type: ignore[arg-type]  # fmt: skip
-            if not summary.ok:
-                raise ValueError(summary.failures[0].error)
-            return read_embedding(Path(tmp) / output_name(Path(path).name, "safetensors")).layers[layer].numpy()
+        with torch.inference_mode():
+            wav = load_audio(path, sample_rate=model.sample_rate)
+            return model.extract_audio_latents([wav]).float()[0].numpy()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
+from muqkit.hub.loaders import ModelSource
 from muqkit.search.build import MuQAudioLatents
 from muqkit.search.query import ModelKind, TextSearchUnavailable, model_kind
 
@@ -132,7 +133,8 @@ def model_label(id_or_folder: str | os.PathLike[str]) -> str:
 
 
 def load_embedder(
-    id_or_folder: str | os.PathLike[str], *, layer: int | None = None, device: str = "cpu", dtype: str = "float32"
+    id_or_folder: str | os.PathLike[str] | ModelSource, *, layer: int | None = None, device: str = "cpu",
+    dtype: str = "float32",
 ) -> Embedder:
     """Load a MuQ-MuLan or a MuQ checkpoint (MuQ latents of hidden state ``layer``, default the last) in eval
     mode (:func:`muqkit.search.query.load_index_model`), named by :func:`model_label`.
@@ -142,25 +144,22 @@ def load_embedder(
     """
     from muqkit.search.query import load_index_model
 
+    name = id_or_folder.name if isinstance(id_or_folder, ModelSource) else os.fspath(id_or_folder)
     model, fingerprint = load_index_model(id_or_folder, layer=layer, device=device, dtype=dtype)
-    return Embedder(model, name=model_label(id_or_folder), fingerprint=fingerprint, source=os.fspath(id_or_folder))
+    return Embedder(model, name=model_label(name), fingerprint=fingerprint, source=name)
 
 
 def index_embedder(
     index: VectorIndex, *, model: str | None = None, device: str = "cpu", dtype: str = "float32"
 ) -> Embedder:
-    """The model of an index (``model``, default the one it records) loaded with :func:`load_embedder`: a
-    MuQ-MuLan for ``mulan-audio`` vectors, MuQ latents of the index's layer for ``muq-mean`` ones.
+    """The model of an index (``model``, default the one it records), chosen as ``muqkit search`` chooses it
+    (:func:`muqkit.search.query.index_model`) and loaded with :func:`load_embedder`: a MuQ-MuLan for
+    ``mulan-audio`` vectors, MuQ latents of the index's layer for ``muq-mean`` ones.
 
     Raises:
-        ValueError: the index names no model and none is given.
+        ValueError: the index names no model and none is given, or the model is of the other kind.
     """
-    from muqkit.search.build import MULAN_SOURCE, source_layer
+    from muqkit.search.query import index_model
 
-    name = model or index.meta.model_id
-    if not name:
-        raise ValueError("the index names no model; give one with --model")
-    layer = None if index.meta.source == MULAN_SOURCE else source_layer(index.meta.source)
-    if layer is not None and model_kind(name) == "mulan":
-        raise ValueError(f"the index holds {index.meta.source} vectors (MuQ); {name} is a MuQ-MuLan checkpoint")
-    return load_embedder(name, layer=layer, device=device, dtype=dtype)
+    source, layer = index_model(index, model=model)
+    return load_embedder(source, layer=layer, device=device, dtype=dtype)

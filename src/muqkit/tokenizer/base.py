@@ -18,14 +18,10 @@ import torch
 from torch import nn
 
 from muqkit.audio.mel import MelFrontend
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.configs import build
 
 IGNORE_CODE = -100
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean (batch, max_len) mask, True at valid positions."""
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def full_lengths(x: torch.Tensor, lengths: torch.Tensor | None, dim: int = 1) -> torch.Tensor:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from muqkit.audio.mel import MelConfig, WithMel
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.configs import check_choice, check_int
 from muqkit.tokenizer.base import (
     IGNORE_CODE,
@@ -23,7 +24,6 @@ from muqkit.tokenizer.base import (
     StackedMel,
     TokenizerOutput,
     full_lengths,
-    lengths_to_mask,
     register_tokenizer,
 )
 from muqkit.tokenizer.kmeans import kmeans, nearest

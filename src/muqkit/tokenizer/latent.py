@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.tokenizer.base import (
     Features,
     TokenizerModule,
     TokenizerOutput,
     full_lengths,
-    lengths_to_mask,
     register_tokenizer,
 )
 from muqkit.tokenizer.quantizer import QuantizerOutput, ResidualVectorQuantizer, RVQConfig

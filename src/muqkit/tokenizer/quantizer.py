@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from muqkit.tokenizer.base import IGNORE_CODE, full_lengths, lengths_to_mask
+from muqkit.audio.tensors import lengths_to_mask
+from muqkit.tokenizer.base import IGNORE_CODE, full_lengths
 from muqkit.tokenizer.kmeans import kmeans, nearest
 
 

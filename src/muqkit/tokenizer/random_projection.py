@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from muqkit.audio.mel import MelConfig, WithMel
+from muqkit.audio.tensors import lengths_to_mask
 from muqkit.configs import check_int
 from muqkit.tokenizer.base import (
     IGNORE_CODE,
@@ -24,7 +25,6 @@ from muqkit.tokenizer.base import (
     StackedMel,
     TokenizerOutput,
     full_lengths,
-    lengths_to_mask,
     register_tokenizer,
 )
 

@@ -7,25 +7,18 @@ Loss (official): ``0.25 * commitment + codebook + L1(x, quantized)``, with x the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from muqkit.tokenizer.base import Features, lengths_to_mask
-from muqkit.tokenizer.quantizer import QuantizerOutput, ResidualVectorQuantizer
+from muqkit.audio.tensors import lengths_to_mask
+from muqkit.tokenizer.base import Features
+from muqkit.tokenizer.quantizer import QuantizerOutput
 
 if TYPE_CHECKING:
     from muqkit.tokenizer.latent import LatentRVQ
     from muqkit.tokenizer.mel_rvq import MelRVQ
-
-
-class Quantizable(Protocol):
-    """What the task needs of a tokenizer: normalised frames and a residual quantizer."""
-
-    rvq: ResidualVectorQuantizer
-
-    def featurize(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> Features: ...
 
 
 def masked_l1(x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

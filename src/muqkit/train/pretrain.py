@@ -28,12 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from muqkit.configs.presets import load_preset, preset_names, preset_settings  # re-exported: their old home
 from muqkit.data.loader import CROP_SAMPLING
 from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
 from muqkit.ssl.muq import MuQ, MuQConfig
 from muqkit.ssl.pretrain import LatentTargets, MuQPretrainer, PretrainConfig
 from muqkit.train.harness import RunConfig
+from muqkit.train.tokenizer import corpus_mel_statistics
 
 log = logging.getLogger(__name__)
 
@@ -232,74 +234,6 @@ class PretrainTrainingConfig:
         return cls(**data)
 
 
-def _preset_files() -> dict[str, Any]:
-    """The YAML presets shipped in the package (``muqkit/configs/pretrain/NAME.yaml``), by name."""
-    from importlib.resources import files
-
-    folder = files("muqkit.configs") / "pretrain"
-    return {entry.name[: -len(".yaml")]: entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
-
-
-def preset_names() -> list[str]:
-    """Names of the pretraining presets shipped in the package (``muqkit/configs/pretrain``)."""
-    return sorted(_preset_files())
-
-
-def load_preset(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Settings of a preset name (``muqkit/configs/pretrain/NAME.yaml``, package data) or a YAML file."""
-    import yaml
-
-    path = Path(name_or_path)
-    if path.suffix:
-        if not path.is_file():
-            raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {preset_names()}")
-        text = path.read_text()
-    else:
-        presets = _preset_files()
-        if str(name_or_path) not in presets:
-            raise ValueError(f"no pretraining preset {str(name_or_path)!r}; known: {sorted(presets)}")
-        text = presets[str(name_or_path)].read_text()
-    data = yaml.safe_load(text) or {}
-    data.pop("description", None)
-    return data
-
-
-def preset_settings(
-    preset: str | os.PathLike[str],
-    *,
-    set_items: Sequence[str] = (),
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The settings of a run: a preset (:func:`load_preset`), then ``KEY=VALUE`` items (JSON values, plain
-    strings otherwise), then ``overrides`` (``None`` values ignored).
-
-    When ``overrides`` sets ``max_steps`` at or below the preset's warm-up and no item sets
-    ``warmup_steps``, the warm-up becomes ``max_steps // 10`` (with a warning naming the choice).
-
-    Raises:
-        ValueError: an item is not ``KEY=VALUE``.
-    """
-    settings = load_preset(preset)
-    explicit = set()
-    for item in set_items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            settings[key] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key] = value
-        explicit.add(key)
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    settings.update(given)
-    steps, warmup = int(settings.get("max_steps") or 0), int(settings.get("warmup_steps") or 0)
-    if "max_steps" in given and "warmup_steps" not in explicit and warmup >= steps:
-        settings["warmup_steps"] = steps // 10
-        log.warning("--max-steps %d is not above the preset's warm-up (%d steps): warm-up set to %d steps "
-                    "(--set warmup_steps=N to choose)", steps, warmup, steps // 10)  # fmt: skip
-    return settings
-
-
 # --------------------------------------------------------------------------------------------------
 # Targets and the task
 # --------------------------------------------------------------------------------------------------
@@ -349,33 +283,6 @@ def tokenizer_mel_statistics(targets: Any) -> tuple[float, float] | None:
         if mean_t.numel() == 1 and std_t.numel() == 1:
             return float(mean_t), float(std_t)
     return None
-
-
-def corpus_mel_statistics(
-    paths: Sequence[Path], *, sample_rate: int, max_seconds: float = 1800.0, seed: int = 0, **mel: Any
-) -> tuple[float, float, float]:
-    """One pass over the audio of ``paths`` (in a seeded order, up to ``max_seconds``).
-
-    Returns:
-        ``(mean, std, seconds)`` of the dB mel (every value of every band pooled, as the official
-        ``stat``) and the seconds of audio read.
-    """
-    from muqkit.audio.mel import MelFrontend
-    from muqkit.data.files import iterate_chunks
-    from muqkit.tokenizer.base import RunningMoments
-
-    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
-    frontend = MelFrontend(sample_rate, **mel)  # no mean / std: dB values
-    moments = RunningMoments(None)
-    seconds = 0.0
-    with torch.no_grad():
-        for chunk in iterate_chunks([paths[i] for i in order], kind="audio", sample_rate=sample_rate,
-                                    max_seconds=max_seconds):
-            moments.update(frontend(chunk.unsqueeze(0)).mel)
-            seconds += chunk.shape[0] / sample_rate
-    if moments.count == 0:
-        raise ValueError("the statistics pass read no audio")
-    return float(moments.mean), float(moments.std), seconds
 
 
 def resolve_mel_statistics(
@@ -626,9 +533,7 @@ def train_pretrain(
         muqkit.audio.io.AudioError: a training file cannot be read or has NaN or infinite samples.
         muqkit.train.lightning.NonFiniteLossError: a loss was NaN or infinite (names the step and the files).
     """
-    from torch.utils.data import DataLoader
-
-    from muqkit.data.loader import RandomCropDataset, ResumableSampler, collate_crops, load_records
+    from muqkit.data.loader import RandomCropDataset, ResumableSampler, collate_crops, crop_loader, load_records
     from muqkit.train.harness import fit, read_run_settings, resume_point, start_run, write_run_settings
 
     out = Path(output_dir)
@@ -666,7 +571,6 @@ def train_pretrain(
     pretrainer = build_pretrainer(config, targets, label_shape=label_shape)
     sample_rate = pretrainer.model.config.sample_rate
 
-    loader_generator = torch.Generator().manual_seed(config.seed)  # keeps the global RNG untouched
     if shard_dirs:
         from muqkit.data.shards import ShardCropStream
 
@@ -678,10 +582,8 @@ def train_pretrain(
             start_batch=start_step * config.accumulate,
         )  # fmt: skip
         crop_samples = stream.crop_samples
-        train_loader = DataLoader(
-            stream, batch_size=config.batch_size, collate_fn=collate_crops, num_workers=config.num_workers,
-            persistent_workers=config.num_workers > 0, generator=loader_generator,
-        )  # fmt: skip
+        train_loader = crop_loader(stream, batch_size=config.batch_size, num_workers=config.num_workers,
+                                   seed=config.seed)  # fmt: skip
     else:
         assert records is not None
         dataset = crop_dataset(config, records, labels=labels)
@@ -691,10 +593,8 @@ def train_pretrain(
             num_batches=config.max_steps * config.accumulate,
             start_batch=start_step * config.accumulate,
         )
-        train_loader = DataLoader(
-            dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_crops,
-            num_workers=config.num_workers, persistent_workers=config.num_workers > 0, generator=loader_generator,
-        )  # fmt: skip
+        train_loader = crop_loader(dataset, batch_size=config.batch_size, sampler=sampler,
+                                   num_workers=config.num_workers, seed=config.seed)  # fmt: skip
     targets_seen = None
     if not shard_dirs:  # the run's first batches (crop i depends on (seed, i) only)
         first = [collate_crops([dataset[b * config.batch_size + j] for j in range(config.batch_size)])
@@ -710,11 +610,10 @@ def train_pretrain(
             val_records, crop_seconds=config.crop_seconds, sample_rate=sample_rate, seed=config.seed + 1,
             frame_samples=pretrainer.frame_samples, labels=labels, preload=config.preload,
         )  # fmt: skip
-        val_loader = DataLoader(
-            val_set, batch_size=config.batch_size, collate_fn=collate_crops, num_workers=0,
+        val_loader = crop_loader(
+            val_set, batch_size=config.batch_size, num_workers=0, seed=config.seed + 1,
             sampler=ResumableSampler(batch_size=config.batch_size, num_batches=config.val_batches),
-            generator=torch.Generator().manual_seed(config.seed + 1),
-        )  # fmt: skip
+        )
 
     metadata = {
         "model": asdict(pretrainer.model.config),

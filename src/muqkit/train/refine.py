@@ -26,6 +26,7 @@ import torch
 
 from muqkit.atomic import atomic_path
 from muqkit.audio.io import read_crop
+from muqkit.audio.mel import FRAME_RATE, SAMPLE_RATE
 from muqkit.data.label_shards import (
     LABELS_INDEX,
     label_dtype,
@@ -58,8 +59,8 @@ def _encode_file(fn: Any, audio: torch.Tensor, window_samples: int) -> torch.Ten
     return torch.cat(outs, dim=-1)
 
 
-def _window_samples(window_seconds: float, frame_samples: int = 960) -> int:
-    return max(1, round(window_seconds * 24000 / frame_samples)) * frame_samples
+def _window_samples(window_seconds: float, frame_samples: int = SAMPLE_RATE // FRAME_RATE) -> int:
+    return max(1, round(window_seconds * SAMPLE_RATE / frame_samples)) * frame_samples
 
 
 # --------------------------------------------------------------------------------------------------

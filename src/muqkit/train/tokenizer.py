@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -390,7 +390,34 @@ def fit_baseline_run(
     )
 
 
+def corpus_mel_statistics(
+    paths: Sequence[Path], *, sample_rate: int, max_seconds: float = 1800.0, seed: int = 0, **mel: Any
+) -> tuple[float, float, float]:
+    """The dB-mel statistics of a corpus: one pass over the audio of ``paths`` (in a seeded order, up to
+    ``max_seconds``), as the tokenizers' statistics pass reads its chunks.
+
+    Returns:
+        ``(mean, std, seconds)`` of the dB mel (every value of every band pooled, as the official
+        ``stat``) and the seconds of audio read.
+    """
+    from muqkit.audio.mel import MelFrontend
+
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
+    frontend = MelFrontend(sample_rate, **mel)  # no mean / std: dB values
+    moments = RunningMoments(None)
+    seconds = 0.0
+    with torch.no_grad():
+        for chunk in iterate_chunks([paths[i] for i in order], kind="audio", sample_rate=sample_rate,
+                                    max_seconds=max_seconds):
+            moments.update(frontend(chunk.unsqueeze(0)).mel)
+            seconds += chunk.shape[0] / sample_rate
+    if moments.count == 0:
+        raise ValueError("the statistics pass read no audio")
+    return float(moments.mean), float(moments.std), seconds
+
+
 __all__ = [
+    "corpus_mel_statistics",
     "StatisticsResult",
     "TokenizerTrainingConfig",
     "TrainingResult",
