@@ -396,14 +396,15 @@ class MuLanTextGraph(nn.Module):
         return F.normalize(self.mulan.text_to_latents(masked_mean(x, mask)), dim=-1)
 
 
-def _export(
+def export_graph(
     module: nn.Module, args: tuple, path: Path, *, dynamic: dict, inputs: list[str], outputs: list[str]
 ) -> None:
+    """Write ``module`` called on ``args`` to ``path`` as ONNX (atomically) with the ``dynamic`` shapes."""
     from muqkit.atomic import atomic_path
 
     with torch.no_grad(), atomic_path(path, suffix=".onnx") as tmp:
         program = torch.onnx.export(module, args, dynamic_shapes=dynamic, input_names=inputs, output_names=outputs,
-                                    opset_version=OPSET, dynamo=True, external_data=False)  # fmt: skip
+                                    opset_version=OPSET, dynamo=True, external_data=False, verbose=False)  # fmt: skip
         assert program is not None
         program.save(str(tmp))
 
@@ -424,11 +425,11 @@ def export_mulan(
     audio = MuLanAudioGraph(mulan).eval()
     clips = torch.export.Dim("clips", min=1)
     samples = torch.export.Dim("samples", min=4 * mulan.audio.backbone.min_samples)
-    _export(audio, (0.1 * torch.randn(2, min(clip, 48_000)),), folder / "audio.onnx",
+    export_graph(audio, (0.1 * torch.randn(2, min(clip, 48_000)),), folder / "audio.onnx",
             dynamic={"wavs": {0: clips, 1: samples}}, inputs=["wavs"], outputs=["latents"])  # fmt: skip
     batch = mulan.text.tokenize(["a calm piano piece in a minor key", "drums"])
     texts, tokens = torch.export.Dim("texts", min=1), torch.export.Dim("tokens", min=2, max=int(mulan.text.max_length))
-    _export(MuLanTextGraph(mulan).eval(), (batch.input_ids, batch.attention_mask), folder / "text.onnx",
+    export_graph(MuLanTextGraph(mulan).eval(), (batch.input_ids, batch.attention_mask), folder / "text.onnx",
             dynamic={"input_ids": {0: texts, 1: tokens}, "attention_mask": {0: texts, 1: tokens}},
             inputs=["input_ids", "attention_mask"], outputs=["latents"])  # fmt: skip
     mulan.text.tokenizer.save_pretrained(str(folder / "tokenizer"))
