@@ -53,8 +53,10 @@ def load_index_model(
     :class:`~muqkit.search.build.MuQAudioLatents` of hidden state ``layer`` (default: the last). The
     fingerprint (:func:`muqkit.embed.model_fingerprint`) is of the stored float32 weights, before the cast
     to ``dtype``, so it names the checkpoint whatever the dtype. ``dtype`` is a precision of
-    :mod:`muqkit.embed.precision`: ``int8`` runs a MuQ-MuLan's text tower in int8 (:mod:`muqkit.export.int8`)
-    and a MuQ in int8 (:mod:`muqkit.embed.int8`). The checkpoint is recognised by the hub
+    :mod:`muqkit.embed.precision`: ``int8`` runs a MuQ-MuLan's text tower in int8 (:mod:`muqkit.export.int8`;
+    its audio latents stay float32, and so does its fingerprint) and a MuQ in int8 (:mod:`muqkit.embed.int8`;
+    the fingerprint gets ``+int8``, so an index of its latents and one of float32 latents refuse each
+    other's model, as the ONNX graph's ``+onnx`` does). The checkpoint is recognised by the hub
     (:func:`muqkit.hub.loaders.identify_model`; pass its answer to read ``config.json`` once).
 
     Raises:
@@ -76,10 +78,11 @@ def load_index_model(
         from muqkit.export.int8 import quantize_mulan_text
 
         return quantize_mulan_text(model), fingerprint  # type: ignore[return-value]
-    if precision == "int8":
+    if precision == "int8":  # a MuQ's latents change: the index records them as another model's
         from muqkit.embed.int8 import quantize_muq
 
         model = quantize_muq(model, layers=[-1 if layer is None else layer])
+        fingerprint += "+int8"
     else:
         model = model.to(device=torch.device(device), dtype=getattr(torch, precision))
     if source.kind == "mulan":
