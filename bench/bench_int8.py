@@ -277,6 +277,8 @@ def main() -> None:
                         help="candidates whose peak memory to measure, each in a child process (default: all run)")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--workdir", default=None, help="keep the ONNX exports here for the next run (default: a "
+                        "temporary folder); a graph already there is reused")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.memory_of:
@@ -294,7 +296,9 @@ def main() -> None:
     results: dict[str, Any] = {"cpu": cpu_line(), "args": vars(args), "build_s": {}, "fidelity": {}, "speed": [],
                                "peak_rss_mb": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        builder = Builder(args, calibration, Path(tmp))
+        work = Path(args.workdir or tmp) / f"{args.preset}-{args.seconds:g}s"
+        work.mkdir(parents=True, exist_ok=True)
+        builder = Builder(args, calibration, work)
         for threads in args.threads:
             torch.set_num_threads(threads)
             calls: dict[str, Encode] = {}

@@ -91,9 +91,10 @@ class Int8MuQ:
     """
 
     def __init__(self, muq: MuQ, compiled: Any, *, layers: tuple[int, ...], batch_size: int, pad_samples: int) -> None:
+        # The float32 model's frontend and shapes only: its encoder weights are not kept.
         self.config = muq.config
         self.frontend = muq.frontend
-        self._muq = muq
+        self._time_strides = tuple(int(block.stride[1]) for block in muq.conv._residual_blocks)
         self._compiled = compiled
         self.layers = layers
         self.batch_size = batch_size
@@ -113,7 +114,12 @@ class Int8MuQ:
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor:
         """Output frames for inputs of ``num_samples`` samples (as :meth:`muqkit.MuQ.num_frames`)."""
-        return self._muq.num_frames(num_samples)
+        from muqkit.encoder.conv import conv_out_length
+
+        frames = self.frontend.num_frames(torch.as_tensor(num_samples))
+        for stride in self._time_strides:
+            frames = conv_out_length(frames, stride)
+        return frames
 
     def check_layers(self, layers: Sequence[int]) -> None:
         """Raise ``ValueError`` unless every layer was quantised."""
