@@ -2,8 +2,10 @@
 
 Sequential (the default): ``GET /api/search?q=...&k=10`` over loopback HTTP on an index of synthetic latents
 (10,000 tracks by default) in the FAISS index of :mod:`muqkit.search` (``--kind``; auto is exact below
-100,000 tracks), once the model is loaded. Also times the two parts alone: the text tower on one query, and
-the index search of one latent.
+100,000 tracks), once the model is loaded: texts not asked before (``api``: the text tower, tokenisation
+included), then the same texts again (``api_repeated``: the app's query cache). Also times the two parts
+alone: the text tower on one query, and the index search of one latent. ``--dtype int8`` runs the text
+tower in int8 on onnxruntime (:mod:`muqkit.export.int8`).
 
 Concurrent (``--concurrent N``): the app runs in a child process on 127.0.0.1 (loopback only: no other
 address can be chosen) and N client threads, each on its own keep-alive connection, send text searches,
@@ -19,6 +21,7 @@ with the released model's text-side sizes: a 12-layer, 768-wide backbone under a
 tower, 512-d latents, the tiny audio tower), or any MuQ-MuLan folder or Hub id.
 
     OMP_NUM_THREADS=1 python bench/bench_serve.py --model tiny --tracks 10000
+    python bench/bench_serve.py --model large-text --tracks 10000 --dtype int8
     OMP_NUM_THREADS=1 python bench/bench_serve.py --model tiny --concurrent 50 --requests 500 --seconds 90
 """
 
@@ -87,13 +90,25 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def build_backend(model_name: str, tracks: int, kind: str):  # noqa: ANN201
+def with_precision(model, dtype: str):  # noqa: ANN001, ANN201
+    """The model at ``dtype`` (``muqkit serve --dtype``): int8 runs the text tower on onnxruntime."""
+    from muqkit.embed.precision import resolve_precision
+
+    precision = resolve_precision(dtype)
+    if precision == "int8":
+        from muqkit.export.int8 import quantize_mulan_text
+
+        return quantize_mulan_text(model, threads=torch.get_num_threads())
+    return model.to(getattr(torch, precision))
+
+
+def build_backend(model_name: str, tracks: int, kind: str, dtype: str = "float32"):  # noqa: ANN201
     """The app's backend over ``tracks`` synthetic unit latents (paths that do not exist) and the model."""
     from muqkit.search import IndexConfig, VectorIndex
     from muqkit.serve.backend import IndexBackend
     from muqkit.serve.embedder import Embedder
 
-    model = build_model(model_name)
+    model = with_precision(build_model(model_name), dtype)
     dim = model.config.dim_latent
     generator = torch.Generator().manual_seed(0)
     latents = torch.nn.functional.normalize(torch.randn(tracks, dim, generator=generator), dim=-1)
@@ -134,7 +149,7 @@ def upload_wav(seconds: float, rate: int = 24000) -> bytes:
     return buffer.getvalue()
 
 
-def _serve_child(model_name: str, tracks: int, kind: str, threads: int, conn: Any) -> None:
+def _serve_child(model_name: str, tracks: int, kind: str, threads: int, conn: Any, dtype: str = "float32") -> None:
     """The app in a child process on a free port of 127.0.0.1; sends the port, then serves until terminated."""
     import socket
 
@@ -143,7 +158,7 @@ def _serve_child(model_name: str, tracks: int, kind: str, threads: int, conn: An
     from muqkit.serve.app import create_app
 
     torch.set_num_threads(threads)
-    backend = build_backend(model_name, tracks, kind)
+    backend = build_backend(model_name, tracks, kind, dtype)
     backend.map_coordinates()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((LOOPBACK, 0))
@@ -236,7 +251,7 @@ def run_concurrent(args: argparse.Namespace) -> dict[str, Any]:
     print(f"CPU: {cpu['model']}; {cpu['cores']} cores; flags: {flags}; load average {cpu['load_average']}", flush=True)
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    child_args = (args.model, args.tracks, args.kind, torch.get_num_threads(), child)
+    child_args = (args.model, args.tracks, args.kind, torch.get_num_threads(), child, args.dtype)
     server = context.Process(target=_serve_child, args=child_args, daemon=True)
     server.start()
     try:
@@ -304,6 +319,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="passes over the 12 queries (after one warm-up pass)")
     parser.add_argument("--kind", choices=("auto", "flat", "ivfpq", "hnsw"), default="auto", help="FAISS index kind")
     parser.add_argument("--json", default=None, help="also append the result to this JSON-lines file")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "int8", "auto"), default="float32",
+                        help="the model's precision, as muqkit serve --dtype")
     parser.add_argument("--concurrent", type=int, default=0, metavar="N",
                         help="N clients at once against the app on 127.0.0.1 (0: one client, the sequential mode)")
     parser.add_argument("--requests", type=int, default=500, help="concurrent mode: requests in all (a bound)")
@@ -325,17 +342,27 @@ def main() -> None:
 
 
 def run_sequential(args: argparse.Namespace) -> dict[str, Any]:
-    """One client's text searches over loopback HTTP, and the text tower and the index search alone."""
+    """One client's text searches over loopback HTTP, and the text tower and the index search alone.
+
+    Every query of the timed API rounds is a text not asked before (the app keeps recent queries' latents),
+    so ``api`` times the text tower, tokenisation included; ``api_repeated`` then asks the first round's
+    queries again: answers from the app's query cache."""
     from muqkit.serve.app import create_app
     from muqkit.serve.testing import running_server
 
-    backend = build_backend(args.model, args.tracks, args.kind)
+    cpu = cpu_description()
+    print(f"CPU: {cpu['model']}; {cpu['cores']} cores; flags: {' '.join(cpu['simd_flags'])}; "
+          f"load average {cpu['load_average']}", flush=True)  # fmt: skip
+    backend = build_backend(args.model, args.tracks, args.kind, args.dtype)
     index, model, dim = backend.index, backend.embedder.model, backend.index.dim
 
-    text_times, search_times, api_times = [], [], []
+    def texts(round_: int) -> list[str]:  # round 0 is the warm-up; each round's texts are new
+        return [f"{q}, take {round_}" if round_ else q for q in QUERIES]
+
+    text_times, search_times, api_times, repeated_times = [], [], [], []
     with torch.no_grad():
         for round_ in range(args.rounds + 1):
-            for q in QUERIES:
+            for q in texts(round_):
                 start = time.perf_counter()
                 query = model.extract_text_latents([q])
                 middle = time.perf_counter()
@@ -344,19 +371,26 @@ def run_sequential(args: argparse.Namespace) -> dict[str, Any]:
                 if round_:
                     text_times.append(middle - start)
                     search_times.append(end - middle)
+
+    def ask(url: str, q: str) -> float:
+        start = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/api/search?{urllib.parse.urlencode({'q': q, 'k': 10})}") as r:
+            hits = json.load(r)["hits"]
+        assert len(hits) == 10
+        return time.perf_counter() - start
+
     with running_server(create_app(backend)) as url:
-        for round_ in range(args.rounds + 1):
-            for q in QUERIES:
-                start = time.perf_counter()
-                with urllib.request.urlopen(f"{url}/api/search?{urllib.parse.urlencode({'q': q, 'k': 10})}") as r:
-                    hits = json.load(r)["hits"]
-                if round_:
-                    api_times.append(time.perf_counter() - start)
-                assert len(hits) == 10
-    return {"model": args.model, "tracks": args.tracks, "dim": dim, "index": index.kind,
-            "threads": torch.get_num_threads(),
-            "queries": len(api_times), "api": millis(api_times), "text_tower": millis(text_times),
-            "search": millis(search_times)}  # fmt: skip
+        for q in texts(0):
+            ask(url, f"{q} (warm-up)")
+        for round_ in range(1, args.rounds + 1):
+            api_times += [ask(url, f"{q} (api)") for q in texts(round_)]
+        repeated_times = [ask(url, f"{q} (api)") for q in texts(1)]
+    return {"model": args.model, "dtype": args.dtype, "tracks": args.tracks, "dim": dim, "index": index.kind,
+            "threads": torch.get_num_threads(), "queries": len(api_times), "api": millis(api_times),
+            "api_repeated": millis(repeated_times), "text_tower": millis(text_times), "search": millis(search_times),
+            "cpu": {**cpu, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+            "command": " ".join(["OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)"),
+                                 "python", *sys.argv])}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ STAMP="$VENV/.muqkit-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 
 # Debian packages: FluidSynth and General MIDI soundfonts render the offline corpus; headless Chromium and
-# its driver run the browser test of `muqkit serve`.
-APT_PACKAGES="fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small chromium chromium-driver"
+# its driver run the browser test of `muqkit serve`; g++ compiles the int8 model (`--dtype int8`).
+APT_PACKAGES="fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small chromium chromium-driver g++"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
@@ -34,10 +34,10 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install --upgrade pip >/dev/null 2>&1 || true
 echo "setup: installing torch==2.13.0 (CPU)"
 $PIP install "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-echo "setup: installing muqkit[train,mulan,eval,finetune,serve,search,onnx,mteb,hear,dev]"
+echo "setup: installing muqkit[train,mulan,eval,finetune,serve,search,onnx,int8,mteb,hear,dev]"
 # A constraint keeps every dependency on the torch installed above.
 printf 'torch==2.13.0\n' > "$VENV/torch-constraint.txt"
-$PIP install -c "$VENV/torch-constraint.txt" -e ".[train,mulan,eval,finetune,serve,search,onnx,mteb,hear,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+$PIP install -c "$VENV/torch-constraint.txt" -e ".[train,mulan,eval,finetune,serve,search,onnx,int8,mteb,hear,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 # The HEAR 2021 validator, without its TensorFlow requirement (it needs TensorFlow only to recognise
 # TensorFlow models; the test gives it a stand-in), so that the validator runs in the test suite.
 $PIP install --no-deps "hearvalidator==2021.0.2" 2>&1 | grep -v "^WARNING: Location" || true

@@ -84,3 +84,26 @@ def test_a_rerun_of_index_embeddings_lists_what_it_removes(model_dir, tmp_path, 
     captured = capsys.readouterr()
     assert "0 added, 0 replaced, 1 removed, 3 files" in captured.out
     assert captured.err.strip() == "muqkit index embeddings: removed extra/2-0.wav (not in emb)"
+
+
+def test_an_int8_muq_index_is_close_to_float32_and_is_another_models(model_dir, tmp_path, capsys):
+    from muqkit.embed.int8 import int8_problem
+    from muqkit.search import open_index
+
+    if int8_problem():
+        pytest.skip(int8_problem())
+    write(tmp_path / "music", 4)
+    build = ["mulan", "index", str(tmp_path / "music"), "--model", str(model_dir), "--out"]
+    assert main([*build, str(tmp_path / "fp32")]) == 0
+    assert main([*build, str(tmp_path / "int8"), "--dtype", "int8"]) == 0
+    fp32, int8 = open_index(tmp_path / "fp32"), open_index(tmp_path / "int8")
+    assert int8.meta.model_sha256 == f"{fp32.meta.model_sha256}+int8"
+    for path in sorted((tmp_path / "music").glob("*.wav")):
+        a, b = fp32.vector(str(path)), int8.vector(str(path))
+        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.99
+        assert not np.allclose(a, b, atol=1e-6)
+    # More files for the int8 index with the float32 model are refused, as another model's would be.
+    write(tmp_path / "more", 1, seed=3)
+    capsys.readouterr()
+    assert main(["index", "add", str(tmp_path / "more"), "--index", str(tmp_path / "int8")]) == 2
+    assert "+int8" in capsys.readouterr().err

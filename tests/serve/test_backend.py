@@ -151,7 +151,8 @@ def test_forward_passes_run_on_one_model_thread(mulan_embedder, mulan_backend):
     model = mulan_embedder.model
     seen: list[tuple[str, bool]] = []
     text, audio = model.extract_text_latents, model.extract_audio_latents
-    expected = text(["calm piano"]).float()
+    queries = [f"calm piano {i}" for i in range(6)]  # distinct: a repeated query comes from the app's cache
+    expected = dict(zip(queries, text(queries).float(), strict=True))
 
     def record(run):  # noqa: ANN001, ANN202
         def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -160,12 +161,12 @@ def test_forward_passes_run_on_one_model_thread(mulan_embedder, mulan_backend):
 
         return wrapped
 
-    results: list[torch.Tensor] = []
+    results: list[tuple[str, torch.Tensor]] = []
     try:
         model.extract_text_latents = record(text)
         model.extract_audio_latents = record(audio)
-        threads = [threading.Thread(target=lambda: results.append(mulan_embedder.text_latents(["calm piano"])))
-                   for _ in range(6)]  # fmt: skip
+        threads = [threading.Thread(target=lambda q=q: results.append((q, mulan_embedder.text_latents([q])[0])))
+                   for q in queries]  # fmt: skip
         threads.append(threading.Thread(target=mulan_embedder.audio_latent, args=(torch.zeros(24000),)))
         for t in threads:
             t.start()
@@ -175,6 +176,6 @@ def test_forward_passes_run_on_one_model_thread(mulan_embedder, mulan_backend):
         del model.extract_text_latents, model.extract_audio_latents
     assert len(seen) == 7 and {name for name, _ in seen} == {seen[0][0]} and seen[0][0].startswith("muqkit-model")
     assert not any(grad for _, grad in seen)
-    assert all(torch.allclose(r, expected, atol=1e-6) for r in results) and len(results) == 6
+    assert all(torch.allclose(r, expected[q], atol=1e-6) for q, r in results) and len(results) == 6
     with pytest.raises(ValueError, match="boom"):  # an error in a pass reaches the caller
         mulan_embedder._run(lambda: (_ for _ in ()).throw(ValueError("boom")))

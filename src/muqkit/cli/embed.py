@@ -51,7 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=8, help="chunks per model call (default: 8)")
     parser.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument(
-        "--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype (default: float32)"
+        "--dtype",
+        choices=("float32", "bfloat16", "int8", "auto"),
+        default="float32",
+        help="compute precision: float32 (the same embeddings on every machine), bfloat16 (fast where the CPU "
+        "has native bfloat16, else emulated and slow), int8 (CPU; quantised, compiled once per run: the "
+        "`int8` extra and a C++ compiler), or auto (from the CPU's features; never emulated bfloat16) "
+        "(default: float32)",
     )
     parser.add_argument(
         "--format",

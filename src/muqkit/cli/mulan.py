@@ -189,19 +189,27 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 def _dtype_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16"),
+        choices=("float32", "bfloat16", "int8", "auto"),
         default="float32",
-        help="weights and compute dtype (bfloat16: about 2x faster on CPUs with bf16 instructions and on GPUs, "
-        "latents within about 1e-3; the mel is always computed in float32)",
+        help="compute precision (bfloat16: about 2x faster on CPUs with bf16 instructions and on GPUs, "
+        "latents within about 1e-3, emulated and slow elsewhere; int8: the text tower in int8 on onnxruntime, "
+        "CPU only; auto: from the CPU's features; the mel is always computed in float32)"
     )
 
 
 def _load(name: str, device: str, dtype: str = "float32"):  # noqa: ANN202 - keeps torch out of the parser
     import torch
 
+    from muqkit.embed.precision import resolve_precision
     from muqkit.mulan import MuQMuLan
 
-    return MuQMuLan.from_pretrained(name, map_location=device).to(getattr(torch, dtype))
+    precision = resolve_precision(dtype, device=device)
+    model = MuQMuLan.from_pretrained(name, map_location=device)
+    if precision == "int8":  # the text tower in int8; the audio tower float32
+        from muqkit.export.int8 import quantize_mulan_text
+
+        return quantize_mulan_text(model)
+    return model.to(getattr(torch, precision))
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--model", default=None, help="model (default: the one that built the index)")
     p.add_argument("--device", type=device, default="cpu")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "int8", "auto"), default="float32",
+                   help="compute precision (int8: text queries in int8 on onnxruntime; auto: from the CPU's features)")
     p.add_argument("--projection", choices=("pca", "umap"), default="pca",
                    help="the map's projection (umap needs umap-learn)")  # fmt: skip
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest audio for search by example")

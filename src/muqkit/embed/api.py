@@ -33,6 +33,7 @@ from muqkit.embed.index import (
     merge_index,
     read_previous,
 )
+from muqkit.embed.precision import resolve_precision
 from muqkit.embed.prefetch import prefetch
 from muqkit.embed.store import (
     TIMESTAMPS_KEY,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from muqkit.ssl.muq import MuQ
 
 Pooling = Literal["none", "mean"]
-DTypeName = Literal["float32", "bfloat16"]
+DTypeName = Literal["float32", "bfloat16", "int8", "auto"]
 DEFAULT_MODEL = OFFICIAL_MUQ
 _DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _HASH_BLOCK = 1 << 20
@@ -204,7 +205,9 @@ def embed_paths(
         chunk_seconds: chunk length for long inputs, rounded down to whole frames (40 ms).
         batch_size: chunks per model call.
         device: where the model runs.
-        dtype: ``"float32"`` or ``"bfloat16"`` (explicit opt-in; outputs are stored as float32).
+        dtype: ``"float32"``, or the opt-ins ``"bfloat16"``, ``"int8"`` (CPU; :mod:`muqkit.embed.int8`) and
+            ``"auto"`` (from the CPU's features: :mod:`muqkit.embed.precision`); outputs are stored as float32
+            and the precision used is recorded in their provenance.
         fmt: ``"safetensors"`` (``<name>.safetensors``) or ``"npy"`` (folder ``<name>.embedding/``).
         overwrite: embed again even when an up-to-date output exists.
         progress: show a progress bar (files and hours of audio).
@@ -246,8 +249,7 @@ def prepare_run(
     :func:`muqkit.embed.distributed.embed_distributed`)."""
     if pooling not in ("none", "mean"):
         raise ValueError(f"pooling must be 'none' or 'mean', got {pooling!r}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    precision = resolve_precision(dtype, device=device)  # auto resolved; an emulated bfloat16 warned about
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     output_name("x", fmt)  # validates fmt
@@ -257,12 +259,19 @@ def prepare_run(
     muq = load_muq(model, revision=revision, cache_dir=cache_dir)
     # before any dtype change: the stored weights (an ONNX graph carries its source model's, tagged)
     fingerprint = getattr(muq, "fingerprint", None) or model_fingerprint(muq)
-    muq = muq.to(device=torch.device(device), dtype=_DTYPES[dtype]).eval()
     config = muq.config
+    chosen = resolve_layers(layers, int(config.encoder_depth) + 1)
+    if precision == "int8":
+        from muqkit.embed.int8 import quantize_muq
+
+        pad = chunk_length(chunk_seconds, config)  # one compiled shape: batches of whole chunks
+        muq = quantize_muq(muq, layers=chosen, batch_size=batch_size, pad_samples=pad)  # type: ignore[assignment]
+    else:
+        muq = muq.to(device=torch.device(device), dtype=_DTYPES[precision]).eval()
     run = _Run(
         muq=muq,
         out_dir=Path(out_dir),
-        layers=resolve_layers(layers, int(config.encoder_depth) + 1),
+        layers=chosen,
         pooling=pooling,
         chunk_samples=chunk_length(chunk_seconds, config),
         min_samples=samples_per_frame(config),
@@ -277,7 +286,7 @@ def prepare_run(
             frame_rate=float(config.frame_rate),
             sample_rate=int(config.sample_rate),
             chunk_seconds=chunk_length(chunk_seconds, config) / config.sample_rate,
-            dtype=dtype,
+            dtype=precision,
             format=fmt,
             muqkit_version=_version(),
         ),

@@ -51,6 +51,64 @@ def _time_mask(lengths: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Te
     return lengths_to_mask(lengths, size).to(dtype)
 
 
+class MuQEncoderGraph(nn.Module):
+    """The export form of MuQ after its mel frontend: normalised log-mel in, the requested hidden states out.
+
+    The conv front end runs without its fast paths (unfused BatchNorm, no chunking), which give the same
+    numbers; the quantisers of :mod:`muqkit.embed.int8` start from this form too.
+
+    Args:
+        muq: the model (its conv front end and Conformer are shared, not copied).
+        layers: hidden-state indices (0 = conv front end, i = Conformer layer i), in the output's order.
+    """
+
+    def __init__(self, muq: MuQ, layers: Sequence[int]) -> None:
+        super().__init__()
+        self.layers = tuple(int(i) for i in layers)
+        depth = int(muq.config.encoder_depth)
+        if not self.layers or any(not 0 <= i <= depth for i in self.layers):
+            raise ValueError(f"layers must lie in 0..{depth}, got {list(layers)}")
+        self.depth = depth
+        self.deepest = max(self.layers)
+        self.conv = muq.conv
+        self.conformer = muq.conformer
+
+    def subsample(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv front end without its fast paths: (batch, n_mels, frames) -> (batch, T, dim)."""
+        conv = self.conv
+        x = mel.unsqueeze(1)  # (batch, 1, n_mels, frames)
+        for block in conv._residual_blocks:
+            lengths = conv_out_length(lengths, block.stride[1])
+            h = F.relu(block.bn1(block.conv1(x)))
+            h = h * _time_mask(lengths, h.shape[-1], h.dtype)[:, None, None, :]
+            h = block.bn2(block.conv2(h))
+            shortcut = block.bn3(block.conv3(x)) if block.has_shortcut else x
+            y = F.relu(h + shortcut)
+            x = y * _time_mask(lengths, y.shape[-1], y.dtype)[:, None, None, :]
+        batch, channels, bands, frames = x.shape
+        x = conv.proj(x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bands))
+        return x * _time_mask(lengths, frames, x.dtype).unsqueeze(-1), lengths
+
+    def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel (batch, n_mels, frames) zero past ``mel_lengths`` (batch,) -> hidden (batch, num_layers, T,
+        dim), frames (batch,)."""
+        x, frames = self.subsample(mel, mel_lengths)
+        conformer = self.conformer
+        batch, time, _ = x.shape
+        mask = lengths_to_mask(frames, time)  # (batch, time)
+        key_mask = mask.view(batch, 1, 1, time)
+        valid = mask.unsqueeze(-1).to(x.dtype)
+        rotary = conformer.rotary(time, x.dtype)
+        states = [x]
+        for layer in conformer.layers[: self.deepest]:
+            x = layer(x, rotary, key_mask, valid)
+            states.append(x)
+        if self.deepest == self.depth:
+            states[-1] = conformer.layer_norm(x)
+        hidden = torch.stack([states[i] * valid for i in self.layers], dim=1)
+        return hidden, frames
+
+
 class MuQGraph(nn.Module):
     """The export form of a MuQ: waveform and lengths in, the requested hidden states out.
 
@@ -65,12 +123,8 @@ class MuQGraph(nn.Module):
     def __init__(self, muq: MuQ, layers: Sequence[int]) -> None:
         super().__init__()
         self.muq = muq
-        self.layers = tuple(int(i) for i in layers)
-        depth = int(muq.config.encoder_depth)
-        if not self.layers or any(not 0 <= i <= depth for i in self.layers):
-            raise ValueError(f"layers must lie in 0..{depth}, got {list(layers)}")
-        self.depth = depth
-        self.deepest = max(self.layers)
+        self.encoder = MuQEncoderGraph(muq, layers)
+        self.layers, self.depth = self.encoder.layers, self.encoder.depth
         frontend = muq.frontend
         self.register_buffer("window", torch.hann_window(frontend.n_fft), persistent=False)
         self.register_buffer("filterbank", frontend.filterbank.float().t().contiguous(), persistent=False)
@@ -97,40 +151,9 @@ class MuQGraph(nn.Module):
         mel_lengths = torch.div(lengths, hop, rounding_mode="floor")
         return mel_db * _time_mask(mel_lengths, mel_db.shape[-1], mel_db.dtype).unsqueeze(1), mel_lengths
 
-    def subsample(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conv front end without its fast paths: (batch, n_mels, frames) -> (batch, T, dim)."""
-        conv = self.muq.conv
-        x = mel.unsqueeze(1)  # (batch, 1, n_mels, frames)
-        for block in conv._residual_blocks:
-            lengths = conv_out_length(lengths, block.stride[1])
-            h = F.relu(block.bn1(block.conv1(x)))
-            h = h * _time_mask(lengths, h.shape[-1], h.dtype)[:, None, None, :]
-            h = block.bn2(block.conv2(h))
-            shortcut = block.bn3(block.conv3(x)) if block.has_shortcut else x
-            y = F.relu(h + shortcut)
-            x = y * _time_mask(lengths, y.shape[-1], y.dtype)[:, None, None, :]
-        batch, channels, bands, frames = x.shape
-        x = conv.proj(x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bands))
-        return x * _time_mask(lengths, frames, x.dtype).unsqueeze(-1), lengths
-
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """wavs (batch, samples), lengths (batch,) -> hidden (batch, num_layers, T, dim), frames (batch,)."""
-        mel, mel_lengths = self.log_mel(wavs, lengths)
-        x, frames = self.subsample(mel, mel_lengths)
-        conformer = self.muq.conformer
-        batch, time, _ = x.shape
-        mask = lengths_to_mask(frames, time)  # (batch, time)
-        key_mask = mask.view(batch, 1, 1, time)
-        valid = mask.unsqueeze(-1).to(x.dtype)
-        rotary = conformer.rotary(time, x.dtype)
-        states = [x]
-        for layer in conformer.layers[: self.deepest]:
-            x = layer(x, rotary, key_mask, valid)
-            states.append(x)
-        if self.deepest == self.depth:
-            states[-1] = conformer.layer_norm(x)
-        hidden = torch.stack([states[i] * valid for i in self.layers], dim=1)
-        return hidden, frames
+        return self.encoder(*self.log_mel(wavs, lengths))
 
 
 @dataclass(frozen=True)
@@ -373,14 +396,15 @@ class MuLanTextGraph(nn.Module):
         return F.normalize(self.mulan.text_to_latents(masked_mean(x, mask)), dim=-1)
 
 
-def _export(
+def export_graph(
     module: nn.Module, args: tuple, path: Path, *, dynamic: dict, inputs: list[str], outputs: list[str]
 ) -> None:
+    """Write ``module`` called on ``args`` to ``path`` as ONNX (atomically) with the ``dynamic`` shapes."""
     from muqkit.atomic import atomic_path
 
     with torch.no_grad(), atomic_path(path, suffix=".onnx") as tmp:
         program = torch.onnx.export(module, args, dynamic_shapes=dynamic, input_names=inputs, output_names=outputs,
-                                    opset_version=OPSET, dynamo=True, external_data=False)  # fmt: skip
+                                    opset_version=OPSET, dynamo=True, external_data=False, verbose=False)  # fmt: skip
         assert program is not None
         program.save(str(tmp))
 
@@ -401,11 +425,11 @@ def export_mulan(
     audio = MuLanAudioGraph(mulan).eval()
     clips = torch.export.Dim("clips", min=1)
     samples = torch.export.Dim("samples", min=4 * mulan.audio.backbone.min_samples)
-    _export(audio, (0.1 * torch.randn(2, min(clip, 48_000)),), folder / "audio.onnx",
+    export_graph(audio, (0.1 * torch.randn(2, min(clip, 48_000)),), folder / "audio.onnx",
             dynamic={"wavs": {0: clips, 1: samples}}, inputs=["wavs"], outputs=["latents"])  # fmt: skip
     batch = mulan.text.tokenize(["a calm piano piece in a minor key", "drums"])
     texts, tokens = torch.export.Dim("texts", min=1), torch.export.Dim("tokens", min=2, max=int(mulan.text.max_length))
-    _export(MuLanTextGraph(mulan).eval(), (batch.input_ids, batch.attention_mask), folder / "text.onnx",
+    export_graph(MuLanTextGraph(mulan).eval(), (batch.input_ids, batch.attention_mask), folder / "text.onnx",
             dynamic={"input_ids": {0: texts, 1: tokens}, "attention_mask": {0: texts, 1: tokens}},
             inputs=["input_ids", "attention_mask"], outputs=["latents"])  # fmt: skip
     mulan.text.tokenizer.save_pretrained(str(folder / "tokenizer"))

@@ -89,14 +89,21 @@ class MuQAudioLatents:
         from muqkit.embed.chunks import chunk_bounds
 
         out = []
-        device = next(self.muq.parameters()).device
+        encode = getattr(self.muq, "encode_batch", None)  # an int8 MuQ (muqkit.embed.int8)
+        first = None if encode is not None else next(self.muq.parameters())
         for wav in wavs:
             wav = torch.as_tensor(wav).reshape(-1).float()
             total = torch.zeros(self.config.dim_latent, dtype=torch.float64)
             frames = 0
             for start, end in chunk_bounds(wav.numel(), chunk_samples=self.chunk_samples,
                                            min_samples=self.muq.min_samples):  # fmt: skip
-                chunk = wav[start:end][None].to(device=device, dtype=next(self.muq.parameters()).dtype)
+                if encode is not None:
+                    states = encode([wav[start:end]], layers=(self.layer,))[0][0]  # (frames, dim)
+                    total += states.double().sum(0)
+                    frames += states.shape[0]
+                    continue
+                assert first is not None
+                chunk = wav[start:end][None].to(device=first.device, dtype=first.dtype)
                 states = self.muq(chunk, output_hidden_states=True).hidden_states[self.layer][0]
                 total += states.double().sum(0).cpu()  # (frames, dim) -> (dim,)
                 frames += states.shape[0]

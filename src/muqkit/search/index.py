@@ -60,6 +60,12 @@ FORMAT_VERSION = 1
 _COMPACT_FRACTION = 0.25
 
 
+def short_sha(fingerprint: str) -> str:
+    """A model fingerprint for messages: 12 hex digits and its tag (``+onnx``, ``+int8``) when it has one."""
+    digest, plus, tag = fingerprint.partition("+")
+    return digest[:12] + plus + tag
+
+
 class IndexMismatchError(ValueError):
     """An index was built with another model or latent dimension than the one querying it."""
 
@@ -313,8 +319,9 @@ class VectorIndex:
             )
         if model_sha256 is not None and self.meta.model_sha256 is not None and model_sha256 != self.meta.model_sha256:
             raise IndexMismatchError(
-                f"the index was built by model {self.meta.model_id} (sha256 {self.meta.model_sha256[:12]}), not by "
-                f"this one (sha256 {model_sha256[:12]}); search with the model that built it or rebuild the index"
+                f"the index was built by model {self.meta.model_id} (sha256 {short_sha(self.meta.model_sha256)}), not "
+                f"by this one (sha256 {short_sha(model_sha256)}); search with the model that built it or rebuild the "
+                "index"
             )
 
     # -- changes --------------------------------------------------------------------------------

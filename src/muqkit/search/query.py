@@ -52,7 +52,11 @@ def load_index_model(
     A MuQ-MuLan checkpoint gives the MuQ-MuLan (audio and text latents); a MuQ checkpoint gives
     :class:`~muqkit.search.build.MuQAudioLatents` of hidden state ``layer`` (default: the last). The
     fingerprint (:func:`muqkit.embed.model_fingerprint`) is of the stored float32 weights, before the cast
-    to ``dtype``, so it names the checkpoint whatever the dtype. The checkpoint is recognised by the hub
+    to ``dtype``, so it names the checkpoint whatever the dtype. ``dtype`` is a precision of
+    :mod:`muqkit.embed.precision`: ``int8`` runs a MuQ-MuLan's text tower in int8 (:mod:`muqkit.export.int8`;
+    its audio latents stay float32, and so does its fingerprint) and a MuQ in int8 (:mod:`muqkit.embed.int8`;
+    the fingerprint gets ``+int8``, so an index of its latents and one of float32 latents refuse each
+    other's model, as the ONNX graph's ``+onnx`` does). The checkpoint is recognised by the hub
     (:func:`muqkit.hub.loaders.identify_model`; pass its answer to read ``config.json`` once).
 
     Raises:
@@ -60,15 +64,27 @@ def load_index_model(
     """
     import torch
 
+    from muqkit.embed.precision import resolve_precision
     from muqkit.hub.loaders import ModelSource, identify_model, load_model
     from muqkit.hub.weights import model_fingerprint
 
+    precision = resolve_precision(dtype, device=device)  # auto resolved; an emulated bfloat16 warned about
     source = id_or_folder if isinstance(id_or_folder, ModelSource) else identify_model(id_or_folder)
     if source.kind == "mulan" and layer is not None:
         raise ValueError(f"{source.name} is a MuQ-MuLan checkpoint; a layer only applies to MuQ ones")
     model = load_model(source, kinds=("muq", "mulan"))
     fingerprint = model_fingerprint(model)
-    model = model.to(device=torch.device(device), dtype=getattr(torch, dtype))
+    if precision == "int8" and source.kind == "mulan":
+        from muqkit.export.int8 import quantize_mulan_text
+
+        return quantize_mulan_text(model), fingerprint  # type: ignore[return-value]
+    if precision == "int8":  # a MuQ's latents change: the index records them as another model's
+        from muqkit.embed.int8 import quantize_muq
+
+        model = quantize_muq(model, layers=[-1 if layer is None else layer])
+        fingerprint += "+int8"
+    else:
+        model = model.to(device=torch.device(device), dtype=getattr(torch, precision))
     if source.kind == "mulan":
         return model, fingerprint
     return MuQAudioLatents(model, layer=-1 if layer is None else layer), fingerprint
@@ -106,7 +122,7 @@ class Searcher:
         model: the model (Hub id or folder) to embed queries with (default: the one recorded in the index);
             its fingerprint must match the index's.
         device: torch device of the model.
-        dtype: ``"float32"`` or ``"bfloat16"``.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"int8"`` or ``"auto"`` (:mod:`muqkit.embed.precision`).
         backend: ``"torch"``, or ``"onnxruntime"`` with ``model`` a folder from ``muqkit export onnx --mulan``
             (MuQ-MuLan indexes).
     """

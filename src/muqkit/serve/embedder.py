@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Embedder", "ModelKind", "MuQAudioLatents", "index_embedder", "load_embedder", "model_kind", "model_label"]
 
 TAG_CACHE_SIZE = 32
+QUERY_CACHE_SIZE = 256  # text queries whose latents are kept (a latent is 2 KiB at 512 dimensions)
 T = TypeVar("T")
 
 
@@ -64,6 +65,7 @@ class Embedder:
         self.dim = int(model.config.dim_latent)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="muqkit-model")
         self._tags: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()  # read and written by the worker
+        self._queries: OrderedDict[str, torch.Tensor] = OrderedDict()  # likewise
 
     def _run(self, work: Callable[[], T]) -> T:
         """``work()`` on the model's thread without autograd (its grad mode is its own); its result or error."""
@@ -87,13 +89,28 @@ class Embedder:
         return self.model  # type: ignore[return-value]
 
     def text_latents(self, texts: Sequence[str]) -> torch.Tensor:
-        """(Q, d) float32 latents of ``texts``.
+        """(Q, d) float32 latents of ``texts``; the latest :data:`QUERY_CACHE_SIZE` texts are kept, so a repeated
+        query does not run the text tower.
 
         Raises:
             TextSearchUnavailable: the model has no text tower.
         """
         model = self._text_model()
-        return self._run(lambda: model.extract_text_latents(list(texts)).float().cpu())
+        texts = list(texts)
+
+        def cached() -> torch.Tensor:  # the latest QUERY_CACHE_SIZE texts are answered without the model
+            missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
+            if missing:
+                for text, latent in zip(missing, model.extract_text_latents(missing).float().cpu(), strict=True):
+                    self._queries[text] = latent
+            for text in texts:
+                self._queries.move_to_end(text)
+            out = torch.stack([self._queries[t] for t in texts]) if texts else torch.zeros(0, self.dim)
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+            return out
+
+        return self._run(cached)
 
     def audio_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """(d,) latent of a 1-D waveform at :attr:`sample_rate`."""
