@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -58,19 +57,13 @@ Encode = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # mel, mel length
 
 def cpu_line() -> str:
     """The CPU's model, its relevant flags, PyTorch's vector code and the load, on one line."""
-    name, flags = platform.processor() or platform.machine(), set()
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    have = " ".join(f for f in FLAGS if f in flags) or "none of " + ",".join(FLAGS)
+    from muqkit.embed.precision import read_cpu_features
+
+    cpu = read_cpu_features()
+    have = " ".join(f for f in FLAGS if f in cpu.flags) or "none of " + ",".join(FLAGS)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"CPU: {name}; {os.cpu_count()} cores; flags: {have}; torch {torch.__version__} capability "
-            f"{torch.backends.cpu.get_cpu_capability()}; load average {load}")  # fmt: skip
+    return (f"CPU: {cpu.model}; {os.cpu_count()} cores; flags: {have}; torch {torch.__version__} capability "
+            f"{cpu.capability}; load average {load}")  # fmt: skip
 
 
 def signals(count: int, seconds: float, rate: int, seed: int) -> list[torch.Tensor]:
@@ -268,17 +261,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds after a warm-up call; each "
-                        "candidate is timed once a round (0: fidelity only)")
-    parser.add_argument("--calibration", type=int, default=8,
-                        help="clips of muqkit.embed.int8.calibration_signals, --seconds long, for static quantisation")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed rounds after a warm-up call; each candidate is timed once a round (0: fidelity only)",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        default=8,
+        help="clips of muqkit.embed.int8.calibration_signals, --seconds long, for static quantisation",
+    )
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
-    parser.add_argument("--memory", nargs="*", default=None, metavar="CANDIDATE",
-                        help="candidates whose peak memory to measure, each in a child process (default: all run)")
+    parser.add_argument(
+        "--memory",
+        nargs="*",
+        default=None,
+        metavar="CANDIDATE",
+        help="candidates whose peak memory to measure, each in a child process (default: all run)",
+    )
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--workdir", default=None, help="keep the ONNX exports here for the next run (default: a "
-                        "temporary folder); a graph already there is reused")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep the ONNX exports here for the next run (default: a "
+        "temporary folder); a graph already there is reused",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.memory_of:

@@ -35,7 +35,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -120,19 +119,10 @@ def build_backend(model_name: str, tracks: int, kind: str, dtype: str = "float32
 
 def cpu_description() -> dict[str, Any]:
     """The CPU's model name and vector flags (from /proc/cpuinfo on Linux), the cores and the load."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    return {"model": name, "simd_flags": [f for f in SIMD_FLAGS if f in flags], "cores": os.cpu_count(),
+    from muqkit.embed.precision import read_cpu_features
+
+    cpu = read_cpu_features()
+    return {"model": cpu.model, "simd_flags": [f for f in SIMD_FLAGS if f in cpu.flags], "cores": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
@@ -319,10 +309,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="passes over the 12 queries (after one warm-up pass)")
     parser.add_argument("--kind", choices=("auto", "flat", "ivfpq", "hnsw"), default="auto", help="FAISS index kind")
     parser.add_argument("--json", default=None, help="also append the result to this JSON-lines file")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "int8", "auto"), default="float32",
-                        help="the model's precision, as muqkit serve --dtype")
-    parser.add_argument("--concurrent", type=int, default=0, metavar="N",
-                        help="N clients at once against the app on 127.0.0.1 (0: one client, the sequential mode)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8", "auto"),
+        default="float32",
+        help="the model's precision, as muqkit serve --dtype",
+    )
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N clients at once against the app on 127.0.0.1 (0: one client, the sequential mode)",
+    )
     parser.add_argument("--requests", type=int, default=500, help="concurrent mode: requests in all (a bound)")
     parser.add_argument("--seconds", type=float, default=120.0, help="concurrent mode: no request starts after this")
     parser.add_argument("--mix", default="text=2,similar=2,upload=1", help="concurrent mode: ratio of request kinds")
