@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shlex
 import sys
@@ -48,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-max-epochs", type=int, default=20, help="epochs of frame probes (over every frame)")
     p.add_argument("--frame-patience", type=int, default=3, help="frame probes: epochs without a lower val loss")
     p.add_argument("--dbn", action="store_true", help="decode beats with madmom's DBN instead of peak picking")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8", "auto"),
+        default="float32",
+        help="precision of the MuQ models (random:, muq:), run as `muqkit embed --dtype` runs them; features of "
+        "each precision are cached apart (handcrafted features are always float32)",
+    )
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=_probe)
@@ -95,7 +103,15 @@ def _curve(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from muqkit.eval.frames import FRAME_TASKS, REFERENCES, FrameProbeConfig, load_frame_task, run_frame_suite
+    from muqkit.eval.features import make_extractor
+    from muqkit.eval.frames import (
+        FRAME_TASKS,
+        REFERENCES,
+        FrameProbeConfig,
+        load_frame_task,
+        make_frame_extractor,
+        run_frame_suite,
+    )
     from muqkit.eval.marble import MARBLE_ADAPTERS, load_marble_task
     from muqkit.eval.marble_frames import MARBLE_FRAME_ADAPTERS, load_marble_frame_task
     from muqkit.eval.probes import ProbeConfig
@@ -105,6 +121,9 @@ def _probe(args: argparse.Namespace) -> int:
     from muqkit.runfolder import prepare_run_folder
 
     t0 = time.perf_counter()
+    from muqkit.embed.precision import resolve_precision
+
+    dtype = resolve_precision(args.dtype)  # auto resolved once; an emulated bfloat16 warned about once
     prepare_run_folder(args.out, overwrite=args.overwrite, owned=("results.json", "results.md"), resumable=False)
     models = args.model or (list(SUITE_MODELS) if args.suite else None)
     if not models:
@@ -154,12 +173,14 @@ def _probe(args: argparse.Namespace) -> int:
     )
     cache_dir = args.cache_dir or default_cache_dir(args.corpus or args.marble_root)
     clip_models = [m for m in models if m not in REFERENCES]
-    rows = run_suite(clip_models, tasks, config=config, cache_dir=cache_dir) if tasks else []
+    clip_factory = functools.partial(make_extractor, dtype=dtype)
+    rows = run_suite(clip_models, tasks, config=config, cache_dir=cache_dir, extractor_factory=clip_factory)
     if frame_tasks:
         frame_config = FrameProbeConfig(max_epochs=args.frame_max_epochs, patience=args.frame_patience, dbn=args.dbn)
         rows += run_frame_suite(
             models, frame_tasks, heads=config.heads, seeds=config.seeds, layer_modes=config.layer_modes,
             config=frame_config, cache_dir=cache_dir,
+            extractor_factory=functools.partial(make_frame_extractor, dtype=dtype),
         )  # fmt: skip
     meta = {
         "command": "muqkit " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("muqkit") else "",
@@ -175,6 +196,7 @@ def _probe(args: argparse.Namespace) -> int:
             "frame_max_epochs": args.frame_max_epochs,
             "frame_patience": args.frame_patience,
             "dbn": args.dbn,
+            "dtype": dtype,
         },
         "seconds": round(time.perf_counter() - t0, 1),
     }

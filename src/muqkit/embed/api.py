@@ -33,7 +33,7 @@ from muqkit.embed.index import (
     merge_index,
     read_previous,
 )
-from muqkit.embed.precision import resolve_precision
+from muqkit.embed.precision import model_in_precision, resolve_precision
 from muqkit.embed.prefetch import prefetch
 from muqkit.embed.store import (
     TIMESTAMPS_KEY,
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 Pooling = Literal["none", "mean"]
 DTypeName = Literal["float32", "bfloat16", "int8", "auto"]
 DEFAULT_MODEL = OFFICIAL_MUQ
-_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _HASH_BLOCK = 1 << 20
 
 log = logging.getLogger(__name__)
@@ -261,13 +260,9 @@ def prepare_run(
     fingerprint = getattr(muq, "fingerprint", None) or model_fingerprint(muq)
     config = muq.config
     chosen = resolve_layers(layers, int(config.encoder_depth) + 1)
-    if precision == "int8":
-        from muqkit.embed.int8 import quantize_muq
-
-        pad = chunk_length(chunk_seconds, config)  # one compiled shape: batches of whole chunks
-        muq = quantize_muq(muq, layers=chosen, batch_size=batch_size, pad_samples=pad)  # type: ignore[assignment]
-    else:
-        muq = muq.to(device=torch.device(device), dtype=_DTYPES[precision]).eval()
+    # int8: one compiled shape, batches of whole chunks
+    muq = model_in_precision(muq, precision, layers=chosen, batch_size=batch_size,
+                             pad_samples=chunk_length(chunk_seconds, config), device=device)  # fmt: skip
     run = _Run(
         muq=muq,
         out_dir=Path(out_dir),

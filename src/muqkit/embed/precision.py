@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from muqkit.ssl.muq import MuQ
 
 Precision = Literal["float32", "bfloat16", "int8"]
 PrecisionOption = Literal["float32", "bfloat16", "int8", "auto"]
@@ -134,6 +138,37 @@ def auto_precision(features: CpuFeatures) -> Precision:
     return "float32"
 
 
+def model_in_precision(
+    muq: MuQ,
+    precision: Precision,
+    *,
+    layers: Sequence[int],
+    batch_size: int = 1,
+    pad_samples: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Any:
+    """The model ``muqkit embed`` runs for a resolved precision (:func:`resolve_precision`): in ``int8`` the
+    quantised encoder of :func:`muqkit.embed.int8.quantize_muq` (an :class:`~muqkit.embed.int8.Int8MuQ`, run
+    through its ``encode_batch``), else the model moved to ``device`` and cast to float32 or bfloat16, in eval
+    mode. The probes (``muqkit probe --dtype``) and the MuQ indexes run their models through here too.
+
+    Args:
+        muq: a float32 MuQ (an exported graph passes through unchanged in float32).
+        precision: ``"float32"``, ``"bfloat16"`` or ``"int8"``.
+        layers: the hidden states that will be asked for (int8 computes only these).
+        batch_size: int8 pads every batch to this many items (one compiled shape).
+        pad_samples: int8 pads lengths to a multiple of this (default: 30 s).
+        device: where a float32 or bfloat16 model runs.
+    """
+    if precision == "int8":
+        from muqkit.embed.int8 import quantize_muq
+
+        return quantize_muq(muq, layers=layers, batch_size=batch_size, pad_samples=pad_samples)
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return muq.to(device=torch.device(device), dtype=getattr(torch, precision)).eval()
+
+
 __all__ = [
     "OPTIONS",
     "PRECISIONS",
@@ -142,6 +177,7 @@ __all__ = [
     "PrecisionOption",
     "auto_precision",
     "int8_available",
+    "model_in_precision",
     "read_cpu_features",
     "resolve_precision",
 ]

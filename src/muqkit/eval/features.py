@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -171,6 +171,43 @@ def muq_from_spec(spec: str) -> tuple[torch.nn.Module, str] | None:
     return load_model(arg, kinds=("muq",)), "muq-" + "".join(c if c.isalnum() else "-" for c in arg)[-40:]
 
 
+# Probe inputs are padded to a whole number of these seconds in int8 (one compiled shape per multiple): the
+# corpus's clips are 3, 10 and 30 s long.
+INT8_PAD_SECONDS = 10.0
+INT8_BATCH = 8  # the items per batch of the feature caches (one compiled shape)
+
+
+def precision_tag(precision: str) -> str:
+    """What a cache id gets for a precision: nothing for float32 (ids as before precisions existed), else
+    ``-bfloat16`` or ``-int8``, so that features of two precisions never share a cache entry."""
+    return "" if precision == "float32" else f"-{precision}"
+
+
+def model_for_features(model: torch.nn.Module, precision: str, num_layers: int) -> Any:
+    """``model`` in ``precision`` as ``muqkit embed`` runs it (:func:`muqkit.embed.precision.model_in_precision`):
+    every hidden state; in int8, batches of :data:`INT8_BATCH` items padded to whole :data:`INT8_PAD_SECONDS`."""
+    if precision == "float32":
+        return model.eval()
+    from muqkit.embed.precision import model_in_precision
+
+    rate = int(getattr(getattr(model, "config", None), "sample_rate", SAMPLE_RATE))
+    return model_in_precision(model, precision, layers=range(num_layers), batch_size=INT8_BATCH,  # type: ignore[arg-type]
+                              pad_samples=int(INT8_PAD_SECONDS * rate))  # fmt: skip
+
+
+def hidden_states(model: Any, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Every hidden state of each waveform: one (layers, frames_i, dim) float32 tensor per item, its valid
+    frames only. A PyTorch MuQ-like model is called on the padded batch (``output_hidden_states=True``); an
+    int8 model (:class:`muqkit.embed.int8.Int8MuQ`) through its ``encode_batch``."""
+    if not isinstance(model, torch.nn.Module):
+        layers = tuple(model.layers)
+        return [h.float() for h in model.encode_batch(list(wavs), layers=layers)]
+    batch, lengths = pad_batch(wavs)
+    out = model(batch, lengths=lengths, output_hidden_states=True)
+    states = torch.stack([h.float() for h in out.hidden_states], dim=1)  # (B, L, T, D)
+    return [states[i, :, : int(n)] for i, n in enumerate(out.lengths)]
+
+
 class MuQExtractor:
     """Every hidden state of a MuQ-like model, mean-pooled over valid frames.
 
@@ -179,18 +216,23 @@ class MuQExtractor:
     ``max_seconds`` are cut into windows whose pooled states are averaged, weighted by frames.
 
     Args:
-        model: the MuQ model (set to eval mode here).
+        model: the MuQ model, float32 (set to eval mode here).
         name: readable prefix of the cache id.
         max_seconds: longest window fed to the model at once.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"int8"``: the model runs as ``muqkit embed --dtype``
+            runs it (:func:`model_for_features`); the cache id names the precision (:func:`precision_tag`).
     """
 
-    def __init__(self, model: torch.nn.Module, name: str, *, max_seconds: float = 30.0) -> None:
+    def __init__(
+        self, model: torch.nn.Module, name: str, *, max_seconds: float = 30.0, precision: str = "float32"
+    ) -> None:
         if max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
-        self.model = model.eval()
         self.max_samples = int(max_seconds * SAMPLE_RATE)
-        self.num_layers = count_hidden_states(self.model)
-        self.id = f"{name}-{weights_fingerprint(model)}-w{max_seconds:g}"
+        self.num_layers = count_hidden_states(model.eval())
+        self.id = f"{name}-{weights_fingerprint(model)}-w{max_seconds:g}{precision_tag(precision)}"
+        self.precision = precision
+        self.model = model_for_features(model, precision, self.num_layers)
 
     @torch.no_grad()
     def embed(self, wavs: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -202,18 +244,13 @@ class MuQExtractor:
                 if len(piece) >= SAMPLE_RATE // 10 or start == 0:
                     windows.append(piece)
                     owner.append(i)
-        batch, lengths = pad_batch(windows)
-        out = self.model(batch, lengths=lengths, output_hidden_states=True)
-        frames = out.lengths.to(torch.long)
-        states = torch.stack([h.float() for h in out.hidden_states], dim=1)  # (W, L, T, D)
-        mask = lengths_to_mask(frames, states.shape[2]).float()  # (W, T)
-        sums = torch.einsum("wltd,wt->wld", states, mask)  # (W, L, D)
+        states = hidden_states(self.model, windows)  # per window (L, T_w, D)
+        sums = [s.sum(dim=1) for s in states]  # (L, D) per window
         result = []
-        owner_t = torch.tensor(owner)
         for i in range(len(wavs)):
-            sel = owner_t == i
-            total = frames[sel].sum().clamp(min=1)
-            result.append((sums[sel].sum(0) / total).numpy().astype(np.float32))
+            mine = [w for w, o in enumerate(owner) if o == i]
+            total = max(sum(states[w].shape[1] for w in mine), 1)
+            result.append((torch.stack([sums[w] for w in mine]).sum(0) / total).numpy().astype(np.float32))
         return result
 
 
@@ -271,13 +308,16 @@ def import_madmom():  # noqa: ANN201 - returns the module
     return madmom
 
 
-def make_extractor(spec: str, *, max_seconds: float = 30.0) -> FeatureExtractor:
+def make_extractor(spec: str, *, max_seconds: float = 30.0, dtype: str = "float32") -> FeatureExtractor:
     """Build an extractor from a spec string.
 
     Args:
         spec: ``mel`` | ``mfcc`` | ``chroma`` | ``rhythm`` | ``madmom-key`` | ``random:PRESET`` (random-weight MuQ,
             seed 0) | ``muq:FOLDER_OR_HUB_ID`` (``from_pretrained``).
         max_seconds: MuQ window length.
+        dtype: a MuQ's precision, ``float32``, ``bfloat16``, ``int8`` or ``auto`` (resolved by
+            :func:`muqkit.embed.precision.resolve_precision`, as ``muqkit embed --dtype``); the handcrafted
+            features and references are computed in float32 whatever it is.
     """
     if spec in HandcraftedExtractor.KINDS:
         return HandcraftedExtractor(spec)
@@ -285,7 +325,18 @@ def make_extractor(spec: str, *, max_seconds: float = 30.0) -> FeatureExtractor:
         return MadmomKeyExtractor()
     muq = muq_from_spec(spec)
     if muq is not None:
-        return MuQExtractor(muq[0], muq[1], max_seconds=max_seconds)
+        return MuQExtractor(muq[0], muq[1], max_seconds=max_seconds, precision=resolved_precision(dtype))
     raise ValueError(
         f"unknown model spec {spec!r}: use mel, mfcc, chroma, rhythm, madmom-key, random:PRESET or muq:FOLDER_OR_HUB_ID"
     )
+
+
+def resolved_precision(dtype: str) -> str:
+    """``dtype`` with ``auto`` resolved for the CPU and ``int8`` checked to be possible here
+    (:func:`muqkit.embed.precision.resolve_precision`; the one-line warning about an emulated bfloat16 is the
+    caller's: ``muqkit probe`` resolves its ``--dtype`` once)."""
+    if dtype in ("float32", "bfloat16"):
+        return dtype
+    from muqkit.embed.precision import resolve_precision
+
+    return resolve_precision(dtype)

@@ -23,7 +23,16 @@ from muqkit.atomic import atomic_path
 from muqkit.audio.mel import FRAME_RATE, SAMPLE_RATE, MelFrontend
 from muqkit.data.manifest import AudioRecord
 from muqkit.eval.cache import cache_key, embed_in_batches, entry_path
-from muqkit.eval.features import chroma_filter, count_hidden_states, muq_from_spec, pad_batch, weights_fingerprint
+from muqkit.eval.features import (
+    chroma_filter,
+    count_hidden_states,
+    hidden_states,
+    model_for_features,
+    muq_from_spec,
+    precision_tag,
+    resolved_precision,
+    weights_fingerprint,
+)
 from muqkit.eval.references import REFERENCES
 
 logger = logging.getLogger(__name__)
@@ -78,19 +87,25 @@ class HandcraftedFrameExtractor:
 
 
 class MuQFrameExtractor:
-    """Every hidden state of a MuQ-like model, frame by frame (25 Hz)."""
+    """Every hidden state of a MuQ-like model, frame by frame (25 Hz).
 
-    def __init__(self, model: torch.nn.Module, name: str) -> None:
-        self.model = model.eval()
-        self.num_layers = count_hidden_states(self.model)
-        self.id = f"frames-{name}-{weights_fingerprint(model)}"
+    Args:
+        model: the MuQ model, float32.
+        name: readable prefix of the cache id.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"int8"``, run as ``muqkit embed --dtype`` runs it
+            (:func:`muqkit.eval.features.model_for_features`); the cache id names it.
+    """
+
+    def __init__(self, model: torch.nn.Module, name: str, *, precision: str = "float32") -> None:
+        self.num_layers = count_hidden_states(model.eval())
+        self.id = f"frames-{name}-{weights_fingerprint(model)}{precision_tag(precision)}"
+        self.precision = precision
+        self.model = model_for_features(model, precision, self.num_layers)
 
     @torch.no_grad()
     def embed_frames(self, wavs: Sequence[torch.Tensor]) -> list[np.ndarray]:
-        batch, lengths = pad_batch(wavs)
-        out = self.model(batch, lengths=lengths, output_hidden_states=True)
-        states = torch.stack([h.float() for h in out.hidden_states], dim=2)  # (B, T, L, D)
-        return [states[i, : int(n)].numpy().astype(np.float32) for i, n in enumerate(out.lengths)]
+        # (layers, frames, dim) per item -> (frames, layers, dim), C-contiguous (as the cache writes it)
+        return [h.transpose(0, 1).contiguous().numpy().astype(np.float32) for h in hidden_states(self.model, wavs)]
 
 
 FRAME_ALIASES = {"mel": "mel", "chroma": "chroma", "onset": "onset", "rhythm": "onset"}
@@ -101,13 +116,14 @@ def has_frame_extractor(spec: str) -> bool:
     return spec in FRAME_ALIASES or spec in REFERENCES or spec.partition(":")[0] in ("random", "muq")
 
 
-def make_frame_extractor(spec: str) -> FrameExtractor:
-    """Build a frame extractor: ``mel`` | ``chroma`` | ``onset`` (``rhythm``) | ``random:PRESET`` | ``muq:PATH``."""
+def make_frame_extractor(spec: str, *, dtype: str = "float32") -> FrameExtractor:
+    """Build a frame extractor: ``mel`` | ``chroma`` | ``onset`` (``rhythm``) | ``random:PRESET`` | ``muq:PATH``;
+    ``dtype`` is a MuQ's precision (as in :func:`muqkit.eval.features.make_extractor`)."""
     if spec in FRAME_ALIASES:
         return HandcraftedFrameExtractor(FRAME_ALIASES[spec])
     muq = muq_from_spec(spec)
     if muq is not None:
-        return MuQFrameExtractor(*muq)
+        return MuQFrameExtractor(*muq, precision=resolved_precision(dtype))
     raise ValueError(f"no frame features for {spec!r}: use mel, chroma, onset, rhythm, random:PRESET or muq:PATH")
 
 
@@ -160,9 +176,9 @@ def embed_frames(
     if path is not None:
         with atomic_path(path, suffix=".safetensors") as tmp:
             ids_bytes = np.frombuffer(json.dumps(ids).encode(), dtype=np.uint8)
-            save_file(
-                {"features": stacked.astype(np.float16), "offsets": offsets, "ids_json": ids_bytes.copy()}, str(tmp)
-            )
+            # safetensors writes an array's buffer as it lies in memory: a transposed view would be stored scrambled
+            features = np.ascontiguousarray(stacked, dtype=np.float16)
+            save_file({"features": features, "offsets": offsets, "ids_json": ids_bytes.copy()}, str(tmp))
     return FrameFeatures(ids, stacked, offsets, extractor.id, time.perf_counter() - t0)
 
 
