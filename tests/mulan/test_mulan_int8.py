@@ -1,4 +1,5 @@
-"""MuQ-MuLan's text tower in int8 (onnxruntime ``quantize_dynamic``) against float32, and ``search --dtype int8``."""
+"""MuQ-MuLan in int8 against float32: the text tower (onnxruntime ``quantize_dynamic``), the audio tower (PyTorch 2
+export quantisation, as MuQ), ``mulan index`` and ``search --dtype int8``."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from muqkit.export.int8 import quantize_mulan_text, text_int8_problem
+from muqkit.embed.int8 import int8_problem
+from muqkit.export.int8 import quantize_mulan, quantize_mulan_text, text_int8_problem
 
 pytestmark = pytest.mark.skipif(text_int8_problem() is not None, reason=str(text_int8_problem()))
 
 # The bound the int8 text tower is held to on the official fixture (cosine of each text's latent to float32's).
 TEXT_INT8_MIN_COSINE = 0.99
+# The bound the int8 audio tower is held to on the random ``test`` preset (cosine of each item's latent).
+AUDIO_INT8_MIN_COSINE = 0.98
+needs_int8 = pytest.mark.skipif(int8_problem() is not None, reason=str(int8_problem()))
 TEXTS = ["a calm piano piece in a minor key", "drums", "an upbeat jazz trio with brushed drums and a walking bass"]
 
 
@@ -87,3 +92,50 @@ def test_the_app_caches_text_queries(tiny_mulan, monkeypatch) -> None:
     assert calls == [["drums", "piano"], ["violin"], ["piano"]]
     with torch.no_grad():
         torch.testing.assert_close(embedder.text_latents(["violin"]), real(["violin"]))
+
+
+@needs_int8
+def test_int8_audio_latents_match_float32(tiny_mulan) -> None:
+    gen = torch.Generator().manual_seed(1)
+    # 2 s clips: 5 s gives two whole clips and a wrapped one; 1.25 s one; 0.5 s one short clip (padded in int8),
+    # four of them: a batch of short clips alone
+    wavs = [0.1 * torch.randn(n, generator=gen) for n in (120_000, 12_000, 30_000, 12_000, 12_000, 12_000)]
+    with torch.no_grad():
+        ref = tiny_mulan.extract_audio_latents(wavs)
+    int8 = quantize_mulan(tiny_mulan)
+    got = int8.extract_audio_latents(wavs)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(got, ref, dim=-1)
+    assert float(cosine.min()) >= AUDIO_INT8_MIN_COSINE, cosine
+    assert not torch.allclose(got, ref, atol=1e-6)  # int8 really ran
+    # An item's latent does not depend on its batch (nor on the padding of its clips).
+    torch.testing.assert_close(int8.extract_audio_latents(wavs[1:2])[0], got[1], atol=1e-5, rtol=0)
+    text_only = quantize_mulan_text(tiny_mulan)  # the audio tower stays float32
+    torch.testing.assert_close(text_only.extract_audio_latents(wavs), ref, atol=1e-5, rtol=0)
+
+
+@needs_int8
+def test_an_int8_mulan_index_is_another_models_but_answers_queries_of_either_precision(index, capsys) -> None:
+    from muqkit.cli.main import main
+    from muqkit.search import open_index
+
+    root = index.parent
+    build = ["mulan", "index", str(root / "audio"), "--model", str(root / "model"), "--out", str(root / "int8-index")]
+    assert main([*build, "--dtype", "int8"]) == 0
+    fp32, int8 = open_index(index), open_index(root / "int8-index")
+    assert int8.meta.model_sha256 == f"{fp32.meta.model_sha256}+int8"
+    for path in sorted((root / "audio").glob("*.wav")):
+        a, b = fp32.vector(str(path)), int8.vector(str(path))
+        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= AUDIO_INT8_MIN_COSINE
+    capsys.readouterr()
+    for dtype in ("float32", "int8"):  # a query is not stored: either precision searches either index
+        args = ["search", "a calm piano piece", "--index", str(root / "int8-index"), "--json", "--top-k", "3"]
+        assert main([*args, "--dtype", dtype]) == 0
+        assert len(json.loads(capsys.readouterr().out)[0]["hits"]) == 3
+    # Vectors are not mixed: float32 vectors are refused by the int8 index, int8 ones by the float32 index.
+    assert main(["index", "add", str(root / "audio"), "--index", str(root / "int8-index")]) == 2
+    assert "+int8" in capsys.readouterr().err
+    assert main(["index", "add", str(root / "audio"), "--index", str(index), "--dtype", "int8"]) == 2
+    assert "+int8" in capsys.readouterr().err
+    assert main(["index", "add", str(root / "audio"), "--index", str(root / "int8-index"), "--dtype", "int8"]) == 0
+    assert "0 added, 0 replaced, 6 unchanged" in capsys.readouterr().out

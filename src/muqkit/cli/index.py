@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     add.add_argument("--index", required=True, metavar="DIR")
     add.add_argument("--device", type=device, default="cpu")
+    add.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8", "auto"),
+        default="float32",
+        help="compute precision; an index built in int8 takes int8 vectors only, one built in float32 (or "
+        "bfloat16) none of int8 (default: float32)",
+    )
     add.add_argument("--batch-size", type=positive_int, default=4, help="songs per batch")
     add.set_defaults(func=run_add)
 
@@ -89,11 +96,11 @@ def run_add(args: argparse.Namespace) -> int:
     from muqkit.search.build import index_audio
     from muqkit.search.query import Searcher
 
-    searcher = Searcher(open_index(args.index, mmap=False), device=args.device)
+    searcher = Searcher(open_index(args.index, mmap=False), device=args.device, dtype=args.dtype)
     check_writable(args.index, folder=True, option="--index")
-    index, update = index_audio(
-        searcher.model(), args.paths, index=searcher.index, model_sha256=searcher.index.meta.model_sha256,
-        batch_size=args.batch_size,
+    model = searcher.model()
+    index, update = index_audio(  # the model's own fingerprint: vectors of another precision are refused
+        model, args.paths, index=searcher.index, model_sha256=searcher.fingerprint, batch_size=args.batch_size,
     )  # fmt: skip
     if update.added or update.replaced:
         index.save(args.index)

@@ -192,8 +192,9 @@ def _dtype_arg(parser: argparse.ArgumentParser) -> None:
         choices=("float32", "bfloat16", "int8", "auto"),
         default="float32",
         help="compute precision (bfloat16: about 2x faster on CPUs with bf16 instructions and on GPUs, "
-        "latents within about 1e-3, emulated and slow elsewhere; int8: the text tower in int8 on onnxruntime, "
-        "CPU only; auto: from the CPU's features; the mel is always computed in float32)"
+        "latents within about 1e-3, emulated and slow elsewhere; int8: CPU only, the text tower in int8 on "
+        "onnxruntime and the audio tower in int8 as `muqkit embed --dtype int8` (compiled on the first audio "
+        "call); auto: from the CPU's features; the mel is always computed in float32)"
     )
 
 
@@ -205,10 +206,10 @@ def _load(name: str, device: str, dtype: str = "float32"):  # noqa: ANN202 - kee
 
     precision = resolve_precision(dtype, device=device)
     model = MuQMuLan.from_pretrained(name, map_location=device)
-    if precision == "int8":  # the text tower in int8; the audio tower float32
-        from muqkit.export.int8 import quantize_mulan_text
+    if precision == "int8":  # both towers in int8 (the audio tower quantised on its first call)
+        from muqkit.export.int8 import quantize_mulan
 
-        return quantize_mulan_text(model)
+        return quantize_mulan(model)
     return model.to(getattr(torch, precision))
 
 

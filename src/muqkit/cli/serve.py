@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--model", default=None, help="model (default: the one that built the index)")
     p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "int8", "auto"), default="float32",
-                   help="compute precision (int8: text queries in int8 on onnxruntime; auto: from the CPU's features)")
+                   help="compute precision (int8: text queries in int8 on onnxruntime, queries by example in int8 as "
+                        "`muqkit embed --dtype int8`; auto: from the CPU's features)")
     p.add_argument("--projection", choices=("pca", "umap"), default="pca",
                    help="the map's projection (umap needs umap-learn)")  # fmt: skip
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest audio for search by example")

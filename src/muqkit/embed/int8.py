@@ -83,6 +83,18 @@ def calibration_signals(
     return out
 
 
+def padded_mel(
+    frontend: torch.nn.Module, batch: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float32 frontend on a (batch, samples) batch with (batch,) valid samples: the normalised log-mel
+    (batch, n_mels, frames) as long as ``samples`` gives, zero past each item's frames (the frontend alone
+    stops at the longest item's, which would be another compiled shape), and the (batch,) valid frames."""
+    out = frontend(batch, lengths)
+    frames = int(frontend.num_frames(torch.tensor(batch.shape[1])))  # type: ignore[operator]
+    mel = torch.nn.functional.pad(out.mel, (0, frames - out.mel.shape[-1]))
+    return mel, out.lengths
+
+
 class Int8MuQ:
     """A MuQ whose encoder runs in int8 (see the module docstring); a drop-in for
     :func:`muqkit.embed.chunks.encode_batch` (``encode_batch``) with the float32 model's ``config``.
@@ -153,8 +165,8 @@ class Int8MuQ:
             for i, wav in enumerate(wavs):
                 batch[i, : wav.numel()] = wav.float()
                 lengths[i] = wav.numel()
-            mel = self.frontend(batch, lengths)  # float32 (items, n_mels, frames), zero past lengths
-            hidden, frames = self.encode_mel(mel.mel, mel.lengths)  # (items, num_layers, T, dim)
+            mel, mel_lengths = padded_mel(self.frontend, batch, lengths)  # float32 (items, n_mels, frames)
+            hidden, frames = self.encode_mel(mel, mel_lengths)  # (items, num_layers, T, dim)
             pick = [self.layers.index(layer) for layer in layers]
             return [hidden[i, pick, : int(frames[i])].clone() for i in range(len(wavs))]
 
@@ -186,12 +198,6 @@ def quantize_muq(
         raise ValueError(problem)
     if not isinstance(muq, torch.nn.Module):
         raise ValueError("--dtype int8 quantises a PyTorch model (--backend torch), not an exported graph")
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer,
-        get_default_x86_inductor_quantization_config,
-    )
-
     from muqkit.export.onnx import MuQEncoderGraph
 
     depth = int(muq.config.encoder_depth)
@@ -208,22 +214,135 @@ def quantize_muq(
             clip = clip.float().reshape(1, -1)
             out = muq.frontend(clip, torch.tensor([clip.shape[1]]))
             mels.append((out.mel, out.lengths))
-        # Two items of different lengths, so that export keeps batch and length symbolic.
-        first = mels[0][0]
-        example = (torch.cat([first, first]), torch.tensor([first.shape[-1], first.shape[-1] - 7]))
-        batch = torch.export.Dim("batch")
-        dims = {"mel": {0: batch, 2: torch.export.Dim.AUTO}, "mel_lengths": {0: batch}}
-        program = torch.export.export(encoder, example, dynamic_shapes=dims).module()
-        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
-        prepared = prepare_pt2e(program, quantizer)  # type: ignore[arg-type]
-        for mel, lengths in mels:
-            prepared(mel, lengths)
-        converted = convert_pt2e(prepared)
-    # Static shapes: the x86 int8 lowering does not take symbolic ones; freezing folds the weights into the
-    # prepacked oneDNN int8 kernels.
-    compiled = torch.compile(converted, dynamic=False)
+    # Two items of different lengths, so that export keeps batch and length symbolic.
+    first = mels[0][0]
+    example = (torch.cat([first, first]), torch.tensor([first.shape[-1], first.shape[-1] - 7]))
+    batch = torch.export.Dim("batch")
+    dims = {"mel": {0: batch, 2: torch.export.Dim.AUTO}, "mel_lengths": {0: batch}}
+    compiled = quantize_graph(encoder, example, mels, dynamic_shapes=dims)
     pad = int(pad_samples) if pad_samples else 30 * rate
     return Int8MuQ(muq, compiled, layers=chosen, batch_size=max(1, int(batch_size)), pad_samples=pad)
 
 
-__all__ = ["Int8MuQ", "calibration_signals", "int8_problem", "quantize_muq"]
+def quantize_graph(
+    graph: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    calibration: Sequence[tuple[torch.Tensor, ...]],
+    *,
+    dynamic_shapes: dict[str, Any] | None = None,
+) -> Any:
+    """PyTorch 2 export quantisation of an export-form module for the x86 CPU: ``torch.export`` on
+    ``example`` (static shapes unless ``dynamic_shapes``), torchao's ``prepare_pt2e`` with the
+    ``X86InductorQuantizer`` (int8 weights per output channel, uint8 activations per tensor; convolutions
+    and linear layers), activation ranges from calling it on each input tuple of ``calibration``,
+    ``convert_pt2e``, then ``torch.compile`` with static shapes (call the result under
+    ``torch._inductor.config.patch(freezing=True)`` and ``torch.no_grad()``, outside inference mode).
+    """
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer,
+        get_default_x86_inductor_quantization_config,
+    )
+
+    with torch.no_grad():
+        program = torch.export.export(graph.eval(), example, dynamic_shapes=dynamic_shapes).module()
+        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
+        prepared = prepare_pt2e(program, quantizer)  # type: ignore[arg-type]
+        for inputs in calibration:
+            prepared(*inputs)
+        converted = convert_pt2e(prepared)
+    # Static shapes: the x86 int8 lowering does not take symbolic ones; freezing folds the weights into the
+    # prepacked oneDNN int8 kernels.
+    return torch.compile(converted, dynamic=False)
+
+
+class Int8MuLanAudio:
+    """MuQ-MuLan's audio tower in int8: the MuQ backbone, the projection, the tower's transformer and the
+    latent projection, quantised together (:func:`quantize_mulan_audio`); the mel frontend stays float32.
+
+    Clips run ``batch_size`` at a time, each padded to the clip length (one compiled shape): padding is
+    masked everywhere (:class:`muqkit.export.onnx.MuLanAudioEncoderGraph`), so it does not change a clip's
+    latent.
+    """
+
+    def __init__(self, frontend: torch.nn.Module, compiled: Any, *, batch_size: int, clip_samples: int) -> None:
+        self.frontend = frontend
+        self._compiled = compiled
+        self.batch_size = batch_size
+        self.clip_samples = clip_samples
+
+    def clip_latents(self, clips: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(clips, samples) waveforms, at most ``clip_samples`` long, with (clips,) valid samples (``None``:
+        all) -> (clips, dim_latent) float32 unit latents."""
+        import torch._inductor.config as inductor_config
+
+        count, samples = clips.shape
+        if samples > self.clip_samples:
+            raise ValueError(f"clips of {samples} samples are longer than the model's {self.clip_samples}")
+        lengths = torch.full((count,), samples) if lengths is None else lengths.cpu()
+        out = []
+        with torch.inference_mode(False), torch.no_grad(), inductor_config.patch(freezing=True):
+            for start in range(0, count, self.batch_size):
+                part = clips[start : start + self.batch_size].float().cpu()
+                batch = torch.zeros(self.batch_size, self.clip_samples)
+                batch[: part.shape[0], :samples] = part
+                valid = torch.full((self.batch_size,), self.clip_samples)  # padding items: dropped
+                valid[: part.shape[0]] = lengths[start : start + self.batch_size]
+                mel, mel_lengths = padded_mel(self.frontend, batch, valid)  # float32 (batch, n_mels, frames)
+                out.append(self._compiled(mel, mel_lengths)[: part.shape[0]].clone())
+        return torch.cat(out)
+
+
+def quantize_mulan_audio(
+    mulan: Any, *, batch_size: int = 4, calibration: Sequence[torch.Tensor] | None = None
+) -> Int8MuLanAudio:
+    """Quantise a float32 MuQ-MuLan's audio tower to int8 for the CPU, on the PyTorch 2 export path of
+    :func:`quantize_muq` (the model is not changed).
+
+    Args:
+        mulan: a :class:`muqkit.mulan.MuQMuLan`, float32, on the CPU.
+        batch_size: clips per call (a batch is padded to this many).
+        calibration: waveforms at the model's rate, each cut to its first clip (default:
+            :func:`calibration_signals`, one clip long each).
+
+    Raises:
+        ValueError: int8 cannot run here (:func:`int8_problem`).
+    """
+    problem = int8_problem()
+    if problem:
+        raise ValueError(problem)
+    from muqkit.export.onnx import MuLanAudioEncoderGraph
+
+    mulan = mulan.float().eval()
+    clip = int(mulan.config.clip_samples)
+    frontend = mulan.audio.backbone.frontend
+    rate = int(mulan.sample_rate)
+    signals = list(calibration) if calibration is not None else calibration_signals(
+        seconds=clip / rate, sample_rate=rate)  # fmt: skip
+    if not signals:
+        raise ValueError("calibration: give at least one waveform")
+    size = max(1, int(batch_size))
+    batches = []
+    with torch.no_grad():
+        for start in range(0, len(signals), size):
+            part = [w.float().reshape(-1)[:clip] for w in signals[start : start + size]]
+            part += part[: size - len(part)] * size  # a short last batch: filled with its own clips
+            part = part[:size]
+            batch = torch.zeros(size, clip)
+            for i, w in enumerate(part):
+                batch[i, : w.numel()] = w
+            batches.append(padded_mel(frontend, batch, torch.tensor([w.numel() for w in part])))
+    compiled = quantize_graph(MuLanAudioEncoderGraph(mulan), batches[0], batches)
+    return Int8MuLanAudio(frontend, compiled, batch_size=size, clip_samples=clip)
+
+
+__all__ = [
+    "Int8MuLanAudio",
+    "Int8MuQ",
+    "calibration_signals",
+    "int8_problem",
+    "padded_mel",
+    "quantize_graph",
+    "quantize_muq",
+    "quantize_mulan_audio",
+]

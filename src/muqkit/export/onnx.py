@@ -373,6 +373,39 @@ class MuLanAudioGraph(nn.Module):
         return F.normalize(self.mulan.audio_to_latents(embeds), dim=-1)
 
 
+class MuLanAudioEncoderGraph(nn.Module):
+    """MuQ-MuLan's audio tower after the mel frontend, on padded clips: normalised log-mel (clips, n_mels,
+    frames) zero past ``mel_lengths`` (clips,) -> (clips, dim_latent) unit latents. The export form the int8
+    audio tower (:func:`muqkit.embed.int8.quantize_mulan_audio`) starts from.
+
+    Padding is masked as in :meth:`muqkit.mulan.audio.AudioTower.forward` with lengths (the backbone's frames,
+    the transformer's keys, the mean and the lag pooling), so a clip's latent does not depend on how much
+    it is padded; the transformer runs on every position (the packed fast path is left out).
+    """
+
+    def __init__(self, mulan: MuQMuLan) -> None:
+        super().__init__()
+        tower = mulan.audio
+        self.encoder = MuQEncoderGraph(tower.backbone, [tower.layer])
+        self.proj = tower.proj
+        self.layers = tower.transformer.layers
+        self.lag_pool = tower.lag_pool
+        self.to_latents = mulan.audio_to_latents
+
+    def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+        from muqkit.mulan.transformer import masked_mean
+
+        hidden, frames = self.encoder(mel, mel_lengths)  # (clips, 1, T, backbone_dim), (clips,)
+        mask = lengths_to_mask(frames, hidden.shape[2])  # (clips, T)
+        x = self.proj(hidden[:, 0])  # (clips, T, dim)
+        for layer in self.layers:
+            x = layer(x, mask)
+        embeds = masked_mean(x, mask)  # (clips, dim)
+        if self.lag_pool is not None:
+            embeds = embeds + self.lag_pool(x, mask)
+        return F.normalize(self.to_latents(embeds), dim=-1)
+
+
 class MuLanTextGraph(nn.Module):
     """MuQ-MuLan's text tower: token ids and attention mask (batch, tokens) -> (batch, dim_latent) unit latents.
 

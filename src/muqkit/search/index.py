@@ -60,6 +60,10 @@ FORMAT_VERSION = 1
 _COMPACT_FRACTION = 0.25
 
 
+# What a model fingerprint gets when the model runs in int8 (its vectors are another model's to an index).
+INT8_TAG = "+int8"
+
+
 def short_sha(fingerprint: str) -> str:
     """A model fingerprint for messages: 12 hex digits and its tag (``+onnx``, ``+int8``) when it has one."""
     digest, plus, tag = fingerprint.partition("+")
@@ -310,16 +314,28 @@ class VectorIndex:
         """Absolute path -> content checksum given when the file was added (``None`` if none was)."""
         return {key: self._items[row].get("sha256") for key, row in self._rows.items()}
 
-    def check(self, *, model_sha256: str | None = None, dim: int | None = None) -> None:
-        """Raise :class:`IndexMismatchError` unless the index was built by this model / dimension."""
+    def check(self, *, model_sha256: str | None = None, dim: int | None = None, query: bool = False) -> None:
+        """Raise :class:`IndexMismatchError` unless the index was built by this model / dimension.
+
+        With ``query`` the model only embeds queries (which are not stored), and it may run in another precision
+        than the one that built the index: fingerprints that differ only by ``+int8`` match. Vectors to be
+        added must come from the very model and precision that built the index (``query=False``).
+        """
         if dim is not None and int(dim) != self.dim:
             raise IndexMismatchError(
                 f"the index holds {self.dim}-d vectors, the model gives {dim}-d ones; use the model that built it "
                 f"({self.meta.model_id})"
             )
-        if model_sha256 is not None and self.meta.model_sha256 is not None and model_sha256 != self.meta.model_sha256:
+        built = self.meta.model_sha256
+        if model_sha256 is None or built is None:
+            return
+        if query:
+            same = model_sha256.removesuffix(INT8_TAG) == built.removesuffix(INT8_TAG)
+        else:
+            same = model_sha256 == built
+        if not same:
             raise IndexMismatchError(
-                f"the index was built by model {self.meta.model_id} (sha256 {short_sha(self.meta.model_sha256)}), not "
+                f"the index was built by model {self.meta.model_id} (sha256 {short_sha(built)}), not "
                 f"by this one (sha256 {short_sha(model_sha256)}); search with the model that built it or rebuild the "
                 "index"
             )

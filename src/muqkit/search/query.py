@@ -53,11 +53,12 @@ def load_index_model(
     :class:`~muqkit.search.build.MuQAudioLatents` of hidden state ``layer`` (default: the last). The
     fingerprint (:func:`muqkit.embed.model_fingerprint`) is of the stored float32 weights, before the cast
     to ``dtype``, so it names the checkpoint whatever the dtype. ``dtype`` is a precision of
-    :mod:`muqkit.embed.precision`: ``int8`` runs a MuQ-MuLan's text tower in int8 (:mod:`muqkit.export.int8`;
-    its audio latents stay float32, and so does its fingerprint) and a MuQ in int8 (:mod:`muqkit.embed.int8`;
-    the fingerprint gets ``+int8``, so an index of its latents and one of float32 latents refuse each
-    other's model, as the ONNX graph's ``+onnx`` does). The checkpoint is recognised by the hub
-    (:func:`muqkit.hub.loaders.identify_model`; pass its answer to read ``config.json`` once).
+    :mod:`muqkit.embed.precision`: ``int8`` runs both towers of a MuQ-MuLan in int8 (:mod:`muqkit.export.int8`)
+    and a MuQ in int8 (:mod:`muqkit.embed.int8`); the fingerprint then gets ``+int8``, so that int8 and float32
+    vectors are never added to one index (:meth:`~muqkit.search.index.VectorIndex.check`), as the ONNX
+    graph's ``+onnx`` does; a query, which is not stored, may run in another precision than the index's. The
+    checkpoint is recognised by the hub (:func:`muqkit.hub.loaders.identify_model`; pass its answer to read
+    ``config.json`` once).
 
     Raises:
         CheckpointError: the model cannot be found or loaded.
@@ -74,19 +75,17 @@ def load_index_model(
         raise ValueError(f"{source.name} is a MuQ-MuLan checkpoint; a layer only applies to MuQ ones")
     model = load_model(source, kinds=("muq", "mulan"))
     fingerprint = model_fingerprint(model)
-    if precision == "int8" and source.kind == "mulan":
-        from muqkit.export.int8 import quantize_mulan_text
-
-        return quantize_mulan_text(model), fingerprint  # type: ignore[return-value]
-    if precision == "int8":  # a MuQ's latents change: the index records them as another model's
-        from muqkit.embed.int8 import quantize_muq
-
-        model = quantize_muq(model, layers=[-1 if layer is None else layer])
+    if precision == "int8":  # the latents change: an index records them as another model's
         fingerprint += "+int8"
-    else:
-        model = model.to(device=torch.device(device), dtype=getattr(torch, precision))
+    if precision == "int8" and source.kind == "mulan":
+        from muqkit.export.int8 import quantize_mulan
+
+        return quantize_mulan(model), fingerprint  # type: ignore[return-value]
     if source.kind == "mulan":
-        return model, fingerprint
+        return model.to(device=torch.device(device), dtype=getattr(torch, precision)), fingerprint
+    from muqkit.embed.precision import model_in_precision
+
+    model = model_in_precision(model, precision, layers=[-1 if layer is None else layer], device=device)
     return MuQAudioLatents(model, layer=-1 if layer is None else layer), fingerprint
 
 
@@ -147,6 +146,7 @@ class Searcher:
         self.device = device
         self.dtype = dtype
         self._model: Any = None
+        self.fingerprint: str | None = None  # the query model's, once loaded (:meth:`model`)
 
     @property
     def is_mulan(self) -> bool:
@@ -164,12 +164,13 @@ class Searcher:
 
             onnx = OnnxMuLan(self.model_name)
             self.index.check(model_sha256=onnx.fingerprint, dim=onnx.dim_latent)  # the source model's weights
-            self._model = onnx
+            self._model, self.fingerprint = onnx, onnx.fingerprint
             return onnx
         source, layer = index_model(self.index, model=self.model_name)
         model, fingerprint = load_index_model(source, layer=layer, device=self.device, dtype=self.dtype)
-        self.index.check(model_sha256=fingerprint, dim=int(model.config.dim_latent))
-        self._model = model
+        # queries may run in another precision than the index's vectors (adding vectors may not)
+        self.index.check(model_sha256=fingerprint, dim=int(model.config.dim_latent), query=True)
+        self._model, self.fingerprint = model, fingerprint
         return model
 
     def text(self, queries: list[str], k: int = 10) -> list[list[SearchHit]]:

@@ -215,7 +215,7 @@ class IndexBackend:
                 f"the index's latents are {index.dim}-d but the model {embedder.source} gives "
                 f"{embedder.dim}-d latents; serve the index with the model that built it"
             )
-        index.check(model_sha256=embedder.fingerprint)
+        index.check(model_sha256=embedder.fingerprint, query=True)  # queries may run in another precision
         self.index = index
         self.embedder = embedder
         self.projection = projection
