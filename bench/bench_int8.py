@@ -17,12 +17,21 @@ conv front end and the Conformer, from the normalised log-mel to every hidden st
   this model gives empty outputs for inputs of another length than its calibration clips (OpenVINO 2026.4,
   NNCF 3.4), so the calibration clips are ``--seconds`` long, the length measured.
 
+Each candidate runs in a process of its own (one after the other, in one run of this script), so that its
+memory is its own: it builds the candidate, then at each thread count and batch size makes a warm-up call
+(which compiles, where the candidate compiles) and ``--repeats`` timed calls, and reports its peak resident
+memory (``VmHWM``: the build, that is the export, quantisation or compilation, and the calls) and its
+resident memory after the calls (``VmRSS``). With ``--workdir`` the ONNX graphs (float32 and int8) are kept,
+and a later run loads them instead of exporting again, so its ONNX candidates' peaks are those of
+inference alone. PyTorch float32, the
+reference, runs first and again last; each candidate's speed-up is against the mean of its two figures, and
+both are printed, so that a change of load during the run shows. A candidate that fails is reported with its
+error and the others go on.
+
 Fidelity: for each hidden state, the cosine of each valid frame to float32's (min and mean over frames and
-items), on a batch of music-like signals (chords, noise, clicks) that were not in the calibration set.
-Speed: ``--seconds`` of audio per item at each batch size and thread count, the fastest of ``--repeats``
-rounds in which the candidates take turns (so that load from other processes affects them alike). Memory:
-each candidate in a fresh child process builds its model and runs one call at the largest batch; its peak
-resident memory (``VmHWM``) is reported.
+items), at the first batch size, on music-like signals (chords, noise, clicks) that are not the calibration
+signals. Speed: ``--seconds`` of audio per item at each batch size and thread count, the fastest of
+``--repeats`` calls.
 
 Usage::
 
@@ -230,29 +239,132 @@ def fidelity(out: torch.Tensor, ref: torch.Tensor, frames: torch.Tensor) -> list
     return rows
 
 
-def peak_memory_mb() -> float:
-    for line in open("/proc/self/status", encoding="utf-8"):
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+def memory_mb() -> dict[str, float]:
+    """This process's peak resident memory (``VmHWM``) and its resident memory now (``VmRSS``), MiB."""
+    found = {}
+    with open("/proc/self/status", encoding="utf-8") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                found[{"VmHWM": "peak_rss_mb", "VmRSS": "rss_mb"}[key]] = round(int(value.split()[0]) / 1024, 1)
+    return found
 
 
-def memory_child(args: argparse.Namespace, name: str) -> None:
-    """Build one candidate, run one call at the largest batch, print the peak resident memory."""
+def prepare_inputs(args: argparse.Namespace, work: Path) -> None:
+    """The float32 frontend's mel of the test signals at each batch size, for every candidate's process."""
     from muqkit import MuQ
-    from muqkit.embed.int8 import calibration_signals
 
-    torch.set_num_threads(max(args.threads))
     ref = MuQ.from_preset(args.preset, seed=0).eval()
     rate = int(ref.config.sample_rate)
+    inputs = {}
+    for batch in args.batch:
+        mel, lengths = mel_batch(ref, signals(batch, args.seconds, rate, seed=0))
+        inputs[batch] = (mel, lengths, ref.conv.output_lengths(lengths))
+    torch.save({"sample_rate": rate, "batches": inputs}, work / "inputs.pt")
+
+
+def worker(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
+    """One candidate in this process: build, time every thread count and batch size, compare with the float32
+    reference's outputs (written by its own process first), and measure memory."""
+    from muqkit.embed.int8 import calibration_signals
+
+    saved = torch.load(work / "inputs.pt")
+    inputs, rate = saved["batches"], int(saved["sample_rate"])
     calibration = calibration_signals(count=args.calibration, seconds=args.seconds, sample_rate=rate)
-    mel, lengths = mel_batch(ref, signals(max(args.batch), args.seconds, rate, seed=0))
-    del ref
-    with tempfile.TemporaryDirectory() as tmp:
-        call = Builder(args, calibration, Path(tmp)).build(name, max(args.threads))
-        with torch.inference_mode():
-            call(mel, lengths)
-    print(json.dumps({"peak_rss_mb": peak_memory_mb()}))
+    builder = Builder(args, calibration, work)
+    result: dict[str, Any] = {"candidate": name, "build_s": {}, "first_call_s": {}, "calls_s": {}, "load": {}}
+    reference = work / f"reference-b{args.batch[0]}.pt"
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        call = builder.build(name, threads)
+        result["build_s"][str(threads)] = round(time.perf_counter() - start, 1)
+        print(f"{name}: built for {threads} threads in {result['build_s'][str(threads)]} s", flush=True)
+        for batch in args.batch:
+            mel, lengths, frames = inputs[batch]
+            key = f"t{threads}-b{batch}"
+            with torch.inference_mode():
+                start = time.perf_counter()
+                out = call(mel, lengths)  # warm-up: first-call allocations, kernel selection, compiling
+                result["first_call_s"][key] = round(time.perf_counter() - start, 2)
+                times = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    call(mel, lengths)
+                    times.append(time.perf_counter() - start)
+            result["calls_s"][key] = [round(t, 3) for t in times]
+            result["load"][key] = round(os.getloadavg()[0], 2)
+            print(f"{name}: {key} first call {result['first_call_s'][key]} s, calls {result['calls_s'][key]}",
+                  flush=True)  # fmt: skip
+            if threads == args.threads[0] and batch == args.batch[0]:
+                if name == "torch-fp32" and not reference.exists():
+                    torch.save(out, reference)
+                elif reference.exists():
+                    result["fidelity"] = fidelity(out, torch.load(reference), frames)
+            del out
+    result.update(memory_mb())
+    return result
+
+
+def run_worker(args: argparse.Namespace, name: str, work: Path, tag: str) -> dict[str, Any]:
+    """Run :func:`worker` for ``name`` in a child process; its result, or why it failed."""
+    out = work / f"result-{tag}.json"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, __file__, *sys.argv[1:], "--worker", name, "--result-tag", tag, "--workdir", str(work)]
+    child = subprocess.run(command, stdout=None, stderr=subprocess.PIPE, text=True)
+    if child.returncode == 0 and out.exists():
+        return json.loads(out.read_text())
+    reason = json.loads(out.read_text()).get("error") if out.exists() else None
+    if not reason:
+        tail = [line for line in child.stderr.splitlines() if line.strip()][-3:]
+        signal = f"killed by signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
+        reason = f"{signal}: {' | '.join(tail)[:400]}"
+    return {"candidate": name, "error": reason}
+
+
+def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows of speed (against the mean of the float32 runs), fidelity and memory per candidate."""
+    refs = [r for r in runs if r["candidate"] == "torch-fp32" and "error" not in r]
+    rows, table = [], {}
+    for run in runs:
+        if "error" in run:
+            table.setdefault(run["candidate"], {"error": run["error"]})
+            continue
+        if run["candidate"] == "torch-fp32" and run is not refs[0]:
+            continue
+        table[run["candidate"]] = {"peak_rss_mb": run.get("peak_rss_mb"), "rss_mb": run.get("rss_mb"),
+                                   "fidelity": run.get("fidelity"), "build_s": run["build_s"]}  # fmt: skip
+        for threads in args.threads:
+            for batch in args.batch:
+                key = f"t{threads}-b{batch}"
+                best = min(run["calls_s"][key])
+                fp32 = [min(r["calls_s"][key]) for r in refs]
+                row = {"candidate": run["candidate"], "threads": threads, "batch": batch, "seconds": args.seconds,
+                       "call_s": best, "audio_s_per_s": round(batch * args.seconds / best, 2),
+                       "hours_per_hour_per_core": round(batch * args.seconds / best / threads, 2),
+                       "fp32_call_s": fp32, "speedup_vs_fp32": round(statistics.mean(fp32) / best, 2) if fp32 else None,
+                       "first_call_s": run["first_call_s"][key], "load": run["load"][key]}  # fmt: skip
+                rows.append(row)
+    return {"speed": rows, "candidates": table}
+
+
+def print_tables(summary: dict[str, Any]) -> None:
+    print("\n| candidate | threads | batch | s per call | audio h per h per core | vs PyTorch fp32 (fp32 s, first and "
+          "last) | first call s | load |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for r in summary["speed"]:
+        fp32 = " / ".join(f"{x:.3f}" for x in r["fp32_call_s"])
+        print(f"| {r['candidate']} | {r['threads']} | {r['batch']} | {r['call_s']:.3f} | {r['hours_per_hour_per_core']}"
+              f" | {r['speedup_vs_fp32']}x ({fp32}) | {r['first_call_s']} | {r['load']} |")  # fmt: skip
+    print("\n| candidate | lowest per-frame cosine (worst layer) | per-layer mean cosine | peak memory MiB (VmHWM) | "
+          "resident after MiB (VmRSS) |\n|---|---|---|---|---|")  # fmt: skip
+    for name, c in summary["candidates"].items():
+        if "error" in c:
+            print(f"| {name} | failed: {c['error']} | | | |")
+            continue
+        layers = c.get("fidelity") or []
+        worst = f"{min(r['min'] for r in layers):.5f}" if layers else ""
+        means = f"{min(r['mean'] for r in layers):.4f} to {max(r['mean'] for r in layers):.4f}" if layers else ""
+        print(f"| {name} | {worst} | {means} | {c['peak_rss_mb']} | {c['rss_mb']} |")
 
 
 def main() -> None:
@@ -261,12 +373,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=2,
-        help="timed rounds after a warm-up call; each candidate is timed once a round (0: fidelity only)",
-    )
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls after a warm-up call, per batch size "
+                        "and thread count (the fastest is reported)")  # fmt: skip
     parser.add_argument(
         "--calibration",
         type=int,
@@ -274,96 +382,51 @@ def main() -> None:
         help="clips of muqkit.embed.int8.calibration_signals, --seconds long, for static quantisation",
     )
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
-    parser.add_argument(
-        "--memory",
-        nargs="*",
-        default=None,
-        metavar="CANDIDATE",
-        help="candidates whose peak memory to measure, each in a child process (default: all run)",
-    )
-    parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-second-reference", action="store_true",
+                        help="run PyTorch float32 once, first (default: first and last)")  # fmt: skip
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result-tag", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--workdir",
         default=None,
-        help="keep the ONNX exports here for the next run (default: a "
+        help="keep the inputs, the float32 outputs and the ONNX exports here for the next run (default: a "
         "temporary folder); a graph already there is reused",
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    if args.memory_of:
-        memory_child(args, args.memory_of)
+    if args.worker:
+        work, tag = Path(args.workdir), args.result_tag or args.worker
+        try:
+            result = worker(args, args.worker, work)
+        except Exception as exc:  # reported by the parent, which goes on with the other candidates
+            (work / f"result-{tag}.json").write_text(json.dumps({"error": f"{type(exc).__name__}: {str(exc)[:400]}"}))
+            raise
+        (work / f"result-{tag}.json").write_text(json.dumps(result) + "\n")
         return
     print(cpu_line(), flush=True)
-    from muqkit import MuQ
-
-    ref = MuQ.from_preset(args.preset, seed=0).eval()
-    rate = int(ref.config.sample_rate)
-    from muqkit.embed.int8 import calibration_signals
-
-    calibration = calibration_signals(count=args.calibration, seconds=args.seconds, sample_rate=rate)
+    results: dict[str, Any] = {"cpu": cpu_line(), "args": vars(args)}
     names = ["torch-fp32", *[c for c in args.candidates if c != "torch-fp32"]]
-    results: dict[str, Any] = {"cpu": cpu_line(), "args": vars(args), "build_s": {}, "fidelity": {}, "speed": [],
-                               "peak_rss_mb": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.workdir or tmp) / f"{args.preset}-{args.seconds:g}s"
+        work = (Path(args.workdir) if args.workdir else Path(tmp)) / f"{args.preset}-{args.seconds:g}s"
         work.mkdir(parents=True, exist_ok=True)
-        builder = Builder(args, calibration, work)
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            calls: dict[str, Encode] = {}
-            for name in names:
-                start = time.perf_counter()
-                try:
-                    calls[name] = builder.build(name, threads)
-                except Exception as exc:  # a candidate that fails is reported, the others go on
-                    print(f"{name}: failed to build: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
-                    results["build_s"][name] = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
-                    continue
-                results["build_s"].setdefault(name, round(time.perf_counter() - start, 1))
-                print(f"{name}: built in {time.perf_counter() - start:.1f} s", flush=True)
-            for batch in args.batch:
-                mel, lengths = mel_batch(ref, signals(batch, args.seconds, rate, seed=0))
-                frames = ref.conv.output_lengths(lengths)
-                times: dict[str, list[float]] = {name: [] for name in calls}
-                outputs: dict[str, torch.Tensor] = {}
-                with torch.inference_mode():
-                    for name, call in calls.items():  # warm-up (first-call allocations, kernel selection, compiling)
-                        start = time.perf_counter()
-                        outputs[name] = call(mel, lengths)
-                        print(f"{name}: first call at batch {batch}, {threads} threads: "
-                              f"{time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
-                    for _ in range(args.repeats):
-                        for name, call in calls.items():
-                            start = time.perf_counter()
-                            call(mel, lengths)
-                            times[name].append(time.perf_counter() - start)
-                for name in calls:
-                    if name not in results["fidelity"] and "torch-fp32" in outputs:
-                        layers = fidelity(outputs[name], outputs["torch-fp32"], frames)
-                        results["fidelity"][name] = layers
-                        worst = min(r["min"] for r in layers)
-                        print(f"{name}: per-frame cosine to float32, worst layer min {worst:.5f}, means "
-                              + " ".join(f"{r['mean']:.4f}" for r in layers), flush=True)  # fmt: skip
-                    if not times[name]:
-                        continue
-                    best = min(times[name])
-                    row = {"candidate": name, "threads": threads, "batch": batch, "seconds": args.seconds,
-                           "call_s": round(best, 3), "median_s": round(statistics.median(times[name]), 3),
-                           "audio_s_per_s": round(batch * args.seconds / best, 2),
-                           "speedup_vs_fp32": round(min(times["torch-fp32"]) / best, 2),
-                           "load": round(os.getloadavg()[0], 2)}  # fmt: skip
-                    results["speed"].append(row)
-                    print(json.dumps(row), flush=True)
-            del calls
-    for name in names if args.memory is None else [n for n in names if n in args.memory]:
-        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--memory-of", name],
-                               capture_output=True, text=True)  # fmt: skip
-        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-        peak = json.loads(lines[-1])["peak_rss_mb"] if child.returncode == 0 and lines else None
-        results["peak_rss_mb"][name] = peak
-        print(f"{name}: peak resident memory {peak} MiB (build + one call at batch {max(args.batch)})", flush=True)
+        for stale in (*work.glob("reference-*.pt"), *work.glob("result-*.json")):
+            stale.unlink(missing_ok=True)
+        prepare_inputs(args, work)
+        runs = []
+        for name in names:
+            print(f"== {name}", flush=True)
+            runs.append(run_worker(args, name, work, name))
+            print(f"{name}: {runs[-1].get('error') or 'done'}; peak memory {runs[-1].get('peak_rss_mb')} MiB",
+                  flush=True)  # fmt: skip
+        if len(names) > 1 and not args.no_second_reference:
+            print("== torch-fp32 (again, last)", flush=True)
+            runs.append(run_worker(args, "torch-fp32", work, "torch-fp32-last"))
+    results["runs"] = runs
+    results.update(summarise(args, runs))
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    print_tables(results)
+    print(f"load average after: {results['load_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 
