@@ -144,3 +144,28 @@ def test_old_flat_tokenizer_folders_load(tmp_path):
         assert cls.from_dict({"n_mels": 64, "stack": 2}) == cls(mel=MelConfig(n_mels=64), stack=2)
     with pytest.raises(ValueError, match="unknown config keys"):
         KMeansConfig.from_dict({"n_melz": 64})
+
+
+@pytest.mark.parametrize("name", ["w128.yaml", "lr2e-4.yaml"])
+def test_recipe_study_presets_build_the_documented_architecture(name):
+    """bench/recipe_presets/ holds the presets docs/results.md's recipe study runs; each must still make a
+    valid pretraining config, differing from tiny-official in what its description says."""
+    from pathlib import Path
+
+    from muqkit.configs.presets import load_preset
+    from muqkit.train.pretrain import PretrainTrainingConfig
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "recipe_presets" / name
+    base = load_preset("tiny-official")
+    settings = load_preset(path)
+    changed = {k for k in settings.keys() | base.keys() if settings.get(k) != base.get(k)}
+    config = PretrainTrainingConfig.from_dict({**settings, "tokenizer": "unused"})
+    if name == "w128.yaml":
+        assert changed == {"model"}
+        conformer = config.architecture.conformer
+        assert (config.architecture.conv_dim, conformer.dim, conformer.depth, conformer.ffn_dim) == (32, 128, 4, 256)
+        assert sum(p.numel() for p in MuQ(config.architecture).parameters()) > 5 * sum(
+            p.numel() for p in MuQ(muq_preset("tiny")).parameters()
+        )
+    else:
+        assert changed == {"lr"} and config.lr == 2e-4
