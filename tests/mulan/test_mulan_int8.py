@@ -72,6 +72,17 @@ def test_the_block_text_graph_multiplies_every_weight_in_int8(official_mulan, tm
         quantize_mulan_text(official_mulan, text_scales="tensor")  # type: ignore[arg-type]
 
 
+def test_building_the_block_text_tower_leaves_logging_alone() -> None:
+    import subprocess
+    import sys
+
+    # onnxruntime's matmul_nbits_quantizer calls logging.basicConfig(level=INFO) when imported
+    code = ("import logging; from muqkit.export.int8 import _import_matmul_nbits_quantizer as f; f(); "
+            "root = logging.getLogger(); "
+            "assert not root.handlers and root.level == logging.WARNING, root.handlers")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, tiny_mulan):
     pytest.importorskip("faiss")

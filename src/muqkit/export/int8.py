@@ -200,17 +200,29 @@ def quantize_mulan(
     return Int8MuLan(mulan, session, audio=audio, audio_batch_size=audio_batch_size)
 
 
+def _import_matmul_nbits_quantizer() -> Any:
+    """onnxruntime's ``matmul_nbits_quantizer`` module, imported without its side effect on logging: its import
+    calls ``logging.basicConfig(level=INFO)``, which (where the root logger has no handler yet) would add a
+    handler and print every node it skips, and leave the process's logging configured by onnxruntime."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization import matmul_nbits_quantizer
+
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    return matmul_nbits_quantizer
+
+
 def _quantize_text_graph(graph: Path, out: Path, text_scales: TextScales) -> None:
     """Write ``graph``'s weight matrix products in int8 to ``out`` (``text_scales`` as :func:`quantize_mulan`)."""
     if text_scales == "block":
         import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import (
-            DefaultWeightOnlyQuantConfig,
-            MatMulNBitsQuantizer,
-        )
 
-        config = DefaultWeightOnlyQuantConfig(block_size=TEXT_BLOCK_SIZE, is_symmetric=True, accuracy_level=4, bits=8)
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(graph)), algo_config=config)
+        nbits = _import_matmul_nbits_quantizer()
+        config = nbits.DefaultWeightOnlyQuantConfig(block_size=TEXT_BLOCK_SIZE, is_symmetric=True, accuracy_level=4,
+                                                    bits=8)  # fmt: skip
+        quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(graph)), algo_config=config)
         quantizer.process()
         quantizer.model.save_model_to_file(str(out), False)
         return
