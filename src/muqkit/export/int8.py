@@ -8,7 +8,7 @@ tokens through a BERT-sized backbone and the tower's transformer: matrix product
 the weights, which int8 reads a quarter of. The scales per row and block follow the outliers of a transformer's
 activations, which one scale per matrix call (``quantize_dynamic``, ``text_scales="channel"`` or
 ``"matrix"``) does not: on a trained tiny MuQ-MuLan the captions' lowest cosine to float32 is 0.9994 against
-0.9888, at about 2x the time of ``quantize_dynamic`` and a third of float32's (``bench/bench_text_int8.py``,
+0.9888, at about 2.4x the time of ``quantize_dynamic`` and a third of float32's (``bench/bench_text_int8.py``,
 ``docs/benchmarks.md``). torchao's dynamic int8 (per-token activation scales) in eager PyTorch was between the
 two in fidelity and slower than both.
 
