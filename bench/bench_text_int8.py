@@ -1,6 +1,7 @@
-"""MuQ-MuLan's text tower in int8 on onnxruntime, weights quantised per matrix or per output channel, against float32:
-the latency of one text query (tokenisation included) and each text's latent cosine to float32's, the three
-taking turns in one run.
+"""MuQ-MuLan's text tower in int8 on onnxruntime against float32, with each kind of scales (``quantize_mulan``'s
+``text_scales``: ``quantize_dynamic`` with one weight scale per matrix or per output channel, and ``MatMulNBits``
+with weights and activations scaled per block of 32 input channels, the default): the latency of one text query
+(tokenisation included) and each text's latent cosine to float32's, the four taking turns in one run.
 
     OMP_NUM_THREADS=1 python bench/bench_text_int8.py --model large-text --rounds 5
     OMP_NUM_THREADS=1 python bench/bench_text_int8.py --model runs/int8-mulan/run/model
@@ -36,8 +37,9 @@ def main() -> None:
     model = build_model(args.model).float().eval()
     threads = torch.get_num_threads()
     candidates = {"float32": model,
-                  "int8 per matrix": quantize_mulan_text(model, threads=threads, per_channel=False),
-                  "int8 per channel": quantize_mulan_text(model, threads=threads, per_channel=True)}  # fmt: skip
+                  "int8 per matrix": quantize_mulan_text(model, threads=threads, text_scales="matrix"),
+                  "int8 per channel": quantize_mulan_text(model, threads=threads, text_scales="channel"),
+                  "int8 per block": quantize_mulan_text(model, threads=threads, text_scales="block")}  # fmt: skip
     texts = [f"{q} ({i})" for i in range(args.rounds + 1) for q in QUERIES]  # new texts each round
     times: dict[str, list[float]] = {name: [] for name in candidates}
     latents: dict[str, list[torch.Tensor]] = {name: [] for name in candidates}
@@ -59,8 +61,9 @@ def main() -> None:
         record["candidates"][name] = row
         print(f"| {name} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} | {row['min_cosine']:.5f} | "
               f"{row['mean_cosine']:.5f} |")  # fmt: skip
-    ratio = statistics.median(times["int8 per matrix"]) / statistics.median(times["int8 per channel"])
-    print(f"median time of int8 per matrix / int8 per channel: {ratio:.2f}")
+    for name in ("float32", "int8 per channel"):
+        ratio = statistics.median(times[name]) / statistics.median(times["int8 per block"])
+        print(f"median time of {name} / int8 per block: {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps(record, indent=1) + "\n")
 
