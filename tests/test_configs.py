@@ -146,7 +146,7 @@ def test_old_flat_tokenizer_folders_load(tmp_path):
         KMeansConfig.from_dict({"n_melz": 64})
 
 
-@pytest.mark.parametrize("name", ["w128.yaml", "lr2e-4.yaml"])
+@pytest.mark.parametrize("name", ["w128.yaml", "lr2e-4.yaml", "mask0.4.yaml"])
 def test_recipe_study_presets_build_the_documented_architecture(name):
     """bench/recipe_presets/ holds the presets docs/results.md's recipe study runs; each must still make a
     valid pretraining config, differing from tiny-official in what its description says."""
@@ -167,5 +167,7 @@ def test_recipe_study_presets_build_the_documented_architecture(name):
         assert sum(p.numel() for p in MuQ(config.architecture).parameters()) > 5 * sum(
             p.numel() for p in MuQ(muq_preset("tiny")).parameters()
         )
+    elif name == "mask0.4.yaml":
+        assert changed == {"mask_prob"} and config.mask_prob == 0.4
     else:
         assert changed == {"lr"} and config.lr == 2e-4

@@ -146,7 +146,6 @@ def test_resume_names_the_setting_that_differs(tmp_path, capsys):
 
 def test_ctrl_c_during_finetune_exits_130(tmp_path, monkeypatch, capsys):
     """Lightning catches Ctrl-C and exits 1; the command reports the interrupt (130), as `tokenizer train`."""
-    import os
     import signal
 
     from muqkit.cli.main import main
@@ -155,8 +154,10 @@ def test_ctrl_c_during_finetune_exits_130(tmp_path, monkeypatch, capsys):
     make_frame_corpus(tmp_path)
 
     def interrupted(self, batch):
-        os.kill(os.getpid(), signal.SIGINT)
-        return self.loss(batch)
+        # raise_signal delivers to this thread before it returns (os.kill lets another thread take it,
+        # and under load the step could finish first); the handler's KeyboardInterrupt comes next.
+        signal.raise_signal(signal.SIGINT)
+        return {"loss": self.loss(batch)}
 
     monkeypatch.setattr(train_module._FineTuneTask, "training_step", interrupted)
     before = signal.getsignal(signal.SIGINT)
