@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_float, positive_int
-from muqkit.cli.options import layer_list
+from muqkit.cli.options import DTYPE_CHOICES, layer_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16", "int8", "auto"),
+        choices=DTYPE_CHOICES,
         default="float32",
         help="compute precision: float32 (the same embeddings on every machine), bfloat16 (fast where the CPU "
         "has native bfloat16, else emulated and slow), int8 (CPU; quantised, compiled once per run: the "

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from muqkit.cli.errors import device, positive_int, report_failures
+from muqkit.cli.options import DTYPE_CHOICES
 
 # Entries an index folder may hold (this format and the previous one), for --overwrite.
 _OWNED = re.compile(
@@ -59,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.add_argument("--device", type=device, default="cpu")
     add.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16", "int8", "auto"),
+        choices=DTYPE_CHOICES,
         default="float32",
         help="compute precision; an index built in int8 takes int8 vectors only, one built in float32 (or "
         "bfloat16) none of int8 (default: float32)",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from muqkit.cli.errors import AUDIO_INPUTS_HELP, device, positive_int, report_failures
 from muqkit.cli.index import index_options
-from muqkit.cli.options import config_from_args, field_option, hidden_alias
+from muqkit.cli.options import DTYPE_CHOICES, config_from_args, field_option, hidden_alias
 
 DEFAULT_MODEL = "OpenMuQ/MuQ-MuLan-large"
 
@@ -189,7 +189,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 def _dtype_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16", "int8", "auto"),
+        choices=DTYPE_CHOICES,
         default="float32",
         help="compute precision (bfloat16: about 2x faster on CPUs with bf16 instructions and on GPUs, "
         "latents within about 1e-3, emulated and slow elsewhere; int8: CPU only, the text tower in int8 on "

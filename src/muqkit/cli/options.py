@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 C = TypeVar("C")
 
+# `--dtype` of every command that runs a model (muqkit.embed.precision.PrecisionOption).
+DTYPE_CHOICES = ("float32", "bfloat16", "int8", "auto")
+
 
 def resolve_field(spec: str) -> tuple[type, str]:
     """``"muqkit.train.tokenizer:TokenizerTrainingConfig.max_steps"`` -> (the class, ``"max_steps"``)."""

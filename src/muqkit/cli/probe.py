@@ -9,7 +9,7 @@ import shlex
 import sys
 import time
 
-from muqkit.cli.options import comma_list
+from muqkit.cli.options import DTYPE_CHOICES, comma_list
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dbn", action="store_true", help="decode beats with madmom's DBN instead of peak picking")
     p.add_argument(
         "--dtype",
-        choices=("float32", "bfloat16", "int8", "auto"),
+        choices=DTYPE_CHOICES,
         default="float32",
         help="precision of the MuQ models (random:, muq:), run as `muqkit embed --dtype` runs them; features of "
         "each precision are cached apart (handcrafted features are always float32)",

@@ -7,6 +7,7 @@ import errno
 import ipaddress
 
 from muqkit.cli.errors import device, positive_int
+from muqkit.cli.options import DTYPE_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--model", default=None, help="model (default: the one that built the index)")
     p.add_argument("--device", type=device, default="cpu")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "int8", "auto"), default="float32",
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
                    help="compute precision (int8: text queries in int8 on onnxruntime, queries by example in int8 as "
                         "`muqkit embed --dtype int8`; auto: from the CPU's features)")
     p.add_argument("--projection", choices=("pca", "umap"), default="pca",
