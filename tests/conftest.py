@@ -44,3 +44,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny")
     MuQ.from_preset("tiny", seed=0).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler for the test: a suite started in the background of a non-interactive
+    shell (``cmd &``) inherits SIGINT ignored, and Python then leaves it ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

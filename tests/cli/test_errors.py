@@ -129,7 +129,7 @@ def test_run_folder_rule(tmp_path: Path) -> None:
         prepare_run_folder(run / "file")
 
 
-def test_an_interrupt_a_library_turned_into_an_exit_is_130(capsys) -> None:  # noqa: ANN001
+def test_an_interrupt_a_library_turned_into_an_exit_is_130(capsys, default_sigint) -> None:  # noqa: ANN001
     """Lightning's ``Trainer.fit`` catches Ctrl-C, shuts down, then calls ``sys.exit(1)``: still 130."""
     import argparse
     import signal
@@ -139,7 +139,7 @@ def test_an_interrupt_a_library_turned_into_an_exit_is_130(capsys) -> None:  # n
 
     def like_lightning(args: argparse.Namespace) -> int:
         try:
-            signal.raise_signal(signal.SIGINT)  # to this thread, before it returns (os.kill: any thread, later)
+            signal.raise_signal(signal.SIGINT)  # to this thread, before raise_signal returns
             for _ in range(1000):  # the handler runs between bytecodes
                 pass
         except KeyboardInterrupt:

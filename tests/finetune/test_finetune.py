@@ -144,7 +144,7 @@ def test_resume_names_the_setting_that_differs(tmp_path, capsys):
     assert main([*args, "--resume"]) == 0  # the same settings resume
 
 
-def test_ctrl_c_during_finetune_exits_130(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_finetune_exits_130(tmp_path, monkeypatch, capsys, default_sigint):
     """Lightning catches Ctrl-C and exits 1; the command reports the interrupt (130), as `tokenizer train`."""
     import signal
 
@@ -154,8 +154,7 @@ def test_ctrl_c_during_finetune_exits_130(tmp_path, monkeypatch, capsys):
     make_frame_corpus(tmp_path)
 
     def interrupted(self, batch):
-        # raise_signal delivers to this thread before it returns (os.kill lets another thread take it,
-        # and under load the step could finish first); the handler's KeyboardInterrupt comes next.
+        # to this thread, before raise_signal returns; the handler's KeyboardInterrupt comes next
         signal.raise_signal(signal.SIGINT)
         return {"loss": self.loss(batch)}
 
