@@ -93,26 +93,15 @@ class Int8MuLan:
         if not self.audio_int8:
             return self._mulan.extract_audio_latents(wavs, lengths, clip_batch_size=clip_batch_size,
                                                      parallel_processing=parallel_processing)  # fmt: skip
-        from muqkit.mulan.audio import cut_clips
+        from muqkit.mulan.model import song_latents
 
         del clip_batch_size, parallel_processing
         if self._audio is None:
             from muqkit.embed.int8 import quantize_mulan_audio
 
             self._audio = quantize_mulan_audio(self._mulan, batch_size=self.audio_batch_size)
-        if not isinstance(wavs, torch.Tensor):
-            if lengths is not None:
-                raise ValueError("give lengths only with a padded (B, samples) tensor")
-            items = [torch.as_tensor(w).reshape(-1).float() for w in wavs]
-            lengths = torch.tensor([w.numel() for w in items])
-            wavs = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
-        if wavs.dim() == 1:
-            wavs = wavs.unsqueeze(0)
-        clips = cut_clips(wavs.float().cpu(), lengths, int(self._mulan.config.clip_samples))
-        total = torch.zeros(wavs.shape[0], int(self._mulan.config.dim_latent))
-        for group, owners in clips.groups:
-            total.index_add_(0, owners, self._audio.clip_latents(group))
-        return total / clips.counts.float().unsqueeze(-1)
+        config = self._mulan.config
+        return song_latents(wavs, lengths, int(config.clip_samples), int(config.dim_latent), self._audio.clip_latents)
 
     def extract_text_latents(self, texts: Sequence[str], *, batch_size: int = 1) -> torch.Tensor:
         """(B, dim_latent) float32 unit latents, tokenised as the PyTorch tower does. Texts go one at a time

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -261,26 +261,15 @@ class MuQMuLan(nn.Module):
             (B, dim_latent) latents.
         """
         del parallel_processing
-        if not isinstance(wavs, torch.Tensor):
-            items = [torch.as_tensor(w) for w in wavs]
-            if lengths is not None:
-                raise ValueError("give lengths only with a padded (B, samples) tensor")
-            lengths = torch.tensor([w.shape[-1] for w in items])
-            wavs = nn.utils.rnn.pad_sequence([w.reshape(-1) for w in items], batch_first=True)
-        if wavs.dim() == 1:
-            wavs = wavs.unsqueeze(0)
-        if wavs.dim() != 2:
-            raise ValueError(f"wavs must be (batch, samples), got shape {tuple(wavs.shape)}")
         if clip_batch_size < 1:
             raise ValueError(f"clip_batch_size must be >= 1, got {clip_batch_size}")
-        wavs = wavs.to(self.device, torch.float32)
-        clips = cut_clips(wavs, lengths, self.config.clip_samples)
-        total = torch.zeros(wavs.shape[0], self.config.dim_latent, device=self.device)
-        for group, owners in clips.groups:
-            for start in range(0, group.shape[0], clip_batch_size):
-                latents = self.encode_audio(group[start : start + clip_batch_size]).latents  # (c, dim_latent)
-                total.index_add_(0, owners[start : start + clip_batch_size], latents.float())
-        return total / clips.counts.to(total.device, total.dtype).unsqueeze(-1)
+
+        def clip_latents(group: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.encode_audio(group[start : start + clip_batch_size]).latents.float()
+                              for start in range(0, group.shape[0], clip_batch_size)])  # fmt: skip
+
+        return song_latents(wavs, lengths, self.config.clip_samples, self.config.dim_latent, clip_latents,
+                            device=self.device)  # fmt: skip
 
     def extract_text_latents(self, texts: Sequence[str], *, batch_size: int = 32) -> torch.Tensor:
         """(B, dim_latent) float32 latents of ``texts``; a text's latent does not depend on its batch.
@@ -356,3 +345,34 @@ def _resolve_path(name: str, folders: Sequence[Path]) -> str:
             if (base / path).is_dir():
                 return str(base / path)
     return name
+
+
+def song_latents(
+    wavs: torch.Tensor | Sequence[torch.Tensor],
+    lengths: torch.Tensor | None,
+    clip_samples: int,
+    dim_latent: int,
+    clip_latents: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """(B, dim_latent) latents of songs of any length: each item cut into clips of ``clip_samples``
+    (:func:`muqkit.mulan.audio.cut_clips`), ``clip_latents`` on each group of clips ((c, samples) ->
+    (c, dim_latent) unit latents), an item's latent the mean of its clips'. ``wavs``: (B, samples) with
+    ``lengths``, or a list of 1-D waveforms. The float32 model and the int8 one both pool through here."""
+    if not isinstance(wavs, torch.Tensor):
+        items = [torch.as_tensor(w) for w in wavs]
+        if lengths is not None:
+            raise ValueError("give lengths only with a padded (B, samples) tensor")
+        lengths = torch.tensor([w.shape[-1] for w in items])
+        wavs = nn.utils.rnn.pad_sequence([w.reshape(-1) for w in items], batch_first=True)
+    if wavs.dim() == 1:
+        wavs = wavs.unsqueeze(0)
+    if wavs.dim() != 2:
+        raise ValueError(f"wavs must be (batch, samples), got shape {tuple(wavs.shape)}")
+    wavs = wavs.to(device, torch.float32)
+    clips = cut_clips(wavs, lengths, clip_samples)
+    total = torch.zeros(wavs.shape[0], dim_latent, device=device)
+    for group, owners in clips.groups:
+        total.index_add_(0, owners, clip_latents(group).float())
+    return total / clips.counts.to(total.device, total.dtype).unsqueeze(-1)
