@@ -39,14 +39,16 @@ MANIFESTS = ("scores.jsonl", "notes.jsonl", "game.jsonl")
 log = logging.getLogger("recipe_study")
 
 
-def recipe_plan(steps: int, preset: str, codebooks: int, codes: int, rvq_steps: int, snapshots: int) -> Any:
+def recipe_plan(steps: int, preset: str, codebooks: int, codes: int, rvq_steps: int, snapshots: int,
+                crop_seconds: float = 3.0, batch_size: int = 8) -> Any:  # fmt: skip
     """The plan studied: the side-by-side's optimiser and data (``tiny-official``: fairseq Adam at 5e-4, 8%
-    warm-up then linear decay; 3 s crops of every file alike, short files padded with silence)."""
+    warm-up then linear decay; batches of 8 crops of 3 s of every file alike, short files padded with
+    silence). The crop length also sets the Mel-RVQ's training crops."""
     from muqkit.recipes.demo import DemoPlan
 
     return DemoPlan(
         corpus="small", rvq_steps=rvq_steps, pretrain_steps=steps, refine_rvq_steps=rvq_steps,
-        crop_seconds=3.0, batch_size=8, crop_sampling="file", pad_short=True, num_codebooks=codebooks,
+        crop_seconds=crop_seconds, batch_size=batch_size, crop_sampling="file", pad_short=True, num_codebooks=codebooks,
         codebook_size=codes, tasks=CLIP_TASKS, probe_seeds=(0, 1, 2), preset=preset, latent_seconds=3600.0,
         snapshots=snapshots, tokenizer_seconds=3600.0,
     )  # fmt: skip
@@ -199,13 +201,16 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=1024)
     parser.add_argument("--rvq-steps", type=int, default=1000)
     parser.add_argument("--snapshots", type=int, default=6, help="snapshots along iteration 1")
+    parser.add_argument("--crop-seconds", type=float, default=3.0, help="MuQ pretraining crop length")
+    parser.add_argument("--batch-size", type=int, default=8, help="MuQ pretraining crops per step")
     parser.add_argument("--probe-steps", type=int, nargs="+", help="iteration-1 steps to probe (default: 0, "
                         "a third, two thirds and the last snapshot)")  # fmt: skip
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--iter1-only", action="store_true", help="probe iteration 1's snapshots only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    plan = recipe_plan(args.steps, args.preset, args.codebooks, args.codes, args.rvq_steps, args.snapshots)
+    plan = recipe_plan(args.steps, args.preset, args.codebooks, args.codes, args.rvq_steps, args.snapshots,
+                       args.crop_seconds, args.batch_size)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"cpu": cpu_flags(), "plan": dataclasses.asdict(plan), "timings": {}}
     print(f"CPU: {record['cpu']}; torch threads {torch.get_num_threads()}", flush=True)

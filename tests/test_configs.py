@@ -146,7 +146,10 @@ def test_old_flat_tokenizer_folders_load(tmp_path):
         KMeansConfig.from_dict({"n_melz": 64})
 
 
-@pytest.mark.parametrize("name", ["w128.yaml", "lr2e-4.yaml", "mask0.4.yaml"])
+PRESETS = ["w128.yaml", "w128-lr2e-4.yaml", "w128-lr1e-4.yaml", "w128-lr2e-4-cbw.yaml", "lr2e-4.yaml", "mask0.4.yaml"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_recipe_study_presets_build_the_documented_architecture(name):
     """bench/recipe_presets/ holds the presets docs/results.md's recipe study runs; each must still make a
     valid pretraining config, differing from tiny-official in what its description says."""
@@ -167,6 +170,12 @@ def test_recipe_study_presets_build_the_documented_architecture(name):
         assert sum(p.numel() for p in MuQ(config.architecture).parameters()) > 5 * sum(
             p.numel() for p in MuQ(muq_preset("tiny")).parameters()
         )
+    elif name == "w128-lr2e-4-cbw.yaml":
+        assert changed == {"model", "lr", "codebook_weights"} and config.codebook_weights == (1.0, 0.5, 0.25, 0.125)
+    elif name.startswith("w128-lr"):
+        assert changed == {"model", "lr"} and config.lr == float(name[len("w128-lr") : -len(".yaml")])
+        w128 = PretrainTrainingConfig.from_dict({**load_preset(path.with_name("w128.yaml")), "tokenizer": "unused"})
+        assert config.architecture == w128.architecture
     elif name == "mask0.4.yaml":
         assert changed == {"mask_prob"} and config.mask_prob == 0.4
     else:

@@ -103,6 +103,28 @@ def test_output_is_frozen_and_per_codebook():
     assert {"ce_0", "acc_1", "loss"} <= set(out.metrics())
 
 
+def test_codebook_weights_weight_the_loss_and_its_gradient():
+    """The loss is the weighted mean of the codebooks' cross-entropies; a zero weight leaves a codebook's
+    head without gradient; ce_loss stays the plain mean; weights that do not fit are refused."""
+    plain = _pretrainer(codebooks=3)
+    weighted = _pretrainer(codebooks=3)
+    weighted.config = PretrainConfig(num_codebooks=3, codebook_size=32, codebook_weights=[2.0, 1.0, 0.0])
+    wav = _audio(2, 2.0)
+    a = plain(wav, generator=torch.Generator().manual_seed(0))
+    b = weighted(wav, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(b.codebook_losses, a.codebook_losses)
+    torch.testing.assert_close(b.ce_loss, a.ce_loss)
+    torch.testing.assert_close(b.loss, (2 * a.codebook_losses[0] + a.codebook_losses[1]) / 3)
+    assert not torch.allclose(b.loss, a.loss)
+    b.loss.backward()
+    bias = weighted.heads.proj.bias.grad.view(3, 32)  # one projection, 32 rows per codebook
+    assert bias[:2].abs().sum() > 0 and torch.count_nonzero(bias[2]) == 0
+    assert weighted.config.codebook_weights == (2.0, 1.0, 0.0)
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="codebook_weights needs 3"):
+            PretrainConfig(num_codebooks=3, codebook_size=32, codebook_weights=bad)
+
+
 def test_padding_never_a_target_and_padded_item_matches_alone():
     """Padding is never masked nor a target; a padded item gives the same loss terms as alone."""
     pre = _pretrainer().eval()

@@ -50,12 +50,15 @@ class PretrainConfig:
         codebook_size: codes per codebook.
         masking: span masking.
         recon_weight: weight of the mel-reconstruction MSE (0: no reconstruction head).
+        codebook_weights: one non-negative weight per codebook: the loss is the weighted mean of the
+            codebooks' cross-entropies (``None``: the plain mean, as the official code computes it).
     """
 
     num_codebooks: int = 8
     codebook_size: int = 1024
     masking: MaskingConfig = MaskingConfig()
     recon_weight: float = 0.0
+    codebook_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.num_codebooks < 1 or self.codebook_size < 2:
@@ -67,6 +70,14 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.recon_weight must be >= 0, got {self.recon_weight}")
         if isinstance(self.masking, dict):  # from JSON / YAML
             object.__setattr__(self, "masking", MaskingConfig(**self.masking))
+        if self.codebook_weights is not None:
+            weights = tuple(float(w) for w in self.codebook_weights)
+            if len(weights) != self.num_codebooks or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(
+                    f"PretrainConfig.codebook_weights needs {self.num_codebooks} non-negative weights (one per "
+                    f"codebook) with a positive sum, got {list(weights)}"
+                )
+            object.__setattr__(self, "codebook_weights", weights)
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,9 @@ class PretrainOutput:
     """Result of one :class:`MuQPretrainer` forward pass.
 
     Attributes:
-        loss: scalar to optimise (cross-entropy + ``recon_weight`` * reconstruction).
-        ce_loss: mean cross-entropy over codebooks.
+        loss: scalar to optimise (cross-entropy, weighted by ``codebook_weights`` when set, +
+            ``recon_weight`` * reconstruction).
+        ce_loss: mean cross-entropy over codebooks (unweighted).
         codebook_losses: (num_codebooks,) cross-entropy of each codebook on masked frames.
         codebook_accuracies: (num_codebooks,) top-1 accuracy of each codebook on masked frames.
         codebook_majority: (num_codebooks,) share of the masked frames whose target is the batch's
@@ -326,6 +338,9 @@ class MuQPretrainer(nn.Module):
             majority = majority_share(targets, self.config.codebook_size)
         ce_loss = codebook_losses.mean()
         loss = ce_loss
+        if self.config.codebook_weights is not None:
+            weights = codebook_losses.new_tensor(self.config.codebook_weights)
+            loss = (weights * codebook_losses).sum() / weights.sum()
 
         recon_loss = None
         if self.recon is not None:

@@ -66,6 +66,7 @@ class PretrainTrainingConfig:
             (instead of ``tokenizer``; read with :func:`muqkit.data.label_shards.read_labels`).
         mask_seconds, mask_prob, noise_std: span masking.
         recon_weight: mel-reconstruction weight (0: off).
+        codebook_weights: one weight per target codebook for the cross-entropy (``None``: all alike).
         crop_seconds: random crop length (large: 30 s).
         batch_size: crops per device per micro-batch.
         accumulate: micro-batches per optimiser step (global batch = batch_size * accumulate * devices * nodes).
@@ -116,6 +117,7 @@ class PretrainTrainingConfig:
     mask_prob: float = 0.6
     noise_std: float = 0.1
     recon_weight: float = 0.0
+    codebook_weights: tuple[float, ...] | None = None
     crop_seconds: float = 5.0
     batch_size: int = 8
     accumulate: int = 1
@@ -193,6 +195,8 @@ class PretrainTrainingConfig:
             )
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "splits", tuple(self.splits))
+        if self.codebook_weights is not None:
+            object.__setattr__(self, "codebook_weights", tuple(float(w) for w in self.codebook_weights))
         object.__setattr__(self, "model", self._architecture(self.model))
 
     def _architecture(self, model: Any) -> MuQConfig:
@@ -342,6 +346,7 @@ def build_pretrainer(
         codebook_size=codebook_size,
         masking=MaskingConfig(config.mask_seconds, config.mask_prob, config.noise_std),
         recon_weight=config.recon_weight,
+        codebook_weights=config.codebook_weights,
     )
     return MuQPretrainer(model, objective, targets)
 
