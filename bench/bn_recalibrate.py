@@ -12,6 +12,7 @@ statistics were from the new ones. Probe both with ``muqkit probe`` to see what 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ import torch
 MANIFESTS = ("scores.jsonl", "notes.jsonl", "game.jsonl")
 
 
-def recalibrate(model: torch.nn.Module, batches: list[torch.Tensor]) -> list[dict[str, float]]:
+def recalibrate(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> list[dict[str, float]]:
     """Replace the running statistics of ``model``'s BatchNorm layers with their exact averages over
     ``batches`` (every other module in eval mode); returns, per layer, the mean absolute shift of the
     running mean in old standard deviations and the mean ratio of new to old running variance."""
@@ -59,7 +60,9 @@ def main() -> None:
         parser.error(f"{args.out} exists")
     records = load_records([args.corpus / m for m in MANIFESTS if (args.corpus / m).is_file()])
     crops = RandomCropDataset(records, crop_seconds=3.0, seed=args.seed, sampling="file", pad_short=True)
-    batches = [torch.stack([torch.as_tensor(crops[b * 8 + i]["audio"]) for i in range(8)]) for b in range(args.batches)]
+    batches = (  # read as they are used
+        torch.stack([torch.as_tensor(crops[b * 8 + i]["audio"]) for i in range(8)]) for b in range(args.batches)
+    )
     model = load_muq(args.model)
     for i, row in enumerate(recalibrate(model, batches)):
         print(f"BatchNorm {i}: running mean moved {row['mean_shift']:.3f} old std, variance x{row['var_ratio']:.3f}")

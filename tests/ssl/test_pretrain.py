@@ -19,10 +19,12 @@ def _tiny(**overrides) -> MuQ:
     return MuQ.from_preset("tiny", dropout=0.0, attention_dropout=0.0, **overrides)
 
 
-def _pretrainer(*, recon: float = 0.0, codebooks: int = 2, size: int = 32, seed: int = 0) -> MuQPretrainer:
+def _pretrainer(
+    *, recon: float = 0.0, codebooks: int = 2, size: int = 32, seed: int = 0, weights: list[float] | None = None
+) -> MuQPretrainer:
     torch.manual_seed(seed)
     tokenizer = MelRVQ(MelRVQConfig(num_codebooks=codebooks, codebook_size=size))
-    config = PretrainConfig(num_codebooks=codebooks, codebook_size=size, recon_weight=recon)
+    config = PretrainConfig(num_codebooks=codebooks, codebook_size=size, recon_weight=recon, codebook_weights=weights)
     return MuQPretrainer(_tiny(), config, tokenizer)
 
 
@@ -107,8 +109,7 @@ def test_codebook_weights_weight_the_loss_and_its_gradient():
     """The loss is the weighted mean of the codebooks' cross-entropies; a zero weight leaves a codebook's
     head without gradient; ce_loss stays the plain mean; weights that do not fit are refused."""
     plain = _pretrainer(codebooks=3)
-    weighted = _pretrainer(codebooks=3)
-    weighted.config = PretrainConfig(num_codebooks=3, codebook_size=32, codebook_weights=[2.0, 1.0, 0.0])
+    weighted = _pretrainer(codebooks=3, weights=[2.0, 1.0, 0.0])  # the same weights and targets (seed 0)
     wav = _audio(2, 2.0)
     a = plain(wav, generator=torch.Generator().manual_seed(0))
     b = weighted(wav, generator=torch.Generator().manual_seed(0))
