@@ -5,6 +5,7 @@ older flat config files still loading."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 
 import pytest
@@ -146,7 +147,10 @@ def test_old_flat_tokenizer_folders_load(tmp_path):
         KMeansConfig.from_dict({"n_melz": 64})
 
 
-PRESETS = ["w128.yaml", "w128-lr2e-4.yaml", "w128-lr1e-4.yaml", "w128-lr2e-4-cbw.yaml", "lr2e-4.yaml", "mask0.4.yaml"]
+PRESETS = [
+    "w128.yaml", "w128-lr2e-4.yaml", "w128-lr1e-4.yaml", "w128-lr2e-4-cbw.yaml", "w128-lr2e-4-mask0.4.yaml",
+    "lr2e-4.yaml", "mask0.4.yaml",
+]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -173,10 +177,12 @@ def test_recipe_study_presets_build_the_documented_architecture(name):
     elif name.startswith("w128-"):  # the width arm's architecture, at a learning rate in the name
         w128 = PretrainTrainingConfig.from_dict({**load_preset(path.with_name("w128.yaml")), "tokenizer": "unused"})
         assert config.architecture == w128.architecture
-        assert config.lr == float(name.removeprefix("w128-lr").removesuffix(".yaml").removesuffix("-cbw"))
+        assert config.lr == float(re.match(r"w128-lr(\d+e-\d+)", name)[1])
         if name.endswith("-cbw.yaml"):
             assert changed == {"model", "lr", "codebook_weights"}
             assert config.codebook_weights == (1.0, 0.5, 0.25, 0.125)
+        elif name.endswith("-mask0.4.yaml"):
+            assert changed == {"model", "lr", "mask_prob"} and config.mask_prob == 0.4
         else:
             assert changed == {"model", "lr"}
     elif name == "mask0.4.yaml":
