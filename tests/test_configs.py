@@ -149,7 +149,7 @@ def test_old_flat_tokenizer_folders_load(tmp_path):
 
 PRESETS = [
     "w128.yaml", "w128-lr2e-4.yaml", "w128-lr1e-4.yaml", "w128-lr2e-4-cbw.yaml", "w128-lr2e-4-mask0.4.yaml",
-    "lr2e-4.yaml", "mask0.4.yaml",
+    "w128-lr2e-4-warm0.25.yaml", "lr2e-4.yaml", "mask0.4.yaml",
 ]
 
 
@@ -183,6 +183,8 @@ def test_recipe_study_presets_build_the_documented_architecture(name):
             assert config.codebook_weights == (1.0, 0.5, 0.25, 0.125)
         elif name.endswith("-mask0.4.yaml"):
             assert changed == {"model", "lr", "mask_prob"} and config.mask_prob == 0.4
+        elif name.endswith("-warm0.25.yaml"):
+            assert changed == {"model", "lr", "warmup_fraction"} and config.warmup_fraction == 0.25
         else:
             assert changed == {"model", "lr"}
     elif name == "mask0.4.yaml":
