@@ -5,7 +5,6 @@ older flat config files still loading."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict
 
 import pytest
@@ -147,10 +146,17 @@ def test_old_flat_tokenizer_folders_load(tmp_path):
         KMeansConfig.from_dict({"n_melz": 64})
 
 
-PRESETS = [
-    "w128.yaml", "w128-lr2e-4.yaml", "w128-lr1e-4.yaml", "w128-lr2e-4-cbw.yaml", "w128-lr2e-4-mask0.4.yaml",
-    "w128-lr2e-4-warm0.25.yaml", "lr2e-4.yaml", "mask0.4.yaml",
-]
+# Each preset: the settings it changes from tiny-official besides the architecture, and their values.
+PRESETS = {
+    "w128.yaml": {},
+    "w128-lr2e-4.yaml": {"lr": 2e-4},
+    "w128-lr1e-4.yaml": {"lr": 1e-4},
+    "w128-lr2e-4-cbw.yaml": {"lr": 2e-4, "codebook_weights": (1.0, 0.5, 0.25, 0.125)},
+    "w128-lr2e-4-mask0.4.yaml": {"lr": 2e-4, "mask_prob": 0.4},
+    "w128-lr2e-4-warm0.25.yaml": {"lr": 2e-4, "warmup_fraction": 0.25},
+    "lr2e-4.yaml": {"lr": 2e-4},
+    "mask0.4.yaml": {"mask_prob": 0.4},
+}
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -167,27 +173,14 @@ def test_recipe_study_presets_build_the_documented_architecture(name):
     settings = load_preset(path)
     changed = {k for k in settings.keys() | base.keys() if settings.get(k) != base.get(k)}
     config = PretrainTrainingConfig.from_dict({**settings, "tokenizer": "unused"})
-    if name == "w128.yaml":
-        assert changed == {"model"}
+    wide = name.startswith("w128")  # the width arm: width 128, depth 4
+    assert changed == set(PRESETS[name]) | ({"model"} if wide else set())
+    assert {k: getattr(config, k) for k in PRESETS[name]} == PRESETS[name]
+    if wide:
+        w128 = PretrainTrainingConfig.from_dict({**load_preset(path.with_name("w128.yaml")), "tokenizer": "unused"})
+        assert config.architecture == w128.architecture
         conformer = config.architecture.conformer
         assert (config.architecture.conv_dim, conformer.dim, conformer.depth, conformer.ffn_dim) == (32, 128, 4, 256)
         assert sum(p.numel() for p in MuQ(config.architecture).parameters()) > 5 * sum(
             p.numel() for p in MuQ(muq_preset("tiny")).parameters()
         )
-    elif name.startswith("w128-"):  # the width arm's architecture, at a learning rate in the name
-        w128 = PretrainTrainingConfig.from_dict({**load_preset(path.with_name("w128.yaml")), "tokenizer": "unused"})
-        assert config.architecture == w128.architecture
-        assert config.lr == float(re.match(r"w128-lr(\d+e-\d+)", name)[1])
-        if name.endswith("-cbw.yaml"):
-            assert changed == {"model", "lr", "codebook_weights"}
-            assert config.codebook_weights == (1.0, 0.5, 0.25, 0.125)
-        elif name.endswith("-mask0.4.yaml"):
-            assert changed == {"model", "lr", "mask_prob"} and config.mask_prob == 0.4
-        elif name.endswith("-warm0.25.yaml"):
-            assert changed == {"model", "lr", "warmup_fraction"} and config.warmup_fraction == 0.25
-        else:
-            assert changed == {"model", "lr"}
-    elif name == "mask0.4.yaml":
-        assert changed == {"mask_prob"} and config.mask_prob == 0.4
-    else:
-        assert changed == {"lr"} and config.lr == 2e-4
