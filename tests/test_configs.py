@@ -154,6 +154,8 @@ PRESETS = {
     "w128-lr2e-4-cbw.yaml": {"lr": 2e-4, "codebook_weights": (1.0, 0.5, 0.25, 0.125)},
     "w128-lr2e-4-mask0.4.yaml": {"lr": 2e-4, "mask_prob": 0.4},
     "w128-lr2e-4-warm0.25.yaml": {"lr": 2e-4, "warmup_fraction": 0.25},
+    "w128-lr2e-4-fixedbn.yaml": {"lr": 2e-4, "fixed_batchnorm": "frontend"},
+    "w128-lr2e-4-fixedbn-all.yaml": {"lr": 2e-4, "fixed_batchnorm": "all"},
     "lr2e-4.yaml": {"lr": 2e-4},
     "mask0.4.yaml": {"mask_prob": 0.4},
 }

@@ -267,3 +267,25 @@ def test_crop_sampling_and_short_items(tone_manifest, tmp_path):
     assert (batch["codes"][0, :, :25] == 1).all() and (batch["codes"][0, :, 25:] == -100).all()  # silence: no labels
     with pytest.raises(ValueError, match="sampling must be one of"):
         RandomCropDataset(records, crop_seconds=2.0, sampling="uniform")
+
+
+@pytest.mark.parametrize("fixed", ["none", "frontend", "all"])
+def test_fixed_batchnorm_keeps_the_starting_statistics_and_trains_the_rest(fixed, tone_manifest, tiny_tokenizer,
+                                                                          tmp_path):  # fmt: skip
+    torch.set_num_threads(1)
+    result = train_pretrain([tone_manifest], tmp_path / fixed, _config(tiny_tokenizer, fixed_batchnorm=fixed))
+    state = MuQ.from_pretrained(result.model_dir).state_dict()
+    norms = {key.rsplit(".", 1)[0] for key in state if key.endswith("running_mean")}
+    frontend = {n for n in norms if n.startswith("conv.")}
+    assert frontend and norms - frontend  # BatchNorm in the front end and in the Conformer
+    for name in sorted(norms):
+        kept = fixed == "all" or (fixed == "frontend" and name in frontend)
+        at_start = torch.equal(state[f"{name}.running_mean"], torch.zeros_like(state[f"{name}.running_mean"])) and \
+            torch.equal(state[f"{name}.running_var"], torch.ones_like(state[f"{name}.running_var"]))  # fmt: skip
+        assert at_start == kept, name
+        assert not torch.equal(state[f"{name}.weight"], torch.ones_like(state[f"{name}.weight"])), name  # trains
+
+
+def test_fixed_batchnorm_rejects_an_unknown_scope(tiny_tokenizer):
+    with pytest.raises(ValueError, match="fixed_batchnorm must be one of none, frontend, all"):
+        _config(tiny_tokenizer, fixed_batchnorm="conformer")

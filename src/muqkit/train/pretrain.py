@@ -44,6 +44,7 @@ RUN_ENTRIES = ("run_config.json", "checkpoints", "logs", "model", "pretrain.json
 
 
 MEL_STATS_SOURCES = ("auto", "tokenizer", "corpus", "preset", "config")
+FIXED_BATCHNORM = ("none", "frontend", "all")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class PretrainTrainingConfig:
         snapshot_every: also save the encoder (official format) to ``out/snapshots/step-NNNNNNN``
             before the first step and every this many steps, for learning curves
             (``muqkit curve``); 0: no snapshots.
+        fixed_batchnorm: BatchNorm layers kept in eval mode while training, normalising with the
+            statistics they start with instead of each batch's (their scale and shift still train):
+            ``none`` (the official recipe), ``frontend`` (the conv front end's) or ``all`` (the
+            Conformer convolution modules' too). Masked spans are noise, so batch statistics describe
+            noisy input; fixed ones never see it.
     """
 
     preset: str = "tiny"
@@ -150,8 +156,14 @@ class PretrainTrainingConfig:
     mel_stats: str = "auto"
     stats_max_seconds: float = 1800.0
     snapshot_every: int = 0
+    fixed_batchnorm: str = "none"
 
     def __post_init__(self) -> None:
+        if self.fixed_batchnorm not in FIXED_BATCHNORM:
+            raise ValueError(
+                f"PretrainTrainingConfig.fixed_batchnorm must be one of {', '.join(FIXED_BATCHNORM)}, "
+                f"got {self.fixed_batchnorm!r}"
+            )
         if self.mel_stats not in MEL_STATS_SOURCES:
             raise ValueError(
                 f"PretrainTrainingConfig.mel_stats must be one of {', '.join(MEL_STATS_SOURCES)}, "
@@ -410,12 +422,28 @@ class PretrainTask(nn.Module):
 
     The mask and noise of a batch are drawn from a generator seeded by ``(seed, first crop index)``,
     so they depend on the data position only (exact resume, different masks on every rank).
+    ``fixed_batchnorm`` keeps those BatchNorm layers in eval mode (see :class:`PretrainTrainingConfig`).
     """
 
-    def __init__(self, pretrainer: MuQPretrainer, *, seed: int = 0) -> None:
+    def __init__(self, pretrainer: MuQPretrainer, *, seed: int = 0, fixed_batchnorm: str = "none") -> None:
         super().__init__()
+        if fixed_batchnorm not in FIXED_BATCHNORM:
+            raise ValueError(f"fixed_batchnorm must be one of {', '.join(FIXED_BATCHNORM)}, got {fixed_batchnorm!r}")
         self.pretrainer = pretrainer
         self.seed = seed
+        self.fixed_batchnorm = fixed_batchnorm
+
+    def train(self, mode: bool = True) -> PretrainTask:
+        """``mode``, except that the fixed BatchNorm layers stay in eval mode (the harness calls this before
+        every training epoch and after every validation)."""
+        super().train(mode)
+        if self.fixed_batchnorm != "none":
+            model = self.pretrainer.model
+            scope = model.conv if self.fixed_batchnorm == "frontend" else model
+            for module in scope.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def _generator(self, batch: dict[str, torch.Tensor]) -> torch.Generator:
         device = batch["audio"].device
@@ -640,8 +668,9 @@ def train_pretrain(
         from muqkit.encoder.conformer import ConformerLayer
 
         strategy = FSDPStrategy(auto_wrap_policy={ConformerLayer}, state_dict_type="full")
+    task = PretrainTask(pretrainer, seed=config.seed, fixed_batchnorm=config.fixed_batchnorm)
     fitted = fit(
-        PretrainTask(pretrainer, seed=config.seed), train_loader, val_loader, run, start_point,
+        task, train_loader, val_loader, run, start_point,
         optimizer=_optimizer(config), metadata=metadata, describe_batch=describe_batch,
         callbacks=[_snapshot_callback(pretrainer, out, config.snapshot_every)] if config.snapshot_every else [],
         accumulate=config.accumulate, grad_clip=config.grad_clip, val_batches=config.val_batches,
