@@ -24,7 +24,9 @@ def recalibrate(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> list
     """Replace the running statistics of ``model``'s BatchNorm layers with their exact averages over
     ``batches`` (every other module in eval mode); returns, per layer, the mean absolute shift of the
     running mean in old standard deviations and the mean ratio of new to old running variance."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    from muqkit.encoder.conv import batch_norms
+
+    norms = batch_norms(model)
     old = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in norms]
     model.eval()
     for m in norms:

@@ -35,6 +35,11 @@ def _masked(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x * _time_mask(lengths, x.shape[-1])
 
 
+def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers (1d, 2d, 3d) of ``module`` and its children, in module order."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def masked_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``bn(x)``, but in training with the batch statistics of the valid positions only.
 

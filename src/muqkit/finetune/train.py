@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from muqkit.audio.mel import SAMPLE_RATE
 from muqkit.audio.tensors import lengths_to_mask
 from muqkit.data.manifest import AudioRecord
+from muqkit.encoder.conv import batch_norms
 from muqkit.finetune.lora import LoRAConfig, trainable_parameters
 from muqkit.finetune.model import HeadSpec, TaskHead, TaskModel, save_head
 
@@ -232,9 +233,8 @@ class _FineTuneTask(nn.Module):
         if self.config.mode == "freeze":
             self.model.backbone.eval()
         elif self.config.mode == "lora":
-            for module in self.model.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            for norm in batch_norms(self.model.backbone):
+                norm.eval()
         return self
 
     def parameter_groups(self) -> list[dict[str, Any]]:

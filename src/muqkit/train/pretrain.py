@@ -30,6 +30,7 @@ from torch import nn
 
 from muqkit.configs.presets import load_preset, preset_names, preset_settings  # re-exported: their old home
 from muqkit.data.loader import CROP_SAMPLING
+from muqkit.encoder.conv import batch_norms
 from muqkit.hub.presets import muq_preset
 from muqkit.ssl.masking import MaskingConfig
 from muqkit.ssl.muq import MuQ, MuQConfig
@@ -439,10 +440,8 @@ class PretrainTask(nn.Module):
         super().train(mode)
         if self.fixed_batchnorm != "none":
             model = self.pretrainer.model
-            scope = model.conv if self.fixed_batchnorm == "frontend" else model
-            for module in scope.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            for norm in batch_norms(model.conv if self.fixed_batchnorm == "frontend" else model):
+                norm.eval()
         return self
 
     def _generator(self, batch: dict[str, torch.Tensor]) -> torch.Generator:
