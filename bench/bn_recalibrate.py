@@ -24,7 +24,7 @@ def recalibrate(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> list
     """Replace the running statistics of ``model``'s BatchNorm layers with their exact averages over
     ``batches`` (every other module in eval mode); returns, per layer, the mean absolute shift of the
     running mean in old standard deviations and the mean ratio of new to old running variance."""
-    from muqkit.encoder.conv import batch_norms
+    from muqkit.encoder.conv import ResidualBlock2d, batch_norms
 
     norms = batch_norms(model)
     old = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in norms]
@@ -33,10 +33,17 @@ def recalibrate(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> list
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
         m.train()
+    # an eval-mode conv block runs its BatchNorms fused into the convolutions (no statistics):
+    # in train mode it calls them (it has no dropout)
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock2d)]
+    for m in blocks:
+        m.train()
     with torch.no_grad():
         for wavs in batches:
             model(wavs, output_hidden_states=False)
     report = []
+    for m in blocks:
+        m.eval()
     for m, (mean, var, momentum) in zip(norms, old, strict=True):
         m.momentum = momentum
         m.eval()

@@ -42,7 +42,9 @@ def test_recalibration_gives_the_exact_average_of_the_batches_and_touches_nothin
     torch.testing.assert_close(conformer_norm.running_mean, means.mean(0))
     torch.testing.assert_close(conformer_norm.running_var, variances.mean(0))
     assert all(not torch.equal(m.running_mean, torch.full_like(m.running_mean, 3.0)) for m in norms)
-    assert not model.training and all(not m.training for m in norms)
+    assert all(int(m.num_batches_tracked) == len(batches) for m in norms)  # every one saw every batch
+    assert all(not torch.equal(m.running_var, torch.ones_like(m.running_var)) for m in norms)  # not just reset
+    assert not model.training and all(not m.training for m in model.modules())
     assert all(m.momentum == 0.1 for m in norms)
     for k, v in model.state_dict().items():
         if k in weights:
